@@ -1,0 +1,53 @@
+"""jaxdeconv: dataset-free blind image deblurring by Monte-Carlo sampling, in JAX/Flax.
+
+Conventions: images are float32 in [0, 1], ``[H, W, C]``; a blur kernel ``[K, K]`` (K odd) is
+non-negative, sums to one and acts by cross-correlation: ``y = valid_correlate(x_big, k)``
+with ``x_big`` of shape ``[H + K - 1, W + K - 1, C]``.
+"""
+
+from jaxdeconv import config
+from jaxdeconv.api import DeblurResult, NonFiniteLossError, deblur
+from jaxdeconv.blur import valid_correlate, valid_correlate_direct, valid_correlate_fft
+from jaxdeconv.loss import LossTerms, loss_from_images, mc_loss, sample_images
+from jaxdeconv.networks import ImageUNet, KernelMLP, KernelUNet
+from jaxdeconv.schedules import piecewise_constant
+from jaxdeconv.train import (
+    Model,
+    TrainState,
+    build_model,
+    image_estimate,
+    init_state,
+    kernel_estimate,
+    make_train_step,
+    sample_statistics,
+    train_step,
+)
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "DeblurResult",
+    "ImageUNet",
+    "KernelMLP",
+    "KernelUNet",
+    "LossTerms",
+    "Model",
+    "NonFiniteLossError",
+    "TrainState",
+    "build_model",
+    "config",
+    "deblur",
+    "image_estimate",
+    "init_state",
+    "kernel_estimate",
+    "loss_from_images",
+    "make_train_step",
+    "mc_loss",
+    "piecewise_constant",
+    "sample_images",
+    "sample_statistics",
+    "train_step",
+    "valid_correlate",
+    "valid_correlate_direct",
+    "valid_correlate_fft",
+]

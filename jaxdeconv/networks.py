@@ -1,0 +1,166 @@
+"""The two generative networks, written with ``flax.linen`` for one image at a time.
+
+* ``ImageUNet`` (Gx): an encoder-decoder with skip connections that maps the fixed input
+  ``zx`` ``[H + K - 1, W + K - 1, Cz]`` to an image ``[H + K - 1, W + K - 1, C]`` in (0, 1).
+  It becomes a sampler through two sources of randomness, both switched off with
+  ``deterministic=True``: Gaussian noise added to its input (std ``noise_std``, rng stream
+  ``'noise'``) and dropout before every up-sampling (rate ``dropout_rate``, rng stream
+  ``'dropout'``). Both rates are ordinary (traceable) arguments, so schedules never recompile.
+* ``KernelUNet`` (Gk): the same kind of network, deterministic, from ``zk`` ``[K, K, Cz]`` to
+  ``K * K`` logits and a softmax over all of them: a kernel ``[K, K]`` that is non-negative and
+  sums to one by construction.
+* ``KernelMLP``: the fully connected kernel net of Ren et al. (SelfDeblur): a flat input,
+  one hidden layer with ReLU6, a softmax over ``K * K`` outputs.
+
+Layer choices (the paper gives no table; SelfDeblur's image net is the model): per level down,
+3x3 conv stride 2 -> norm -> LeakyReLU(0.1) -> 3x3 conv -> norm -> LeakyReLU; a 1x1 skip branch;
+bilinear up-sampling to the skip's exact shape (so odd sizes work); after concatenation
+norm -> 3x3 conv -> norm -> act -> 1x1 conv -> norm -> act; reflection padding. The norm is an
+instance norm: SelfDeblur trains batch norm on a batch of one image, which normalises over
+the spatial axes exactly like this, but instance norm keeps no running statistics, so
+``apply`` stays a pure function with identical behaviour in training and inference.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+LEAKY_SLOPE = 0.1
+
+
+def _reflect_pad(x: jax.Array, pad: int) -> jax.Array:
+    """Pads the spatial axes of ``[B, H, W, C]``; reflection, or edge where a side is 1 px."""
+    if pad == 0:
+        return x
+    mode = "reflect" if min(x.shape[1], x.shape[2]) > pad else "edge"
+    return jnp.pad(x, ((0, 0), (pad, pad), (pad, pad), (0, 0)), mode=mode)
+
+
+def dropout(x: jax.Array, rate: jax.Array, key: jax.Array) -> jax.Array:
+    """Inverted dropout with a traceable rate in [0, 1)."""
+    keep = 1.0 - rate
+    mask = jax.random.bernoulli(key, keep, x.shape)
+    return jnp.where(mask, x / keep, 0.0).astype(x.dtype)
+
+
+class _ConvNormAct(nn.Module):
+    features: int
+    kernel_size: int = 3
+    stride: int = 1
+    act: bool = True
+
+    @nn.compact
+    def __call__(self, x: jax.Array) -> jax.Array:
+        x = _reflect_pad(x, self.kernel_size // 2)
+        x = nn.Conv(
+            self.features, (self.kernel_size, self.kernel_size),
+            strides=(self.stride, self.stride), padding="VALID",
+        )(x)
+        x = nn.InstanceNorm()(x)
+        return nn.leaky_relu(x, LEAKY_SLOPE) if self.act else x
+
+
+class _UNetBody(nn.Module):
+    """Recursive encoder-decoder on ``[B, H, W, C]``; returns features at the input size."""
+
+    channels: Sequence[int]
+    skip_channels: Sequence[int]
+
+    @nn.compact
+    def __call__(self, x, dropout_rate=None, deterministic: bool = True):
+        return self._level(x, 0, dropout_rate, deterministic)
+
+    def _level(self, h, i, dropout_rate, deterministic):
+        features = self.channels[i]
+        parts = []
+        if self.skip_channels[i] > 0:
+            parts.append(_ConvNormAct(self.skip_channels[i], kernel_size=1, name=f"skip{i}")(h))
+        d = _ConvNormAct(features, stride=2, name=f"down{i}a")(h)
+        d = _ConvNormAct(features, name=f"down{i}b")(d)
+        if i + 1 < len(self.channels):
+            d = self._level(d, i + 1, dropout_rate, deterministic)
+        if not deterministic and dropout_rate is not None:
+            d = dropout(d, dropout_rate, self.make_rng("dropout"))
+        d = jax.image.resize(d, d.shape[:1] + h.shape[1:3] + d.shape[3:], method="bilinear")
+        parts.append(d)
+        u = jnp.concatenate(parts, axis=-1)
+        u = nn.InstanceNorm(name=f"up{i}norm")(u)
+        u = _ConvNormAct(features, name=f"up{i}a")(u)
+        return _ConvNormAct(features, kernel_size=1, name=f"up{i}b")(u)
+
+
+def _check_levels(channels, skip_channels):
+    if len(channels) == 0 or len(channels) != len(skip_channels):
+        raise ValueError(
+            f"need one skip width per level: channels={tuple(channels)}, "
+            f"skip_channels={tuple(skip_channels)}"
+        )
+
+
+class ImageUNet(nn.Module):
+    """Gx: ``zx [Hb, Wb, Cz] -> image [Hb, Wb, out_channels]`` in (0, 1).
+
+    Call with ``rngs={'noise': key1, 'dropout': key2}`` unless ``deterministic``.
+    """
+
+    out_channels: int = 1
+    channels: Sequence[int] = (128,) * 6
+    skip_channels: Sequence[int] = (16,) * 6
+
+    @nn.compact
+    def __call__(
+        self,
+        z: jax.Array,
+        noise_std: jax.Array | float = 0.0,
+        dropout_rate: jax.Array | float = 0.0,
+        *,
+        deterministic: bool = False,
+    ) -> jax.Array:
+        _check_levels(self.channels, self.skip_channels)
+        x = z[None]
+        if not deterministic:
+            x = x + noise_std * jax.random.normal(self.make_rng("noise"), x.shape, x.dtype)
+        x = _UNetBody(self.channels, self.skip_channels, name="body")(
+            x, jnp.asarray(dropout_rate, x.dtype), deterministic
+        )
+        x = nn.Conv(self.out_channels, (1, 1), name="head")(x)
+        return nn.sigmoid(x)[0]
+
+
+class KernelUNet(nn.Module):
+    """Gk: ``zk [K, K, Cz] -> kernel [K, K]``, non-negative, sums to one."""
+
+    channels: Sequence[int] = (64,) * 4
+    skip_channels: Sequence[int] = (16,) * 4
+
+    @nn.compact
+    def __call__(self, z: jax.Array) -> jax.Array:
+        _check_levels(self.channels, self.skip_channels)
+        k = z.shape[0]
+        x = _UNetBody(self.channels, self.skip_channels, name="body")(z[None])
+        logits = nn.Conv(1, (1, 1), name="head")(x)[0, :, :, 0]
+        return jax.nn.softmax(logits.reshape(-1)).reshape(k, k)
+
+
+class KernelMLP(nn.Module):
+    """Ren et al.'s fully connected kernel net: ``zk [D] -> kernel [K, K]``."""
+
+    kernel_size: int
+    hidden: int = 1000
+
+    @nn.compact
+    def __call__(self, z: jax.Array) -> jax.Array:
+        h = nn.relu6(nn.Dense(self.hidden, name="hidden")(z))
+        logits = nn.Dense(self.kernel_size * self.kernel_size, name="out")(h)
+        return jax.nn.softmax(logits).reshape(self.kernel_size, self.kernel_size)
+
+
+def kernel_input_shape(net: nn.Module, kernel_size: int, input_channels: int) -> tuple:
+    """Shape of the fixed input ``zk`` for a kernel net."""
+    if isinstance(net, KernelMLP):
+        return (input_channels,)
+    return (kernel_size, kernel_size, input_channels)

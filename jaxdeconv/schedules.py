@@ -1,0 +1,59 @@
+"""Step schedules for the learning rates, the dropout rate and the input-noise level.
+
+A schedule is a pure function ``step -> value`` that works on traced integers, so the
+dropout rate and the noise level can change during training without recompiling the step.
+Switch points are given as fractions of the run length (``0.3`` of 5000 steps is step 1500,
+the paper's dropout switch), so shortening a run keeps the shape of its schedules.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+import jax.numpy as jnp
+from jax.typing import ArrayLike
+
+Schedule = Callable[[ArrayLike], jnp.ndarray]
+
+
+def piecewise_constant(
+    init: float, boundaries: Sequence[int], values: Sequence[float]
+) -> Schedule:
+    """``init`` before ``boundaries[0]``, then ``values[i]`` from step ``boundaries[i]`` on.
+
+    Args:
+      init: value at step 0.
+      boundaries: increasing step indices (absolute) where the value changes.
+      values: the value taken at each boundary; same length as ``boundaries``.
+    """
+    if len(boundaries) != len(values):
+        raise ValueError(
+            f"schedule needs one value per boundary, got {len(boundaries)} boundaries "
+            f"and {len(values)} values"
+        )
+    if list(boundaries) != sorted(boundaries):
+        raise ValueError(f"schedule boundaries must increase, got {list(boundaries)}")
+    table = jnp.asarray([init, *values], dtype=jnp.float32)
+    bounds = jnp.asarray(list(boundaries), dtype=jnp.int32)
+
+    def schedule(step: ArrayLike) -> jnp.ndarray:
+        index = jnp.sum(jnp.asarray(step) >= bounds) if len(boundaries) else 0
+        return table[index]
+
+    return schedule
+
+
+def fraction_boundaries(fractions: Sequence[float], num_steps: int) -> tuple[int, ...]:
+    """Converts switch points given as fractions of the run to step indices."""
+    return tuple(int(round(f * num_steps)) for f in fractions)
+
+
+def from_config(cfg, num_steps: int, init: float | None = None) -> Schedule:
+    """Builds a schedule from a config block with ``init``, ``boundaries``, ``levels``.
+
+    ``boundaries`` are fractions of ``num_steps``; ``init`` overrides ``cfg.init``.
+    """
+    start = cfg.init if init is None else init
+    return piecewise_constant(
+        float(start), fraction_boundaries(cfg.boundaries, num_steps), tuple(cfg.levels)
+    )

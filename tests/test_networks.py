@@ -1,0 +1,97 @@
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from jaxdeconv import networks
+
+IMAGE_NET = networks.ImageUNet(out_channels=1, channels=(4, 8), skip_channels=(2, 2))
+
+
+def _init_image_net(shape=(23, 29, 3), net=IMAGE_NET):
+    z = jax.random.uniform(jax.random.key(0), shape, maxval=0.1)
+    return z, net.init(jax.random.key(1), z, deterministic=True)
+
+
+def _draw(params, z, key, noise=0.05, rate=0.3, net=IMAGE_NET):
+    k1, k2 = jax.random.split(key)
+    return net.apply(params, z, noise, rate, rngs={"noise": k1, "dropout": k2})
+
+
+@pytest.mark.parametrize("out_channels", [1, 3])
+@pytest.mark.parametrize("shape", [(23, 29, 3), (16, 16, 2), (9, 31, 1)])
+def test_image_net_shapes_and_range(out_channels, shape):
+    net = networks.ImageUNet(out_channels=out_channels, channels=(4, 8, 8), skip_channels=(2, 0, 2))
+    z, params = _init_image_net(shape, net)
+    out = net.apply(params, z, deterministic=True)
+    assert out.shape == shape[:2] + (out_channels,)
+    assert float(out.min()) > 0.0 and float(out.max()) < 1.0
+
+
+def test_deterministic_mode_is_deterministic_and_noise_free():
+    z, params = _init_image_net()
+    a = IMAGE_NET.apply(params, z, 0.5, 0.5, deterministic=True)
+    b = IMAGE_NET.apply(params, z, deterministic=True)
+    np.testing.assert_array_equal(a, b)
+    # Zero noise and zero dropout give the deterministic output too.
+    c = _draw(params, z, jax.random.key(3), noise=0.0, rate=0.0)
+    np.testing.assert_allclose(a, c, atol=1e-6)
+
+
+def test_same_key_same_draw_different_keys_differ():
+    z, params = _init_image_net()
+    a = _draw(params, z, jax.random.key(7))
+    b = _draw(params, z, jax.random.key(7))
+    c = _draw(params, z, jax.random.key(8))
+    np.testing.assert_array_equal(a, b)
+    assert float(jnp.max(jnp.abs(a - c))) > 1e-3
+
+
+def test_noise_and_dropout_each_randomise():
+    z, params = _init_image_net()
+    k1, k2 = jax.random.key(1), jax.random.key(2)
+    only_noise = [_draw(params, z, k, noise=0.05, rate=0.0) for k in (k1, k2)]
+    only_drop = [_draw(params, z, k, noise=0.0, rate=0.3) for k in (k1, k2)]
+    assert float(jnp.max(jnp.abs(only_noise[0] - only_noise[1]))) > 1e-4
+    assert float(jnp.max(jnp.abs(only_drop[0] - only_drop[1]))) > 1e-4
+
+
+def test_rates_are_traced_no_recompile():
+    z, params = _init_image_net()
+    traces = []
+
+    @jax.jit
+    def f(noise, rate, key):
+        traces.append(1)
+        return _draw(params, z, key, noise, rate)
+
+    for noise, rate in [(0.05, 0.3), (0.001, 0.001), (0.01, 0.5)]:
+        f(noise, rate, jax.random.key(0))
+    assert len(traces) == 1
+
+
+@pytest.mark.parametrize("k", [3, 5, 7, 27])
+def test_kernel_unet_is_a_distribution(k):
+    net = networks.KernelUNet(channels=(8,) * 4, skip_channels=(4,) * 4)
+    z = jax.random.uniform(jax.random.key(0), (k, k, 8), maxval=0.1)
+    params = net.init(jax.random.key(1), z)
+    kernel = net.apply(params, z)
+    assert kernel.shape == (k, k)
+    assert float(kernel.min()) >= 0.0
+    np.testing.assert_allclose(float(kernel.sum()), 1.0, atol=1e-5)
+
+
+@pytest.mark.parametrize("k", [1, 5, 19])
+def test_kernel_mlp_is_a_distribution(k):
+    net = networks.KernelMLP(kernel_size=k, hidden=32)
+    z = jax.random.uniform(jax.random.key(0), (200,), maxval=0.1)
+    kernel = net.apply(net.init(jax.random.key(1), z), z)
+    assert kernel.shape == (k, k)
+    assert float(kernel.min()) >= 0.0
+    np.testing.assert_allclose(float(kernel.sum()), 1.0, atol=1e-5)
+
+
+def test_mismatched_levels_rejected():
+    net = networks.ImageUNet(channels=(4, 8), skip_channels=(2,))
+    with pytest.raises(ValueError, match="one skip width per level"):
+        net.init(jax.random.key(0), jnp.zeros((8, 8, 2)), deterministic=True)
