@@ -1,6 +1,6 @@
 r"""Direct vs FFT blur: forward + backward time per kernel size (sets FFT_MIN_KERNEL_SIZE).
 
-  python benchmarks/blur_crossover.py --size=255
+python benchmarks/blur_crossover.py --size=255
 """
 
 import time
@@ -36,9 +36,12 @@ def main(argv):
         kern = jnp.full((k, k), 1.0 / k**2)
         row = []
         for method in ("direct", "fft"):
-            f = jax.jit(jax.grad(
-                lambda x, kk, m=method: jnp.sum(blur.valid_correlate(x, kk, m) ** 2),
-                argnums=(0, 1)))
+            f = jax.jit(
+                jax.grad(
+                    lambda x, kk, m=method: jnp.sum(blur.valid_correlate(x, kk, m) ** 2),
+                    argnums=(0, 1),
+                )
+            )
             row.append(_time(f, x, kern, repeats=_REPEATS.value) * 1e3)
         print(f"| {k} | {row[0]:.2f} | {row[1]:.2f} |", flush=True)
 

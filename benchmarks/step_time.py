@@ -47,9 +47,18 @@ def time_preset(name: str, size: int, kernel_size: int, steps: int, scheme=None)
         state, m = compiled(state, y, key)
     jax.block_until_ready(m)
     per_step = (time.perf_counter() - t0) / steps
-    return dict(preset=name, scheme=cfg.scheme, size=size, kernel_size=kernel_size,
-                compile_s=compile_s, step_s=per_step, gflop=gflop, gflops=gflop / per_step,
-                num_steps=cfg.num_steps, run_s=compile_s + per_step * cfg.num_steps)
+    return dict(
+        preset=name,
+        scheme=cfg.scheme,
+        size=size,
+        kernel_size=kernel_size,
+        compile_s=compile_s,
+        step_s=per_step,
+        gflop=gflop,
+        gflops=gflop / per_step,
+        num_steps=cfg.num_steps,
+        run_s=compile_s + per_step * cfg.num_steps,
+    )
 
 
 def main(argv):
@@ -57,16 +66,23 @@ def main(argv):
     if _CACHE.value:
         runtime.enable_compilation_cache()
     dev = jax.devices()[0]
-    print(f"# {time.strftime('%Y-%m-%d')}  backend={jax.default_backend()} device={dev.device_kind}"
-          f"  host={platform.machine()} cpus={__import__('os').cpu_count()}")
-    print("| preset | scheme | size | K | compile s | s/step | GFLOP/step | GFLOP/s |"
-          " steps | est. s/image |")
+    print(
+        f"# {time.strftime('%Y-%m-%d')}  backend={jax.default_backend()} device={dev.device_kind}"
+        f"  host={platform.machine()} cpus={__import__('os').cpu_count()}"
+    )
+    print(
+        "| preset | scheme | size | K | compile s | s/step | GFLOP/step | GFLOP/s |"
+        " steps | est. s/image |"
+    )
     print("|---|---|---|---|---|---|---|---|---|---|")
     for name in _PRESETS.value:
         r = time_preset(name, _SIZE.value, _KERNEL_SIZE.value, _STEPS.value, _SCHEME.value)
-        print(f"| {r['preset']} | {r['scheme']} | {r['size']} | {r['kernel_size']} | "
-              f"{r['compile_s']:.1f} | {r['step_s']:.3f} | {r['gflop']:.1f} | "
-              f"{r['gflops']:.1f} | {r['num_steps']} | {r['run_s']:.0f} |", flush=True)
+        print(
+            f"| {r['preset']} | {r['scheme']} | {r['size']} | {r['kernel_size']} | "
+            f"{r['compile_s']:.1f} | {r['step_s']:.3f} | {r['gflop']:.1f} | "
+            f"{r['gflops']:.1f} | {r['num_steps']} | {r['run_s']:.0f} |",
+            flush=True,
+        )
 
 
 if __name__ == "__main__":

@@ -26,11 +26,13 @@ _IMAGES = flags.DEFINE_list("images", None, "Subset of image names (default: all
 def main(argv):
     del argv
     runtime.enable_compilation_cache()
-    preset = os.path.splitext(os.path.basename(config_flags.get_config_filename(
-        flags.FLAGS["config"])))[0]
+    preset = os.path.splitext(
+        os.path.basename(config_flags.get_config_filename(flags.FLAGS["config"]))
+    )[0]
     workdir = _WORKDIR.value or os.path.join("runs", f"{_DATASET.value}_{preset}")
-    rows = evaluate.run_benchmark(_DATASET.value, _DATA_ROOT.value, _CONFIG.value, workdir,
-                                  names=_IMAGES.value, preset=preset)
+    rows = evaluate.run_benchmark(
+        _DATASET.value, _DATA_ROOT.value, _CONFIG.value, workdir, names=_IMAGES.value, preset=preset
+    )
     with open(os.path.join(workdir, "summary.md")) as f:
         print(f.read())
     if any(r["status"] != "ok" for r in rows):

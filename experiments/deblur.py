@@ -13,7 +13,9 @@ from ml_collections import config_flags
 from jaxdeconv import launch
 
 _CONFIG = config_flags.DEFINE_config_file(
-    "config", "experiments/configs/fast.py", "Run configuration (a configs/*.py file).",
+    "config",
+    "experiments/configs/fast.py",
+    "Run configuration (a configs/*.py file).",
     lock_config=True,
 )
 _INPUT = flags.DEFINE_string("input", None, "Blurry image; the built-in example if unset.")

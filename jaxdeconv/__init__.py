@@ -5,11 +5,12 @@ non-negative, sums to one and acts by cross-correlation: ``y = valid_correlate(x
 with ``x_big`` of shape ``[H + K - 1, W + K - 1, C]``.
 """
 
-from jaxdeconv import config
+from jaxdeconv import config, datasets, metrics, nonblind
 from jaxdeconv.api import DeblurResult, NonFiniteLossError, deblur
 from jaxdeconv.blur import valid_correlate, valid_correlate_direct, valid_correlate_fft
 from jaxdeconv.loss import LossTerms, loss_from_images, mc_loss, sample_images
 from jaxdeconv.networks import ImageUNet, KernelMLP, KernelUNet
+from jaxdeconv.nonblind import hyper_laplacian_deconv, wiener_deconv
 from jaxdeconv.schedules import piecewise_constant
 from jaxdeconv.train import (
     Model,
@@ -36,6 +37,11 @@ __all__ = [
     "TrainState",
     "build_model",
     "config",
+    "datasets",
+    "hyper_laplacian_deconv",
+    "metrics",
+    "nonblind",
+    "wiener_deconv",
     "deblur",
     "image_estimate",
     "init_state",

@@ -103,11 +103,14 @@ def deblur(
     last_step = config.num_steps - 1
     noise_std, rate = config.sample.noise_std, config.sample.dropout_rate
     outputs = jax.jit(functools.partial(_outputs, model, config.sample.num_samples))
-    kernel, image, mean, std = jax.device_get(outputs(
-        state, key_sample,
-        model.noise(last_step) if noise_std is None else noise_std,
-        model.dropout(last_step) if rate is None else rate,
-    ))
+    kernel, image, mean, std = jax.device_get(
+        outputs(
+            state,
+            key_sample,
+            model.noise(last_step) if noise_std is None else noise_std,
+            model.dropout(last_step) if rate is None else rate,
+        )
+    )
     return DeblurResult(
         kernel=np.asarray(kernel),
         image=np.asarray(image),

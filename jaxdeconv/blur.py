@@ -63,7 +63,10 @@ def valid_correlate_direct(x: jax.Array, kernel: jax.Array) -> jax.Array:
     lhs = jnp.moveaxis(x, -1, 0)[..., None]  # [C, Hb, Wb, 1]
     rhs = kernel.astype(x.dtype)[:, :, None, None]  # [K, K, 1, 1]
     out = jax.lax.conv_general_dilated(
-        lhs, rhs, window_strides=(1, 1), padding="VALID",
+        lhs,
+        rhs,
+        window_strides=(1, 1),
+        padding="VALID",
         dimension_numbers=("NHWC", "HWIO", "NHWC"),
     )
     return jnp.moveaxis(out[..., 0], 0, -1)

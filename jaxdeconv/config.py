@@ -30,6 +30,9 @@ def default_config() -> ml_collections.ConfigDict:
     c.tv_weight = 0.0  # weight of a total-variation term on the image (eq. 8 baseline)
     c.blur_method = "auto"  # 'auto', 'direct' or 'fft'
     c.log_every = 100  # steps between host-side metric pulls and finiteness checks
+    # Estimate the kernel on the most textured crop_size x crop_size window (0: whole image);
+    # the two-stage result still covers the whole image. Cost per step grows with the area.
+    c.crop_size = 0
 
     c.image_net = ml_collections.ConfigDict()
     c.image_net.channels = (128,) * 6  # one entry per level

@@ -42,7 +42,7 @@ def deblur_one(
         config.kernel_size = kernel_size
     outputs = pipeline.deblur_image(blurry, config, key=jax.random.key(config.seed))
     paths = pipeline.save_outputs(workdir, name, outputs)
-    extra = {"input": input_path or "built-in synthetic example", "outputs": paths}
+    extra = {"input": input_path or "built-in synthetic example", "files": paths}
     if example is not None:
         image_io.write_image(os.path.join(workdir, f"{name}_blurry.png"), example.blurry)
         image_io.write_image(os.path.join(workdir, f"{name}_sharp.png"), example.sharp)
@@ -53,12 +53,16 @@ def deblur_one(
         }
     facts = pipeline.run_facts(config, outputs, **extra)
     image_io.write_json(os.path.join(workdir, f"{name}_run.json"), facts)
-    print(f"Deblurred {extra['input']} in {facts['seconds']:.1f} s "
-          f"({config.num_steps} steps, K={config.kernel_size}, backend {facts['jax_backend']}).")
+    print(
+        f"Deblurred {extra['input']} in {facts['seconds']:.1f} s "
+        f"({config.num_steps} steps, K={config.kernel_size}, backend {facts['jax_backend']})."
+    )
     if example is not None:
         p = extra["psnr_vs_sharp"]
-        print(f"PSNR vs the sharp scene: blurry {p['blurry']:.2f} dB, network "
-              f"{p['network']:.2f} dB, two-stage {p['deblurred']:.2f} dB")
+        print(
+            f"PSNR vs the sharp scene: blurry {p['blurry']:.2f} dB, network "
+            f"{p['network']:.2f} dB, two-stage {p['deblurred']:.2f} dB"
+        )
     print(f"Outputs in {os.path.abspath(workdir)}:")
     for path in paths.values():
         print(f"  {path}")

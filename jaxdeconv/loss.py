@@ -89,6 +89,4 @@ def mc_loss(
     """Monte-Carlo loss for one blurry image ``y [H, W, C]``; differentiable in both params."""
     kernel = kernel_net.apply(params_k, zk)
     images = sample_images(image_net, params_x, zx, key, num_draws, noise_std, dropout_rate)
-    return loss_from_images(
-        images, kernel, y, mu=mu, tv_weight=tv_weight, blur_method=blur_method
-    )
+    return loss_from_images(images, kernel, y, mu=mu, tv_weight=tv_weight, blur_method=blur_method)

@@ -57,8 +57,10 @@ class _ConvNormAct(nn.Module):
     def __call__(self, x: jax.Array) -> jax.Array:
         x = _reflect_pad(x, self.kernel_size // 2)
         x = nn.Conv(
-            self.features, (self.kernel_size, self.kernel_size),
-            strides=(self.stride, self.stride), padding="VALID",
+            self.features,
+            (self.kernel_size, self.kernel_size),
+            strides=(self.stride, self.stride),
+            padding="VALID",
         )(x)
         x = nn.InstanceNorm()(x)
         return nn.leaky_relu(x, LEAKY_SLOPE) if self.act else x

@@ -19,16 +19,30 @@ import jax
 import ml_collections
 import numpy as np
 
-from jaxdeconv import api, image_io, nonblind
+from jaxdeconv import api, crops, image_io, nonblind
 
 
 @dataclasses.dataclass
 class Outputs:
     deblurred: np.ndarray  # [H, W, C]: two-stage result, every input channel
-    network: np.ndarray  # [H, W, 1]: Gx's deterministic output (luminance)
+    network: np.ndarray  # [h, w, 1]: Gx's deterministic output (luminance; the crop if any)
     kernel: np.ndarray  # [K, K]
     uncertainty: np.ndarray  # [H, W, 1]
     result: api.DeblurResult
+
+
+def estimate(
+    luminance: np.ndarray, config: ml_collections.ConfigDict, *, key: jax.Array | None = None
+) -> tuple[api.DeblurResult, tuple[int, int, int, int]]:
+    """Blind estimate on ``[H, W, 1]``, on its most textured crop if ``config.crop_size``.
+
+    Returns the result (its images cover the crop) and the crop box ``(top, left, h, w)``.
+    """
+    h, w = luminance.shape[:2]
+    box = (0, 0, h, w)
+    if config.crop_size and config.crop_size < max(h, w):
+        box = crops.most_textured_crop(luminance, config.crop_size)
+    return api.deblur(crops.crop(luminance, box), config, key=key), box
 
 
 def deblur_image(
@@ -38,7 +52,7 @@ def deblur_image(
     blurry = np.asarray(blurry, np.float32)
     if blurry.ndim == 2:
         blurry = blurry[..., None]
-    result = api.deblur(image_io.luminance(blurry), config, key=key)
+    result, _ = estimate(image_io.luminance(blurry), config, key=key)
     deblurred = np.asarray(nonblind.hyper_laplacian_deconv(blurry, result.kernel))
     return Outputs(
         deblurred=deblurred.reshape(blurry.shape),

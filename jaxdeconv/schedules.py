@@ -16,9 +16,7 @@ from jax.typing import ArrayLike
 Schedule = Callable[[ArrayLike], jnp.ndarray]
 
 
-def piecewise_constant(
-    init: float, boundaries: Sequence[int], values: Sequence[float]
-) -> Schedule:
+def piecewise_constant(init: float, boundaries: Sequence[int], values: Sequence[float]) -> Schedule:
     """``init`` before ``boundaries[0]``, then ``values[i]`` from step ``boundaries[i]`` on.
 
     Args:

@@ -67,9 +67,7 @@ def initial_noise_std(config: ml_collections.ConfigDict) -> float:
 
 def _adam(lr: float, optim: ml_collections.ConfigDict, num_steps: int):
     bounds = schedules.fraction_boundaries(optim.decay_boundaries, num_steps)
-    lr_schedule = optax.piecewise_constant_schedule(
-        lr, {b: optim.decay_factor for b in bounds}
-    )
+    lr_schedule = optax.piecewise_constant_schedule(lr, {b: optim.decay_factor for b in bounds})
     return optax.adam(lr_schedule)
 
 
@@ -114,9 +112,7 @@ def build_model(config: ml_collections.ConfigDict, blurry_shape: tuple) -> Model
         tx_x=_adam(config.optim.lr_x, config.optim, config.num_steps),
         tx_k=_adam(config.optim.lr_k, config.optim, config.num_steps),
         dropout=schedules.from_config(config.dropout, config.num_steps),
-        noise=schedules.from_config(
-            config.noise, config.num_steps, init=initial_noise_std(config)
-        ),
+        noise=schedules.from_config(config.noise, config.num_steps, init=initial_noise_std(config)),
         kernel_size=k,
         num_draws=config.num_draws,
         mu=config.mu,
@@ -151,9 +147,19 @@ def init_state(model: Model, key: jax.Array) -> TrainState:
 
 def _loss_fn(model: Model, params_x, params_k, state: TrainState, y, key, noise_std, rate):
     terms = loss_lib.mc_loss(
-        params_x, params_k, y, state.zx, state.zk, key,
-        image_net=model.image_net, kernel_net=model.kernel_net, num_draws=model.num_draws,
-        noise_std=noise_std, dropout_rate=rate, mu=model.mu, tv_weight=model.tv_weight,
+        params_x,
+        params_k,
+        y,
+        state.zx,
+        state.zk,
+        key,
+        image_net=model.image_net,
+        kernel_net=model.kernel_net,
+        num_draws=model.num_draws,
+        noise_std=noise_std,
+        dropout_rate=rate,
+        mu=model.mu,
+        tv_weight=model.tv_weight,
         blur_method=model.blur_method,
     )
     return terms.total, terms
@@ -171,8 +177,7 @@ def train_step(
     step_key = jax.random.fold_in(key, state.step)
     noise_std = model.noise(state.step)
     rate = model.dropout(state.step)
-    loss_fn = functools.partial(_loss_fn, model, state=state, y=y,
-                                noise_std=noise_std, rate=rate)
+    loss_fn = functools.partial(_loss_fn, model, state=state, y=y, noise_std=noise_std, rate=rate)
 
     if model.scheme == "joint":
         grad_fn = jax.value_and_grad(

@@ -12,8 +12,10 @@ def _random(shape, seed):
 
 
 @pytest.mark.parametrize("method", ["direct", "fft", "auto"])
-@pytest.mark.parametrize("shape,k", [((16, 16, 1), 3), ((23, 29, 3), 5), ((40, 37, 1), 9),
-                                     ((31, 31, 2), 1), ((20, 21, 1), 4)])
+@pytest.mark.parametrize(
+    "shape,k",
+    [((16, 16, 1), 3), ((23, 29, 3), 5), ((40, 37, 1), 9), ((31, 31, 2), 1), ((20, 21, 1), 4)],
+)
 def test_matches_scipy_correlate2d(method, shape, k):
     x = _random(shape, 0)
     kernel = _random((k, k), 1)

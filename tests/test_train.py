@@ -94,7 +94,9 @@ def test_vmap_over_images_equals_one_by_one(tiny_config):
         np.testing.assert_allclose(mb["loss"][i], outs[i][1]["loss"], rtol=1e-4)
         np.testing.assert_allclose(
             train.kernel_estimate(model, jax.tree_util.tree_map(lambda a, i=i: a[i], states)),
-            train.kernel_estimate(model, singles[i]), rtol=1e-4, atol=1e-6,
+            train.kernel_estimate(model, singles[i]),
+            rtol=1e-4,
+            atol=1e-6,
         )
 
 
