@@ -19,6 +19,7 @@ from jaxdeconv import train
 class DeblurResult(NamedTuple):
     kernel: np.ndarray  # [K, K], non-negative, sums to 1 (correlation kernel)
     image: np.ndarray  # [H, W, C], deterministic Gx output cropped to the blurry size
+    image_big: np.ndarray  # [H + K - 1, W + K - 1, C], the same output uncropped
     mean: np.ndarray  # [H, W, C], mean of S stochastic draws
     std: np.ndarray  # [H, W, C], per-pixel standard deviation of the draws (uncertainty)
     loss_history: np.ndarray  # [num_steps]
@@ -53,7 +54,8 @@ def check_finite(losses: np.ndarray, first_step: int) -> None:
 
 def _outputs(model: train.Model, num_samples: int, state, key, noise_std, rate):
     mean, std = train.sample_statistics(model, state, key, num_samples, noise_std, rate)
-    return train.kernel_estimate(model, state), train.image_estimate(model, state), mean, std
+    big = model.image_net.apply(state.params_x, state.zx, deterministic=True)
+    return train.kernel_estimate(model, state), big, mean, std
 
 
 def deblur(
@@ -103,7 +105,7 @@ def deblur(
     last_step = config.num_steps - 1
     noise_std, rate = config.sample.noise_std, config.sample.dropout_rate
     outputs = jax.jit(functools.partial(_outputs, model, config.sample.num_samples))
-    kernel, image, mean, std = jax.device_get(
+    kernel, image_big, mean, std = jax.device_get(
         outputs(
             state,
             key_sample,
@@ -113,7 +115,8 @@ def deblur(
     )
     return DeblurResult(
         kernel=np.asarray(kernel),
-        image=np.asarray(image),
+        image=np.asarray(train.crop_to_blurry(image_big, config.kernel_size)),
+        image_big=np.asarray(image_big),
         mean=np.asarray(mean),
         std=np.asarray(std),
         loss_history=np.concatenate(history),

@@ -33,6 +33,12 @@ def default_config() -> ml_collections.ConfigDict:
     # Estimate the kernel on the most textured crop_size x crop_size window (0: whole image);
     # the two-stage result still covers the whole image. Cost per step grows with the area.
     c.crop_size = 0
+    # Refit the network's kernel by non-negative least squares on image gradients
+    # (jaxdeconv.refine); used by the two-stage result, not by the network's own image.
+    c.refine = ml_collections.ConfigDict()
+    c.refine.enabled = False
+    c.refine.reg = 1e-3
+    c.refine.threshold = 0.05
 
     c.image_net = ml_collections.ConfigDict()
     c.image_net.channels = (128,) * 6  # one entry per level

@@ -68,8 +68,8 @@ def evaluate_image(
     """Deblurs one benchmark image and scores it. Returns ``(row, arrays)``."""
     cfg = ml_collections.ConfigDict(config.to_dict())
     cfg.kernel_size = int(item.kernel_size)
-    result, box = pipeline.estimate(item.blurry, cfg, key=key)
-    two_stage = np.asarray(nonblind.hyper_laplacian_deconv(item.blurry, result.kernel))
+    result, box, kernel = pipeline.estimate(item.blurry, cfg, key=key)
+    two_stage = np.asarray(nonblind.hyper_laplacian_deconv(item.blurry, kernel))
     true_kernel = np.asarray(nonblind.hyper_laplacian_deconv(item.blurry, item.kernel))
     # The network's own image covers the estimation crop (the whole image without one).
     whole = tuple(box[2:]) == tuple(item.blurry.shape[:2])
@@ -91,10 +91,10 @@ def evaluate_image(
         "ssim_true_kernel": reference["ssim"],
         "error_ratio": float(staged["ssd"] / reference["ssd"]),
         "error_ratio_direct": (float(direct["ssd"] / reference["ssd"]) if whole else float("nan")),
-        "kernel_similarity": metrics.kernel_similarity(result.kernel, item.kernel),
+        "kernel_similarity": metrics.kernel_similarity(kernel, item.kernel),
         "error": "",
     }
-    arrays = {"kernel": result.kernel, "two_stage": two_stage, "direct": result.image}
+    arrays = {"kernel": kernel, "two_stage": two_stage, "direct": result.image}
     return row, arrays
 
 

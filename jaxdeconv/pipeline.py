@@ -19,7 +19,7 @@ import jax
 import ml_collections
 import numpy as np
 
-from jaxdeconv import api, crops, image_io, nonblind
+from jaxdeconv import api, crops, image_io, nonblind, refine
 
 
 @dataclasses.dataclass
@@ -33,16 +33,30 @@ class Outputs:
 
 def estimate(
     luminance: np.ndarray, config: ml_collections.ConfigDict, *, key: jax.Array | None = None
-) -> tuple[api.DeblurResult, tuple[int, int, int, int]]:
+) -> tuple[api.DeblurResult, tuple[int, int, int, int], np.ndarray]:
     """Blind estimate on ``[H, W, 1]``, on its most textured crop if ``config.crop_size``.
 
-    Returns the result (its images cover the crop) and the crop box ``(top, left, h, w)``.
+    Returns the result (its images cover the crop), the crop box ``(top, left, h, w)`` and
+    the final kernel (refit by ``jaxdeconv.refine`` when ``config.refine.enabled``).
     """
     h, w = luminance.shape[:2]
     box = (0, 0, h, w)
     if config.crop_size and config.crop_size < max(h, w):
         box = crops.most_textured_crop(luminance, config.crop_size)
-    return api.deblur(crops.crop(luminance, box), config, key=key), box
+    region = crops.crop(luminance, box)
+    result = api.deblur(region, config, key=key)
+    kernel = result.kernel
+    if config.refine.enabled:
+        kernel = np.asarray(
+            refine.refine_kernel(
+                result.image_big,
+                region,
+                config.kernel_size,
+                reg=config.refine.reg,
+                threshold=config.refine.threshold,
+            )
+        )
+    return result, box, kernel
 
 
 def deblur_image(
@@ -52,12 +66,12 @@ def deblur_image(
     blurry = np.asarray(blurry, np.float32)
     if blurry.ndim == 2:
         blurry = blurry[..., None]
-    result, _ = estimate(image_io.luminance(blurry), config, key=key)
-    deblurred = np.asarray(nonblind.hyper_laplacian_deconv(blurry, result.kernel))
+    result, _, kernel = estimate(image_io.luminance(blurry), config, key=key)
+    deblurred = np.asarray(nonblind.hyper_laplacian_deconv(blurry, kernel))
     return Outputs(
         deblurred=deblurred.reshape(blurry.shape),
         network=result.image,
-        kernel=result.kernel,
+        kernel=kernel,
         uncertainty=result.std,
         result=result,
     )

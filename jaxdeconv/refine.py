@@ -1,0 +1,68 @@
+"""Kernel refinement: a non-negative least-squares refit of the kernel in the gradient domain.
+
+Given a latent-image estimate ``x_big [H + K - 1, W + K - 1]`` (the image network's output)
+and the blurry ``y [H, W]``, solve
+
+    min_k  1/2 ||grad(x_big) * k - grad(y)||^2 + reg/2 ||k||^2   s.t.  k >= 0
+
+(``*`` the library's valid cross-correlation, on horizontal and vertical differences), then
+zero entries below ``threshold`` times the maximum and renormalise to sum one. Gradients keep
+flat regions from dominating the fit. The K^2 x K^2 normal equations are small (K = 27: 729
+unknowns), so projected accelerated gradient (FISTA) on them converges in well under a second.
+"""
+
+from __future__ import annotations
+
+import functools
+
+import jax
+import jax.numpy as jnp
+
+
+def _patches(x: jax.Array, k: int) -> jax.Array:
+    """``[Hb, Wb] -> [(Hb-K+1) * (Wb-K+1), K*K]``, entry ``a*K + b`` = ``x[i+a, j+b]``."""
+    p = jax.lax.conv_general_dilated_patches(x[None, None], (k, k), (1, 1), "VALID")
+    return p[0].reshape(k * k, -1).T
+
+
+@functools.partial(jax.jit, static_argnames=("kernel_size", "iters"))
+def refine_kernel(
+    x_big: jax.Array,
+    y: jax.Array,
+    kernel_size: int,
+    *,
+    reg: float = 1e-3,
+    threshold: float = 0.05,
+    iters: int = 500,
+) -> jax.Array:
+    """Refits a ``[K, K]`` kernel to ``y [H, W(, 1)]`` from ``x_big [H+K-1, W+K-1(, 1)]``.
+
+    Args:
+      reg: ridge weight relative to the mean diagonal of the normal matrix.
+      threshold: entries below ``threshold * max`` are set to zero before renormalising.
+      iters: FISTA iterations.
+    """
+    k = kernel_size
+    x = x_big.reshape(x_big.shape[:2]) if x_big.ndim == 3 else x_big
+    yy = y.reshape(y.shape[:2]) if y.ndim == 3 else y
+    p = jnp.concatenate([_patches(jnp.diff(x, axis=1), k), _patches(jnp.diff(x, axis=0), k)])
+    g = jnp.concatenate([jnp.diff(yy, axis=1).reshape(-1), jnp.diff(yy, axis=0).reshape(-1)])
+    gram = p.T @ p
+    rhs = p.T @ g
+    gram = gram + reg * jnp.mean(jnp.diag(gram)) * jnp.eye(k * k)
+    step = 1.0 / jnp.linalg.eigvalsh(gram)[-1]
+
+    def body(_, carry):
+        kv, z, t = carry
+        k_new = jnp.maximum(z - step * (gram @ z - rhs), 0.0)
+        t_new = (1 + jnp.sqrt(1 + 4 * t * t)) / 2
+        z_new = k_new + ((t - 1) / t_new) * (k_new - kv)
+        return k_new, z_new, t_new
+
+    k0 = jnp.full((k * k,), 1.0 / (k * k))
+    kv, _, _ = jax.lax.fori_loop(0, iters, body, (k0, k0, jnp.ones(())))
+    kv = jnp.where(kv >= threshold * jnp.max(kv), kv, 0.0)
+    total = jnp.sum(kv)
+    # A degenerate fit (all zero) falls back to a centred delta rather than dividing by zero.
+    delta = jnp.zeros(k * k).at[(k * k) // 2].set(1.0)
+    return jnp.where(total > 0, kv / jnp.maximum(total, 1e-12), delta).reshape(k, k)

@@ -1,0 +1,18 @@
+import numpy as np
+
+from jaxdeconv import crops
+
+
+def test_most_textured_crop_finds_the_textured_patch():
+    img = np.full((60, 80, 1), 0.5, np.float32)
+    rng = np.random.default_rng(0)
+    img[30:50, 45:65, 0] = rng.uniform(size=(20, 20))
+    top, left, h, w = crops.most_textured_crop(img, 24, stride=2)
+    assert (h, w) == (24, 24)
+    assert top <= 30 and top + h >= 50 and left <= 45 and left + w >= 65
+    assert crops.crop(img, (top, left, h, w)).shape == (24, 24, 1)
+
+
+def test_crop_larger_than_image_is_clipped():
+    img = np.zeros((20, 30))
+    assert crops.most_textured_crop(img, 64) == (0, 0, 20, 30)
