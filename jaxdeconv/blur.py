@@ -19,9 +19,13 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
-# Measured on the 2-core CPU (benchmarks/blur_crossover.py, forward + backward through both
-# arguments, 255x255 output): the direct convolution wins only for the smallest kernels.
-FFT_MIN_KERNEL_SIZE = 7
+# Smallest kernel size for which 'auto' picks the FFT, per backend. CPU: measured with
+# benchmarks/blur_crossover.py (forward + backward through both arguments) on the 2-core CPU,
+# where the FFT was faster for every K >= 3 at 32x32, 96x96 and 255x255 outputs (K = 27 at
+# 255x255: 1.7 ms vs 91 ms). Other backends: not measured yet; a conservative guess that
+# leaves small kernels to the vendor convolution.
+FFT_MIN_KERNEL_SIZE = {"cpu": 3}
+FFT_MIN_KERNEL_SIZE_DEFAULT = 9
 
 _SMOOTH_FACTORS = (2, 3, 5)
 
@@ -102,10 +106,11 @@ def valid_correlate(x: jax.Array, kernel: jax.Array, method: str = "auto") -> ja
     Args:
       x: image ``[Hb, Wb, C]``.
       kernel: ``[K, K]``.
-      method: ``'direct'``, ``'fft'`` or ``'auto'`` (FFT from ``FFT_MIN_KERNEL_SIZE`` up).
+      method: ``'direct'``, ``'fft'`` or ``'auto'`` (FFT from the backend's crossover up).
     """
     if method == "auto":
-        method = "fft" if kernel.shape[0] >= FFT_MIN_KERNEL_SIZE else "direct"
+        crossover = FFT_MIN_KERNEL_SIZE.get(jax.default_backend(), FFT_MIN_KERNEL_SIZE_DEFAULT)
+        method = "fft" if kernel.shape[0] >= crossover else "direct"
     if method == "direct":
         return valid_correlate_direct(x, kernel)
     if method == "fft":
