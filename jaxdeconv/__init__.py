@@ -6,7 +6,7 @@ with ``x_big`` of shape ``[H + K - 1, W + K - 1, C]``.
 """
 
 from jaxdeconv import config, datasets, metrics, nonblind
-from jaxdeconv.api import DeblurResult, NonFiniteLossError, deblur
+from jaxdeconv.api import DeblurResult, NonFiniteLossError, deblur, deblur_batch
 from jaxdeconv.blur import valid_correlate, valid_correlate_direct, valid_correlate_fft
 from jaxdeconv.loss import LossTerms, loss_from_images, mc_loss, sample_images
 from jaxdeconv.networks import ImageUNet, KernelMLP, KernelUNet
@@ -43,6 +43,7 @@ __all__ = [
     "nonblind",
     "wiener_deconv",
     "deblur",
+    "deblur_batch",
     "image_estimate",
     "init_state",
     "kernel_estimate",

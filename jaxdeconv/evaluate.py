@@ -53,9 +53,11 @@ COLUMNS = (
 
 
 def config_hash(config: ml_collections.ConfigDict) -> str:
-    """Short stable hash of a config (without the kernel size, which each image sets)."""
+    """Short stable hash of what a config computes (not the per-image kernel size, nor the
+    checkpoint interval)."""
     d = config.to_dict()
     d.pop("kernel_size", None)
+    d.pop("checkpoint_every", None)
     return hashlib.sha1(json.dumps(d, sort_keys=True, default=str).encode()).hexdigest()[:12]
 
 
@@ -142,6 +144,7 @@ def run_benchmark(
     image_dir = os.path.join(workdir, "images")
     os.makedirs(image_dir, exist_ok=True)
     chash = config_hash(config)
+    commit = _commit()
     rows, kernels = [], {}
     for i, item in enumerate(items):
         path = os.path.join(image_dir, f"{item.name}.json")
@@ -187,15 +190,11 @@ def run_benchmark(
         else:
             log(f"[{i + 1}/{len(items)}] {item.name}: FAILED {row['error']}")
     write_csv(os.path.join(workdir, "results.csv"), rows)
-    summary = summary_markdown(rows, dataset=dataset, config=config, preset=preset)
-    _write_text(os.path.join(workdir, "summary.md"), summary)
+    summary = summary_markdown(rows, dataset=dataset, config=config, preset=preset, commit=commit)
+    image_io.write_text(os.path.join(workdir, "summary.md"), summary)
     if kernels:
         write_kernel_montage(os.path.join(workdir, "kernels.png"), kernels)
     return rows
-
-
-def _write_text(path: str, text: str) -> None:
-    image_io._atomic_write(path, lambda tmp: open(tmp, "w").write(text))  # noqa: SIM115
 
 
 def write_csv(path: str, rows: list[dict]) -> None:
@@ -204,20 +203,22 @@ def write_csv(path: str, rows: list[dict]) -> None:
     writer.writeheader()
     for r in rows:
         writer.writerow({k: (f"{v:.4f}" if isinstance(v, float) else v) for k, v in r.items()})
-    _write_text(path, buf.getvalue())
+    image_io.write_text(path, buf.getvalue())
 
 
 def _mean(rows, key):
     return float(np.mean([r[key] for r in rows])) if rows else float("nan")
 
 
-def summary_markdown(rows: list[dict], *, dataset: str, config, preset: str = "") -> str:
+def summary_markdown(
+    rows: list[dict], *, dataset: str, config, preset: str = "", commit: str = ""
+) -> str:
     """The results table: overall and per-category means, error ratio, success rates."""
     ok = [r for r in rows if r["status"] == "ok"]
     lines = [
         f"## {dataset} — preset `{preset or 'custom'}`",
         "",
-        f"- date: {time.strftime('%Y-%m-%d')}, commit: {_commit()}",
+        f"- date: {time.strftime('%Y-%m-%d')}, commit: {commit or _commit()}",
         f"- machine: {_machine()}",
         f"- steps: {config.num_steps}, scheme: {config.scheme}, draws: {config.num_draws}, "
         f"seed: {config.seed}, kernel size: the ground-truth kernel's size per image",
@@ -271,4 +272,4 @@ def write_kernel_montage(path: str, kernels: dict, zoom: int = 4) -> None:
             off = (size - tile.shape[0]) // 2
             canvas.paste(Image.fromarray(tile), (x0 + 4 + j * (size + 4) + off, y0 + 14 + off))
         draw.text((x0 + 4, y0 + 2), f"{name} (est | true)", fill=255)
-    image_io._atomic_write(path, lambda tmp: canvas.save(tmp, format="PNG"))
+    image_io.atomic_write(path, lambda tmp: canvas.save(tmp, format="PNG"))

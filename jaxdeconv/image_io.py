@@ -67,7 +67,7 @@ def luminance(image: np.ndarray) -> np.ndarray:
     return (image[..., :3] @ weights)[..., None]
 
 
-def _atomic_write(path: str, write) -> None:
+def atomic_write(path: str, write) -> None:
     folder = os.path.dirname(os.path.abspath(path))
     os.makedirs(folder, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=folder, prefix=".tmp-", suffix=os.path.splitext(path)[1])
@@ -90,7 +90,7 @@ def write_image(path: str, image: np.ndarray) -> None:
     arr = to_uint8(image)
     if arr.ndim == 3 and arr.shape[-1] == 1:
         arr = arr[..., 0]
-    _atomic_write(path, lambda tmp: Image.fromarray(arr).save(tmp))
+    atomic_write(path, lambda tmp: Image.fromarray(arr).save(tmp))
 
 
 def write_kernel_png(path: str, kernel: np.ndarray, scale: int = 8) -> None:
@@ -106,7 +106,7 @@ def write_npy(path: str, array: np.ndarray) -> None:
         with open(tmp, "wb") as f:
             np.save(f, np.asarray(array))
 
-    _atomic_write(path, save)
+    atomic_write(path, save)
 
 
 def write_json(path: str, data: Any) -> None:
@@ -115,4 +115,12 @@ def write_json(path: str, data: Any) -> None:
             json.dump(data, f, indent=2, sort_keys=True, default=str)
             f.write("\n")
 
-    _atomic_write(path, save)
+    atomic_write(path, save)
+
+
+def write_text(path: str, text: str) -> None:
+    def save(tmp):
+        with open(tmp, "w") as f:
+            f.write(text)
+
+    atomic_write(path, save)

@@ -60,23 +60,23 @@ def test_total_variation_term():
 
 def test_loss_gradients_are_finite_for_both_networks():
     px, pk, zx, zk, y = _setup()
+
     def f(px, pk):
-        return (
-            loss.mc_loss(
-                px,
-                pk,
-                y,
-                zx,
-                zk,
-                jax.random.key(0),
-                image_net=IMAGE_NET,
-                kernel_net=KERNEL_NET,
-                num_draws=2,
-                noise_std=0.05,
-                dropout_rate=0.3,
-                mu=1e-4,
-            ).total
-        )
+        return loss.mc_loss(
+            px,
+            pk,
+            y,
+            zx,
+            zk,
+            jax.random.key(0),
+            image_net=IMAGE_NET,
+            kernel_net=KERNEL_NET,
+            num_draws=2,
+            noise_std=0.05,
+            dropout_rate=0.3,
+            mu=1e-4,
+        ).total
+
     gx, gk = jax.jit(jax.grad(f, argnums=(0, 1)))(px, pk)
     leaves = jax.tree_util.tree_leaves((gx, gk))
     assert all(bool(jnp.all(jnp.isfinite(g))) for g in leaves)
