@@ -74,7 +74,7 @@ def test_folder_with_good_colour_and_broken_files(cfg, tmp_path):
     whole = open(_save(tmp_path / "whole.png", _grey(5)), "rb").read()
     (src / "broken.png").write_bytes(whole[: len(whole) // 2])  # truncated: corrupt
     (src / "notes.txt").write_text("hello")
-    small = _save(src / "small.png", _grey(4)[:3, :3])
+    _save(src / "small.png", _grey(4)[:3, :3])
     before = {p: open(p, "rb").read() for p in (grey, colour, rgba)}
     out = tmp_path / "out"
     records = batch.process(
