@@ -26,6 +26,7 @@ def default_config() -> ml_collections.ConfigDict:
     c.num_steps = 5000
     c.scheme = "alternating"  # 'alternating' (kernel update, then image update) or 'joint'
     c.num_draws = 1  # Monte-Carlo draws per loss evaluation
+    c.randomize = "image"  # which net the draws sample: 'image' (paper), 'kernel' or 'both'
     c.mu = 1e-4  # weight of ||k||^2
     c.tv_weight = 0.0  # weight of a total-variation term on the image (eq. 8 baseline)
     c.blur_method = "auto"  # 'auto', 'direct' or 'fft'

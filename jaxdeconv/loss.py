@@ -47,6 +47,31 @@ def sample_images(
     return jax.vmap(one)(jax.random.split(key, num_draws))
 
 
+def sample_kernels(
+    kernel_net: nn.Module,
+    params_k,
+    zk: jax.Array,
+    key: jax.Array,
+    num_draws: int,
+    noise_std: jax.Array | float,
+    dropout_rate: jax.Array | float,
+) -> jax.Array:
+    """``num_draws`` stochastic kernels ``[N, K, K]`` (for the randomised-kernel ablation)."""
+
+    def one(k):
+        k_noise, k_drop = jax.random.split(k)
+        return kernel_net.apply(
+            params_k,
+            zk,
+            noise_std,
+            dropout_rate,
+            deterministic=False,
+            rngs={"noise": k_noise, "dropout": k_drop},
+        )
+
+    return jax.vmap(one)(jax.random.split(key, num_draws))
+
+
 def total_variation(x: jax.Array) -> jax.Array:
     """Mean anisotropic total variation of ``[H, W, C]``."""
     return jnp.mean(jnp.abs(jnp.diff(x, axis=0))) + jnp.mean(jnp.abs(jnp.diff(x, axis=1)))
@@ -61,10 +86,14 @@ def loss_from_images(
     tv_weight: float = 0.0,
     blur_method: str = "auto",
 ) -> LossTerms:
-    """The loss for given draws ``images [N, Hb, Wb, C]``, ``kernel [K, K]``, ``y [H, W, C]``."""
-    residual = jax.vmap(lambda x: blur.valid_correlate(x, kernel, blur_method) - y)(images)
+    """The loss for draws ``images [N, Hb, Wb, C]`` and ``kernel [K, K]`` (or one kernel per
+    draw, ``[N, K, K]``) against ``y [H, W, C]``."""
+    kernel_axis = 0 if kernel.ndim == 3 else None
+    residual = jax.vmap(
+        lambda x, k: blur.valid_correlate(x, k, blur_method) - y, in_axes=(0, kernel_axis)
+    )(images, kernel)
     data = jnp.mean(jnp.square(residual))
-    kernel_norm = jnp.sum(jnp.square(kernel))
+    kernel_norm = jnp.sum(jnp.square(kernel)) / (kernel.shape[0] if kernel.ndim == 3 else 1)
     tv = jnp.mean(jax.vmap(total_variation)(images)) if tv_weight else jnp.zeros(())
     return LossTerms(data + mu * kernel_norm + tv_weight * tv, data, kernel_norm, tv)
 
@@ -85,8 +114,30 @@ def mc_loss(
     mu: float,
     tv_weight: float = 0.0,
     blur_method: str = "auto",
+    randomize: str = "image",
 ) -> LossTerms:
-    """Monte-Carlo loss for one blurry image ``y [H, W, C]``; differentiable in both params."""
-    kernel = kernel_net.apply(params_k, zk)
-    images = sample_images(image_net, params_x, zx, key, num_draws, noise_std, dropout_rate)
+    """Monte-Carlo loss for one blurry image ``y [H, W, C]``; differentiable in both params.
+
+    ``randomize``: which network is sampled, ``'image'`` (the paper), ``'kernel'`` or
+    ``'both'``; a network not sampled gives its deterministic output to every draw.
+    """
+    if randomize not in ("image", "kernel", "both"):
+        raise ValueError(f"randomize must be 'image', 'kernel' or 'both', got {randomize!r}")
+    if randomize == "image":
+        kernel = kernel_net.apply(params_k, zk)
+    else:
+        kernel = sample_kernels(
+            kernel_net,
+            params_k,
+            zk,
+            jax.random.fold_in(key, 1),
+            num_draws,
+            noise_std,
+            dropout_rate,
+        )
+    if randomize == "kernel":
+        images = image_net.apply(params_x, zx, deterministic=True)[None]
+        images = jnp.broadcast_to(images, (num_draws,) + images.shape[1:])
+    else:
+        images = sample_images(image_net, params_x, zx, key, num_draws, noise_std, dropout_rate)
     return loss_from_images(images, kernel, y, mu=mu, tv_weight=tv_weight, blur_method=blur_method)

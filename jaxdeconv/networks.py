@@ -134,29 +134,59 @@ class ImageUNet(nn.Module):
 
 
 class KernelUNet(nn.Module):
-    """Gk: ``zk [K, K, Cz] -> kernel [K, K]``, non-negative, sums to one."""
+    """Gk: ``zk [K, K, Cz] -> kernel [K, K]``, non-negative, sums to one.
+
+    Deterministic by default (the paper); with ``deterministic=False`` it gets the image net's
+    two sources of randomness (for the paper's "randomise the kernel net" ablation).
+    """
 
     channels: Sequence[int] = (64,) * 4
     skip_channels: Sequence[int] = (16,) * 4
 
     @nn.compact
-    def __call__(self, z: jax.Array) -> jax.Array:
+    def __call__(
+        self,
+        z: jax.Array,
+        noise_std: jax.Array | float = 0.0,
+        dropout_rate: jax.Array | float = 0.0,
+        *,
+        deterministic: bool = True,
+    ) -> jax.Array:
         _check_levels(self.channels, self.skip_channels)
         k = z.shape[0]
-        x = _UNetBody(self.channels, self.skip_channels, name="body")(z[None])
+        z = z[None]
+        if not deterministic:
+            z = z + noise_std * jax.random.normal(self.make_rng("noise"), z.shape, z.dtype)
+        x = _UNetBody(self.channels, self.skip_channels, name="body")(
+            z, jnp.asarray(dropout_rate, z.dtype), deterministic
+        )
         logits = nn.Conv(1, (1, 1), name="head")(x)[0, :, :, 0]
         return jax.nn.softmax(logits.reshape(-1)).reshape(k, k)
 
 
 class KernelMLP(nn.Module):
-    """Ren et al.'s fully connected kernel net: ``zk [D] -> kernel [K, K]``."""
+    """Ren et al.'s fully connected kernel net: ``zk [D] -> kernel [K, K]``.
+
+    With ``deterministic=False``: Gaussian noise on the input and dropout on the hidden layer.
+    """
 
     kernel_size: int
     hidden: int = 1000
 
     @nn.compact
-    def __call__(self, z: jax.Array) -> jax.Array:
+    def __call__(
+        self,
+        z: jax.Array,
+        noise_std: jax.Array | float = 0.0,
+        dropout_rate: jax.Array | float = 0.0,
+        *,
+        deterministic: bool = True,
+    ) -> jax.Array:
+        if not deterministic:
+            z = z + noise_std * jax.random.normal(self.make_rng("noise"), z.shape, z.dtype)
         h = nn.relu6(nn.Dense(self.hidden, name="hidden")(z))
+        if not deterministic:
+            h = dropout(h, jnp.asarray(dropout_rate, h.dtype), self.make_rng("dropout"))
         logits = nn.Dense(self.kernel_size * self.kernel_size, name="out")(h)
         return jax.nn.softmax(logits).reshape(self.kernel_size, self.kernel_size)
 

@@ -50,6 +50,7 @@ class Model(NamedTuple):
     tv_weight: float
     scheme: str
     blur_method: str
+    randomize: str
     image_shape: tuple  # blurry [H, W, C]
     zx_shape: tuple
     zk_shape: tuple
@@ -119,6 +120,7 @@ def build_model(config: ml_collections.ConfigDict, blurry_shape: tuple) -> Model
         tv_weight=config.tv_weight,
         scheme=config.scheme,
         blur_method=config.blur_method,
+        randomize=config.randomize,
         image_shape=(h, w, c),
         zx_shape=(h + k - 1, w + k - 1, config.image_net.input_channels),
         zk_shape=networks.kernel_input_shape(kernel_net, k, config.kernel_net.input_channels),
@@ -161,6 +163,7 @@ def _loss_fn(model: Model, params_x, params_k, state: TrainState, y, key, noise_
         mu=model.mu,
         tv_weight=model.tv_weight,
         blur_method=model.blur_method,
+        randomize=model.randomize,
     )
     return terms.total, terms
 

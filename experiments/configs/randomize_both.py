@@ -1,0 +1,15 @@
+"""Variant `randomize_both`: sample both networks.
+
+jaxdeconv.variants.apply('randomize_both', base), with the `paper` preset as the default base;
+another base goes after a colon:
+  python experiments/deblur.py --config=experiments/configs/randomize_both.py \
+      --input=IMG --kernel_size=K
+  python experiments/benchmark.py --config=experiments/configs/randomize_both.py:fast \
+      --dataset=levin
+"""
+
+from jaxdeconv import config, variants
+
+
+def get_config(base: str = "paper"):
+    return variants.apply("randomize_both", config.PRESETS[base]())

@@ -1,0 +1,15 @@
+"""Variant `ren_fc_mc`: Table 6: Ren et al.'s kernel net with the MC sampling.
+
+jaxdeconv.variants.apply('ren_fc_mc', base), with the `paper` preset as the default base;
+another base goes after a colon:
+  python experiments/deblur.py --config=experiments/configs/ren_fc_mc.py \
+      --input=IMG --kernel_size=K
+  python experiments/benchmark.py --config=experiments/configs/ren_fc_mc.py:fast \
+      --dataset=levin
+"""
+
+from jaxdeconv import config, variants
+
+
+def get_config(base: str = "paper"):
+    return variants.apply("ren_fc_mc", config.PRESETS[base]())
