@@ -34,6 +34,7 @@ class DeblurResult(NamedTuple):
     loss_history: np.ndarray  # [num_steps]
     seconds: float  # wall clock of the whole run, compilation included
     state: train.TrainState  # final training state (for research use)
+    snapshots: dict | None = None  # step -> [H, W, C] network image (config.snapshot_every)
 
 
 class NonFiniteLossError(FloatingPointError):
@@ -121,6 +122,11 @@ def _run(
             first = int(latest)
             logging.info("resumed from the checkpoint at step %d in %s", first, checkpoint_dir)
 
+    snapshot_every = int(config.snapshot_every)
+    snapshot_fn = jax.jit(functools.partial(train.image_estimate, model))
+    if batched:
+        snapshot_fn = jax.jit(jax.vmap(functools.partial(train.image_estimate, model)))
+    snapshots: dict[int, np.ndarray] = {}
     pending: list[dict] = []
     log_every = max(1, int(config.log_every))
     for i in range(first, num_steps):
@@ -128,6 +134,8 @@ def _run(
         pending.append(metrics)
         done = i + 1
         save = manager is not None and done % config.checkpoint_every == 0 and done < num_steps
+        if snapshot_every and done % snapshot_every == 0:
+            snapshots[done] = snapshot_fn(state)
         if not (save or done % log_every == 0 or done == num_steps):
             continue
         pulled = jax.device_get(pending)
@@ -161,6 +169,9 @@ def _run(
     else:
         history = history.T
     seconds = time.perf_counter() - start
+    snapshots = jax.device_get(snapshots)
+    if not batched:
+        snapshots = {k: v[None] for k, v in snapshots.items()}
     results = []
     for b in range(ys.shape[0]):
         state_b = jax.tree_util.tree_map(lambda a, b=b: a[b], state) if batched else state
@@ -174,6 +185,7 @@ def _run(
                 loss_history=np.asarray(history[b]),
                 seconds=seconds / ys.shape[0],
                 state=state_b,
+                snapshots={k: np.asarray(v[b]) for k, v in snapshots.items()} or None,
             )
         )
     return results

@@ -31,6 +31,7 @@ def default_config() -> ml_collections.ConfigDict:
     c.tv_weight = 0.0  # weight of a total-variation term on the image (eq. 8 baseline)
     c.blur_method = "auto"  # 'auto', 'direct' or 'fft'
     c.log_every = 100  # steps between host-side metric pulls and finiteness checks
+    c.snapshot_every = 0  # keep the network's image every N steps (PSNR-vs-step curves); 0: off
     c.checkpoint_every = 0  # Orbax checkpoint interval in steps when a run has a folder; 0: off
     # Estimate the kernel on the most textured crop_size x crop_size window (0: whole image);
     # the two-stage result still covers the whole image. Cost per step grows with the area.

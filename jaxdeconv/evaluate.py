@@ -96,6 +96,12 @@ def evaluate_image(
         "kernel_similarity": metrics.kernel_similarity(kernel, item.kernel),
         "error": "",
     }
+    if result.snapshots:
+        sharp = crops.crop(item.sharp, box)
+        row["psnr_curve"] = [
+            [int(step), metrics.aligned_psnr_ssim(img, sharp)["psnr"]]
+            for step, img in sorted(result.snapshots.items())
+        ]
     arrays = {"kernel": kernel, "two_stage": two_stage, "direct": result.image}
     return row, arrays
 

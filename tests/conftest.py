@@ -2,10 +2,12 @@
 
 import os
 
+import numpy as np
 import pytest
+from PIL import Image
 
 from jaxdeconv import config as config_lib
-from jaxdeconv import runtime
+from jaxdeconv import runtime, synthetic
 
 runtime.enable_compilation_cache(
     os.environ.get("JAXDECONV_CACHE_DIR")
@@ -16,3 +18,27 @@ runtime.enable_compilation_cache(
 @pytest.fixture
 def tiny_config():
     return config_lib.tiny()
+
+
+@pytest.fixture
+def small_levin(tmp_path):
+    """A two-image Levin-shaped folder: 48x48 scenes blurred by 5x5 motion kernels."""
+    root = tmp_path / "data" / "levin"
+    for sub in ("blurry", "sharp", "kernels"):
+        (root / sub).mkdir(parents=True)
+    for j in (1, 2):
+        np.save(
+            root / "kernels" / f"kernel{j}.npy",
+            synthetic.motion_kernel(5, seed=j).astype(np.float64),
+        )
+    sharp = synthetic.scene(52, 52, seed=0)
+    Image.fromarray(np.round(sharp[2:-2, 2:-2] * 255).astype(np.uint8)).save(
+        root / "sharp" / "im1.png"
+    )
+    for j in (1, 2):
+        k = np.load(root / "kernels" / f"kernel{j}.npy")
+        blurry = synthetic.correlate_valid(sharp, k)
+        Image.fromarray(np.round(np.clip(blurry, 0, 1) * 255).astype(np.uint8)).save(
+            root / "blurry" / f"im1_kernel{j}.png"
+        )
+    return str(tmp_path / "data")

@@ -1,35 +1,9 @@
 import csv
 import os
 
-import numpy as np
 import pytest
-from PIL import Image
 
-from jaxdeconv import evaluate, synthetic
-
-
-@pytest.fixture
-def small_levin(tmp_path):
-    """A two-image Levin-shaped folder: 48x48 scenes blurred by 5x5 motion kernels."""
-    root = tmp_path / "data" / "levin"
-    for sub in ("blurry", "sharp", "kernels"):
-        (root / sub).mkdir(parents=True)
-    for j in (1, 2):
-        np.save(
-            root / "kernels" / f"kernel{j}.npy",
-            synthetic.motion_kernel(5, seed=j).astype(np.float64),
-        )
-    sharp = synthetic.scene(52, 52, seed=0)
-    Image.fromarray(np.round(sharp[2:-2, 2:-2] * 255).astype(np.uint8)).save(
-        root / "sharp" / "im1.png"
-    )
-    for j in (1, 2):
-        k = np.load(root / "kernels" / f"kernel{j}.npy")
-        blurry = synthetic.correlate_valid(sharp, k)
-        Image.fromarray(np.round(np.clip(blurry, 0, 1) * 255).astype(np.uint8)).save(
-            root / "blurry" / f"im1_kernel{j}.png"
-        )
-    return str(tmp_path / "data")
+from jaxdeconv import evaluate
 
 
 def test_run_benchmark_writes_tables_and_resumes(small_levin, tmp_path, tiny_config, monkeypatch):
