@@ -25,7 +25,7 @@ import jax
 import ml_collections
 import numpy as np
 
-from jaxdeconv import api, crops, image_io, nonblind, pipeline, refine
+from jaxdeconv import api, image_io, pipeline
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".webp")
 OUTPUT_SUFFIXES = (
@@ -185,41 +185,6 @@ def choose_batch_size(requested: int | None) -> int:
     return 1 if jax.default_backend() == "cpu" else 8
 
 
-def _finish(
-    blurry: np.ndarray,
-    result: api.DeblurResult,
-    region: np.ndarray,
-    config: ml_collections.ConfigDict,
-) -> pipeline.Outputs:
-    kernel = result.kernel
-    if config.refine.enabled:
-        kernel = np.asarray(
-            refine.refine_kernel(
-                result.image_big,
-                region,
-                config.kernel_size,
-                reg=config.refine.reg,
-                threshold=config.refine.threshold,
-            )
-        )
-    deblurred = np.asarray(nonblind.hyper_laplacian_deconv(blurry, kernel))
-    return pipeline.Outputs(
-        deblurred=deblurred.reshape(blurry.shape),
-        network=result.image,
-        kernel=kernel,
-        uncertainty=result.std,
-        result=result,
-    )
-
-
-def _estimation_region(blurry: np.ndarray, config) -> np.ndarray:
-    lum = image_io.luminance(blurry)
-    h, w = lum.shape[:2]
-    if config.crop_size and config.crop_size < max(h, w):
-        return crops.crop(lum, crops.most_textured_crop(lum, config.crop_size))
-    return lum
-
-
 def process(
     paths: list[str],
     config: ml_collections.ConfigDict,
@@ -270,7 +235,7 @@ def process(
             records[path] = _failure(name, path, f"{path}: {problem}", kernel_size=k)
             progress.advance(1, f"FAILED {path}: {problem}")
             continue
-        region = _estimation_region(blurry, ml_collections.ConfigDict(config.to_dict()))
+        region, _ = pipeline.estimation_region(image_io.luminance(blurry), config)
         groups.setdefault((region.shape, int(k)), []).append((path, blurry, region, int(k)))
 
     size = choose_batch_size(batch_size)
@@ -300,7 +265,7 @@ def process(
                     progress.advance(1, f"FAILED {path}: {result}")
                     continue
                 try:
-                    outputs = _finish(blurry, result, region, cfg)
+                    outputs = pipeline.finish(blurry, result, region, cfg)
                     pipeline.save_outputs(output_dir, name, outputs)
                 except OSError as e:
                     records[path] = _failure(

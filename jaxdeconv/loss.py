@@ -27,6 +27,21 @@ class LossTerms(NamedTuple):
     tv: jax.Array
 
 
+def _draws(net, params, z, key, num_draws, noise_std, dropout_rate, **kwargs):
+    def one(k):
+        k_noise, k_drop = jax.random.split(k)
+        return net.apply(
+            params,
+            z,
+            noise_std,
+            dropout_rate,
+            rngs={"noise": k_noise, "dropout": k_drop},
+            **kwargs,
+        )
+
+    return jax.vmap(one)(jax.random.split(key, num_draws))
+
+
 def sample_images(
     image_net: nn.Module,
     params_x,
@@ -37,14 +52,7 @@ def sample_images(
     dropout_rate: jax.Array | float,
 ) -> jax.Array:
     """``num_draws`` stochastic outputs of Gx, ``[N, Hb, Wb, C]``, one key per draw."""
-
-    def one(k):
-        k_noise, k_drop = jax.random.split(k)
-        return image_net.apply(
-            params_x, zx, noise_std, dropout_rate, rngs={"noise": k_noise, "dropout": k_drop}
-        )
-
-    return jax.vmap(one)(jax.random.split(key, num_draws))
+    return _draws(image_net, params_x, zx, key, num_draws, noise_std, dropout_rate)
 
 
 def sample_kernels(
@@ -57,19 +65,9 @@ def sample_kernels(
     dropout_rate: jax.Array | float,
 ) -> jax.Array:
     """``num_draws`` stochastic kernels ``[N, K, K]`` (for the randomised-kernel ablation)."""
-
-    def one(k):
-        k_noise, k_drop = jax.random.split(k)
-        return kernel_net.apply(
-            params_k,
-            zk,
-            noise_std,
-            dropout_rate,
-            deterministic=False,
-            rngs={"noise": k_noise, "dropout": k_drop},
-        )
-
-    return jax.vmap(one)(jax.random.split(key, num_draws))
+    return _draws(
+        kernel_net, params_k, zk, key, num_draws, noise_std, dropout_rate, deterministic=False
+    )
 
 
 def total_variation(x: jax.Array) -> jax.Array:

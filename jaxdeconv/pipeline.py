@@ -31,32 +31,61 @@ class Outputs:
     result: api.DeblurResult
 
 
-def estimate(
-    luminance: np.ndarray, config: ml_collections.ConfigDict, *, key: jax.Array | None = None
-) -> tuple[api.DeblurResult, tuple[int, int, int, int], np.ndarray]:
-    """Blind estimate on ``[H, W, 1]``, on its most textured crop if ``config.crop_size``.
-
-    Returns the result (its images cover the crop), the crop box ``(top, left, h, w)`` and
-    the final kernel (refit by ``jaxdeconv.refine`` when ``config.refine.enabled``).
-    """
+def estimation_region(
+    luminance: np.ndarray, config: ml_collections.ConfigDict
+) -> tuple[np.ndarray, tuple[int, int, int, int]]:
+    """The part of ``[H, W, 1]`` the kernel is estimated on and its box ``(top, left, h, w)``:
+    the most textured ``crop_size`` window when ``config.crop_size`` is set, else everything."""
     h, w = luminance.shape[:2]
     box = (0, 0, h, w)
     if config.crop_size and config.crop_size < max(h, w):
         box = crops.most_textured_crop(luminance, config.crop_size)
-    region = crops.crop(luminance, box)
-    result = api.deblur(region, config, key=key)
-    kernel = result.kernel
-    if config.refine.enabled:
-        kernel = np.asarray(
-            refine.refine_kernel(
-                result.image_big,
-                region,
-                config.kernel_size,
-                reg=config.refine.reg,
-                threshold=config.refine.threshold,
-            )
+    return crops.crop(luminance, box), box
+
+
+def final_kernel(
+    result: api.DeblurResult, region: np.ndarray, config: ml_collections.ConfigDict
+) -> np.ndarray:
+    """The network's kernel, refit by ``jaxdeconv.refine`` when ``config.refine.enabled``."""
+    if not config.refine.enabled:
+        return result.kernel
+    return np.asarray(
+        refine.refine_kernel(
+            result.image_big,
+            region,
+            config.kernel_size,
+            reg=config.refine.reg,
+            threshold=config.refine.threshold,
         )
-    return result, box, kernel
+    )
+
+
+def estimate(
+    luminance: np.ndarray, config: ml_collections.ConfigDict, *, key: jax.Array | None = None
+) -> tuple[api.DeblurResult, tuple[int, int, int, int], np.ndarray]:
+    """Blind estimate on ``[H, W, 1]``: the result (its images cover the estimation region),
+    the region's box and the final kernel."""
+    region, box = estimation_region(luminance, config)
+    result = api.deblur(region, config, key=key)
+    return result, box, final_kernel(result, region, config)
+
+
+def finish(
+    blurry: np.ndarray,
+    result: api.DeblurResult,
+    region: np.ndarray,
+    config: ml_collections.ConfigDict,
+) -> Outputs:
+    """Final kernel, then non-blind deconvolution of every channel of ``blurry [H, W, C]``."""
+    kernel = final_kernel(result, region, config)
+    deblurred = np.asarray(nonblind.hyper_laplacian_deconv(blurry, kernel))
+    return Outputs(
+        deblurred=deblurred.reshape(blurry.shape),
+        network=result.image,
+        kernel=kernel,
+        uncertainty=result.std,
+        result=result,
+    )
 
 
 def deblur_image(
@@ -66,15 +95,8 @@ def deblur_image(
     blurry = np.asarray(blurry, np.float32)
     if blurry.ndim == 2:
         blurry = blurry[..., None]
-    result, _, kernel = estimate(image_io.luminance(blurry), config, key=key)
-    deblurred = np.asarray(nonblind.hyper_laplacian_deconv(blurry, kernel))
-    return Outputs(
-        deblurred=deblurred.reshape(blurry.shape),
-        network=result.image,
-        kernel=kernel,
-        uncertainty=result.std,
-        result=result,
-    )
+    region, _ = estimation_region(image_io.luminance(blurry), config)
+    return finish(blurry, api.deblur(region, config, key=key), region, config)
 
 
 def save_outputs(outdir: str, name: str, outputs: Outputs) -> dict[str, str]:
