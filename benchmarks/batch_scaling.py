@@ -1,0 +1,64 @@
+r"""Images per minute when training B images together with vmap, against one after another.
+
+  python benchmarks/batch_scaling.py --preset=fast --size=128 --kernel_size=27 --batches=1,2,4,8
+
+Times --steps training steps after compilation and extrapolates to the preset's step count
+(the per-image extras, non-blind step and output writing, are not included).
+"""
+
+import functools
+import time
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from absl import app, flags
+
+from jaxdeconv import config as config_lib
+from jaxdeconv import train
+
+_PRESET = flags.DEFINE_string("preset", "fast", "Preset.")
+_SIZE = flags.DEFINE_integer("size", 128, "Side of the estimation image (fast: its crop).")
+_KERNEL_SIZE = flags.DEFINE_integer("kernel_size", 27, "K.")
+_BATCHES = flags.DEFINE_list("batches", ["1", "2", "4", "8"], "Batch sizes.")
+_STEPS = flags.DEFINE_integer("steps", 20, "Timed steps per measurement.")
+
+
+def _time(step, state, y, key, steps):
+    state, m = step(state, y, key)
+    jax.block_until_ready(m)
+    t0 = time.perf_counter()
+    for _ in range(steps):
+        state, m = step(state, y, key)
+    jax.block_until_ready(m)
+    return (time.perf_counter() - t0) / steps
+
+
+def main(argv):
+    del argv
+    cfg = config_lib.PRESETS[_PRESET.value]()
+    cfg.kernel_size = _KERNEL_SIZE.value
+    shape = (_SIZE.value, _SIZE.value, 1)
+    model = train.build_model(cfg, shape)
+    rng = np.random.default_rng(0)
+    single = jax.jit(functools.partial(train.train_step, model), donate_argnums=0)
+    state = train.init_state(model, jax.random.key(0))
+    y = jnp.asarray(rng.uniform(size=shape), jnp.float32)
+    t1 = _time(single, state, y, jax.random.key(1), _STEPS.value)
+    print(f"# {time.strftime('%Y-%m-%d')} backend={jax.default_backend()} "
+          f"device={jax.devices()[0].device_kind} preset={_PRESET.value} "
+          f"size={_SIZE.value} K={_KERNEL_SIZE.value} steps/image={cfg.num_steps}")
+    print("| B | strategy | s/step | images/min |")
+    print("|---|---|---|---|")
+    print(f"| 1 | one image at a time | {t1:.3f} | {60 / (t1 * cfg.num_steps):.2f} |", flush=True)
+    batched = jax.jit(jax.vmap(functools.partial(train.train_step, model)), donate_argnums=0)
+    for b in map(int, _BATCHES.value):
+        keys = jax.random.split(jax.random.key(0), b)
+        states = jax.vmap(functools.partial(train.init_state, model))(keys)
+        ys = jnp.asarray(rng.uniform(size=(b, *shape)), jnp.float32)
+        tb = _time(batched, states, ys, keys, _STEPS.value)
+        print(f"| {b} | vmap | {tb:.3f} | {60 * b / (tb * cfg.num_steps):.2f} |", flush=True)
+
+
+if __name__ == "__main__":
+    app.run(main)
