@@ -157,7 +157,7 @@ class Progress:
         self.stream = stream or sys.stderr
         self.start = time.perf_counter()
 
-    def _fmt(self, s: float) -> str:
+    def fmt(self, s: float) -> str:
         s = int(s)
         return f"{s // 3600}:{s % 3600 // 60:02d}:{s % 60:02d}"
 
@@ -173,8 +173,8 @@ class Progress:
         filled = int(width * self.done / max(self.total, 1))
         bar = "#" * filled + "-" * (width - filled)
         self.line(
-            f"[{bar}] {self.done}/{self.total} elapsed {self._fmt(elapsed)} "
-            f"ETA {self._fmt(eta)}  {text}"
+            f"[{bar}] {self.done}/{self.total} elapsed {self.fmt(elapsed)} "
+            f"ETA {self.fmt(eta)}  {text}"
         )
 
 
@@ -245,7 +245,7 @@ def process(
         for start in range(0, len(members), size):
             chunk = members[start : start + size]
             try:
-                results = _train(chunk, cfg, output_dir, names, checkpoints)
+                results = _train(chunk, cfg, output_dir, names, checkpoints, progress)
             except Exception as e:  # noqa: BLE001 - a failed batch is retried image by image
                 if len(chunk) == 1:
                     path = chunk[0][0]
@@ -255,7 +255,7 @@ def process(
                 results = []
                 for member in chunk:
                     try:
-                        results += _train([member], cfg, output_dir, names, checkpoints)
+                        results += _train([member], cfg, output_dir, names, checkpoints, progress)
                     except Exception as e2:  # noqa: BLE001
                         results.append(e2)
             for (path, blurry, region, _), result in zip(chunk, results, strict=True):
@@ -298,11 +298,27 @@ def _checkpoint_dir(chunk, cfg, output_dir, names, checkpoints) -> str | None:
     return None
 
 
-def _train(chunk, cfg, output_dir, names, checkpoints) -> list[api.DeblurResult]:
+def _train(chunk, cfg, output_dir, names, checkpoints, progress=None) -> list[api.DeblurResult]:
     ckpt = _checkpoint_dir(chunk, cfg, output_dir, names, checkpoints)
+    label = ", ".join(names[m[0]] for m in chunk)
+    start = time.perf_counter()
+
+    def report(step, metrics):
+        if progress is not None:
+            elapsed = time.perf_counter() - start
+            eta = elapsed / step * (cfg.num_steps - step)
+            progress.line(
+                f"    {label}: step {step}/{cfg.num_steps} loss {metrics['loss']:.2e}"
+                f" elapsed {progress.fmt(elapsed)} ETA {progress.fmt(eta)}"
+            )
+
     if len(chunk) == 1:
-        return [api.deblur(chunk[0][2], cfg, key=jax.random.key(cfg.seed), checkpoint_dir=ckpt)]
-    return api.deblur_batch([m[2] for m in chunk], cfg, checkpoint_dir=ckpt)
+        return [
+            api.deblur(
+                chunk[0][2], cfg, key=jax.random.key(cfg.seed), checkpoint_dir=ckpt, callback=report
+            )
+        ]
+    return api.deblur_batch([m[2] for m in chunk], cfg, checkpoint_dir=ckpt, callback=report)
 
 
 def write_summary(output_dir: str, records: list[dict], config) -> None:

@@ -54,6 +54,7 @@ def test_folder_run_reports_failures_and_exits_non_zero(tmp_path):
     assert "1 deblurred, 0 skipped, 1 failed" in r.stdout
     assert "bad.jpg: not an image file" in r.stderr
     assert "JAX backend" in r.stderr  # progress names the device
+    assert "good: step 6/6" in r.stderr and "ETA" in r.stderr  # per-batch and overall
     assert os.path.isfile(out / "good_deblurred.png")
     summary = json.load(open(out / "summary.json"))
     assert [i["status"] for i in summary["images"]] == ["failed", "ok"]
