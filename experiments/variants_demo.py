@@ -22,8 +22,12 @@ from ml_collections import config_flags
 import jaxdeconv
 from jaxdeconv import runtime, synthetic
 
-_CONFIG = config_flags.DEFINE_config_file("config", "experiments/configs/tiny.py", "Config.")
-_SIZE = flags.DEFINE_integer("size", 32, "Side of the synthetic blurry image.")
+
+def _define_flags():
+    # Defined only when run as a script, so importing the functions (as the tests do) adds
+    # no global flags.
+    config_flags.DEFINE_config_file("config", "experiments/configs/tiny.py", "Config.")
+    flags.DEFINE_integer("size", 32, "Side of the synthetic blurry image.")
 
 
 def seed_ensemble(blurry, config, seeds):
@@ -113,8 +117,9 @@ def zx_gradient(blurry, config, key):
 def main(argv):
     del argv
     runtime.enable_compilation_cache()
-    cfg = _CONFIG.value
-    ex = synthetic.make_example(_SIZE.value, _SIZE.value, cfg.kernel_size, seed=0)
+    cfg = flags.FLAGS.config
+    size = flags.FLAGS.size
+    ex = synthetic.make_example(size, size, cfg.kernel_size, seed=0)
     kernels = np.asarray(seed_ensemble(ex.blurry, cfg, seeds=(0, 1, 2, 3)))
     sims = [jaxdeconv.metrics.kernel_similarity(k, ex.kernel) for k in kernels]
     print(
@@ -135,4 +140,5 @@ def main(argv):
 
 
 if __name__ == "__main__":
+    _define_flags()
     app.run(main)
