@@ -42,6 +42,17 @@ def default_config() -> ml_collections.ConfigDict:
     c.refine.enabled = False
     c.refine.reg = 1e-3
     c.refine.threshold = 0.0
+    # Then polish it by classical alternation (jaxdeconv.refine.polish_kernel): L0-gradient
+    # latent estimate, NNLS refit, ``iters`` times, on the most textured ``crop_size`` window of
+    # the whole image (0: the whole image). Host-side, seconds per image; not used by the
+    # network's own image.
+    c.polish = ml_collections.ConfigDict()
+    c.polish.enabled = False
+    c.polish.iters = 10
+    c.polish.lam = 2e-3
+    c.polish.reg = 1e-3
+    c.polish.threshold = 0.05
+    c.polish.crop_size = 256
 
     c.image_net = ml_collections.ConfigDict()
     c.image_net.channels = (128,) * 6  # one entry per level

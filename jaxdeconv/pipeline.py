@@ -44,20 +44,37 @@ def estimation_region(
 
 
 def final_kernel(
-    result: api.DeblurResult, region: np.ndarray, config: ml_collections.ConfigDict
+    result: api.DeblurResult,
+    region: np.ndarray,
+    config: ml_collections.ConfigDict,
+    luminance: np.ndarray | None = None,
 ) -> np.ndarray:
-    """The network's kernel, refit by ``jaxdeconv.refine`` when ``config.refine.enabled``."""
-    if not config.refine.enabled:
-        return result.kernel
-    return np.asarray(
-        refine.refine_kernel(
+    """The network's kernel, refit by ``jaxdeconv.refine`` when ``config.refine.enabled``,
+    then polished (``refine.polish_kernel``) on the most textured ``config.polish.crop_size``
+    window of ``luminance [H, W, 1]`` (the estimation region when not given) when
+    ``config.polish.enabled``."""
+    kernel = result.kernel
+    if config.refine.enabled:
+        kernel = refine.refine_kernel(
             result.image_big,
             region,
             config.kernel_size,
             reg=config.refine.reg,
             threshold=config.refine.threshold,
         )
-    )
+    if config.polish.enabled:
+        image = region if luminance is None else luminance
+        if config.polish.crop_size and config.polish.crop_size < max(image.shape[:2]):
+            image = crops.crop(image, crops.most_textured_crop(image, config.polish.crop_size))
+        kernel = refine.polish_kernel(
+            image,
+            kernel,
+            iters=config.polish.iters,
+            lam=config.polish.lam,
+            reg=config.polish.reg,
+            threshold=config.polish.threshold,
+        )
+    return np.asarray(kernel)
 
 
 def estimate(
@@ -67,7 +84,7 @@ def estimate(
     the region's box and the final kernel."""
     region, box = estimation_region(luminance, config)
     result = api.deblur(region, config, key=key)
-    return result, box, final_kernel(result, region, config)
+    return result, box, final_kernel(result, region, config, luminance)
 
 
 def finish(
@@ -77,7 +94,7 @@ def finish(
     config: ml_collections.ConfigDict,
 ) -> Outputs:
     """Final kernel, then non-blind deconvolution of every channel of ``blurry [H, W, C]``."""
-    kernel = final_kernel(result, region, config)
+    kernel = final_kernel(result, region, config, image_io.luminance(blurry))
     deblurred = np.asarray(nonblind.hyper_laplacian_deconv(blurry, kernel))
     return Outputs(
         deblurred=deblurred.reshape(blurry.shape),

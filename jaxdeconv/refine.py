@@ -18,6 +18,8 @@ import functools
 import jax
 import jax.numpy as jnp
 
+from jaxdeconv import nonblind
+
 
 def _patches(x: jax.Array, k: int) -> jax.Array:
     """``[Hb, Wb] -> [(Hb-K+1) * (Wb-K+1), K*K]``, entry ``a*K + b`` = ``x[i+a, j+b]``."""
@@ -66,3 +68,39 @@ def refine_kernel(
     # A degenerate fit (all zero) falls back to a centred delta rather than dividing by zero.
     delta = jnp.zeros(k * k).at[(k * k) // 2].set(1.0)
     return jnp.where(total > 0, kv / jnp.maximum(total, 1e-12), delta).reshape(k, k)
+
+
+def polish_kernel(
+    blurry: jax.Array,
+    kernel: jax.Array,
+    *,
+    iters: int = 10,
+    lam: float = 2e-3,
+    reg: float = 1e-3,
+    threshold: float = 0.05,
+) -> jax.Array:
+    """Classical alternating refinement of a kernel estimate on a 'same'-size blurry image.
+
+    Each round deconvolves ``blurry [H, W(, 1)]`` with the current kernel under an L0 gradient
+    prior (:func:`jaxdeconv.nonblind.l0_gradient_deconv`: sharp, ringing-free edges), then
+    refits the kernel to the blurry image's interior from that latent image
+    (:func:`refine_kernel`). Started from the network's kernel, which has the right shape but
+    is too spread after a short run, the rounds tighten it.
+
+    Args:
+      iters: rounds of latent estimate + refit.
+      lam: weight of the L0 prior in the latent estimate.
+      reg, threshold: as in :func:`refine_kernel`.
+    """
+    y = jnp.asarray(blurry, jnp.float32)
+    y = y.reshape(y.shape[:2])
+    k = jnp.asarray(kernel, jnp.float32)
+    size = k.shape[0]
+    r = size // 2
+    if min(y.shape) <= 2 * size:
+        raise ValueError(f"image {y.shape} too small to polish a {size}x{size} kernel")
+    interior = y[r : y.shape[0] - r, r : y.shape[1] - r]
+    for _ in range(iters):
+        latent = nonblind.l0_gradient_deconv(y, k, lam=lam)
+        k = refine_kernel(latent, interior, size, reg=reg, threshold=threshold)
+    return k

@@ -191,3 +191,16 @@ def test_bad_inputs_raise():
         nonblind.hyper_laplacian_deconv(y, np.ones((3, 3)) / 9, boundary="zero")
     with pytest.raises(ValueError, match="blurry"):
         nonblind.wiener_deconv(np.zeros((2, 16, 16, 1)), np.ones((3, 3)) / 9)
+
+
+def test_l0_latent_is_sharper_than_the_blurry_image():
+    x, k = _sharp_image(), _motion_kernel()
+    y = _blur(x, k)
+    latent = np.asarray(nonblind.l0_gradient_deconv(y, k))
+    assert latent.shape == y.shape and latent.min() >= 0 and latent.max() <= 1
+    assert metrics.psnr(latent, x) > metrics.psnr(y, x) + 3
+
+
+def test_l0_latent_rejects_a_bad_schedule():
+    with pytest.raises(ValueError, match="num_stages"):
+        nonblind.l0_gradient_deconv(np.zeros((16, 16)), _motion_kernel(), num_stages=0)

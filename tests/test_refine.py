@@ -1,4 +1,6 @@
 import numpy as np
+import pytest
+import scipy.ndimage
 
 from jaxdeconv import refine, synthetic
 
@@ -17,3 +19,23 @@ def test_refit_improves_a_spread_kernel_estimate():
     box = np.full((9, 9), 1 / 81)
     k = np.asarray(refine.refine_kernel(ex.sharp_big, ex.blurry, 9))
     assert np.abs(k - ex.kernel).sum() < 0.5 * np.abs(box - ex.kernel).sum()
+
+
+def _spread(kernel: np.ndarray, weight: float) -> np.ndarray:
+    """The kernel mixed with a Gaussian-blurred copy of itself: right shape, too spread."""
+    blurred = scipy.ndimage.gaussian_filter(kernel, 1.5, mode="constant")
+    k = (1 - weight) * kernel + weight * blurred / blurred.sum()
+    return k / k.sum()
+
+
+def test_polish_tightens_a_spread_kernel():
+    ex = synthetic.make_example(96, 96, 9, noise=0.002, seed=5)
+    start = _spread(ex.kernel, 0.8)
+    k = np.asarray(refine.polish_kernel(ex.blurry, start, iters=5))
+    assert k.shape == (9, 9) and k.min() >= 0 and abs(k.sum() - 1) < 1e-5
+    assert np.abs(k - ex.kernel).sum() < 0.7 * np.abs(start - ex.kernel).sum()
+
+
+def test_polish_rejects_an_image_smaller_than_twice_the_kernel():
+    with pytest.raises(ValueError, match="too small"):
+        refine.polish_kernel(np.zeros((16, 16)), np.full((9, 9), 1 / 81))
