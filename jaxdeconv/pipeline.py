@@ -52,7 +52,7 @@ def final_kernel(
     """The network's kernel, refit by ``jaxdeconv.refine`` when ``config.refine.enabled``,
     then polished (``refine.polish_kernel``) on the most textured ``config.polish.crop_size``
     window of ``luminance [H, W, 1]`` (the estimation region when not given) when
-    ``config.polish.enabled``."""
+    ``config.polish.enabled`` (kept only if it fits the data better when ``config.polish.select``)."""
     kernel = result.kernel
     if config.refine.enabled:
         kernel = refine.refine_kernel(
@@ -66,14 +66,16 @@ def final_kernel(
         image = region if luminance is None else luminance
         if config.polish.crop_size and config.polish.crop_size < max(image.shape[:2]):
             image = crops.crop(image, crops.most_textured_crop(image, config.polish.crop_size))
-        kernel = refine.polish_kernel(
-            image,
-            kernel,
+        args = dict(
             iters=config.polish.iters,
             lam=config.polish.lam,
             reg=config.polish.reg,
             threshold=config.polish.threshold,
         )
+        if config.polish.select:
+            kernel, _ = refine.polish_or_keep(image, kernel, **args)
+        else:
+            kernel = refine.polish_kernel(image, kernel, **args)
     return np.asarray(kernel)
 
 
