@@ -52,7 +52,8 @@ def final_kernel(
     """The network's kernel, refit by ``jaxdeconv.refine`` when ``config.refine.enabled``,
     then polished (``refine.polish_kernel``) on the most textured ``config.polish.crop_size``
     window of ``luminance [H, W, 1]`` (the estimation region when not given) when
-    ``config.polish.enabled`` (kept only if it fits the data better when ``config.polish.select``)."""
+    ``config.polish.enabled`` (kept only where it fits the data better, if
+    ``config.polish.select``)."""
     kernel = result.kernel
     if config.refine.enabled:
         kernel = refine.refine_kernel(
