@@ -39,3 +39,20 @@ def test_polish_tightens_a_spread_kernel():
 def test_polish_rejects_an_image_smaller_than_twice_the_kernel():
     with pytest.raises(ValueError, match="too small"):
         refine.polish_kernel(np.zeros((16, 16)), np.full((9, 9), 1 / 81))
+
+
+def test_the_true_kernel_explains_the_data_better_than_a_spread_one():
+    ex = synthetic.make_example(96, 96, 9, noise=0.002, seed=5)
+    spread = _spread(ex.kernel, 0.8)
+    assert refine.deconv_residual(ex.blurry, ex.kernel) < refine.deconv_residual(ex.blurry, spread)
+
+
+def test_polish_or_keep_returns_the_better_fitting_kernel():
+    for seed in (5, 6):
+        ex = synthetic.make_example(96, 96, 9, noise=0.002, seed=seed)
+        for start in (ex.kernel, _spread(ex.kernel, 0.8)):
+            k, polished = refine.polish_or_keep(ex.blurry, start, iters=3)
+            other = refine.polish_kernel(ex.blurry, start, iters=3) if not polished else start
+            assert refine.deconv_residual(ex.blurry, k) <= refine.deconv_residual(ex.blurry, other)
+            if not polished:
+                np.testing.assert_array_equal(k, start)
