@@ -30,9 +30,8 @@ import re
 from collections.abc import Callable, Sequence
 
 import numpy as np
-from PIL import Image
 
-_LUMA = np.array([0.299, 0.587, 0.114])
+from jaxdeconv import image_io
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
@@ -73,20 +72,7 @@ class _Entry:
 
 def read_gray(path: str | os.PathLike) -> np.ndarray:
     """Reads an image file as grey ``[H, W, 1]`` float32 in [0, 1] (colour -> luminance Y)."""
-    with Image.open(path) as img:
-        mode = img.mode
-        if mode in ("1", "L", "P", "LA", "PA", "RGB", "RGBA", "CMYK", "YCbCr"):
-            if mode in ("L", "LA"):
-                a = np.asarray(img.convert("L"), np.float64) / 255.0
-            elif mode == "1":
-                a = np.asarray(img, np.float64)
-            else:
-                a = (np.asarray(img.convert("RGB"), np.float64) @ _LUMA) / 255.0
-        elif mode.startswith("I;16"):
-            a = np.asarray(img, np.float64) / 65535.0
-        else:
-            raise ValueError(f"unsupported image mode {mode!r} in {path}")
-    return a.astype(np.float32)[..., None]
+    return image_io.luminance(image_io.read_image(os.fspath(path)))
 
 
 def read_kernel(path: str | os.PathLike) -> np.ndarray:

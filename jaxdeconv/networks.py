@@ -95,6 +95,11 @@ class _UNetBody(nn.Module):
         return _ConvNormAct(features, kernel_size=1, name=f"up{i}b")(u)
 
 
+def _input_noise(module: nn.Module, z: jax.Array, noise_std: jax.Array | float) -> jax.Array:
+    """``z`` plus Gaussian noise of std ``noise_std`` from the module's ``'noise'`` stream."""
+    return z + noise_std * jax.random.normal(module.make_rng("noise"), z.shape, z.dtype)
+
+
 def _check_levels(channels, skip_channels):
     if len(channels) == 0 or len(channels) != len(skip_channels):
         raise ValueError(
@@ -125,7 +130,7 @@ class ImageUNet(nn.Module):
         _check_levels(self.channels, self.skip_channels)
         x = z[None]
         if not deterministic:
-            x = x + noise_std * jax.random.normal(self.make_rng("noise"), x.shape, x.dtype)
+            x = _input_noise(self, x, noise_std)
         x = _UNetBody(self.channels, self.skip_channels, name="body")(
             x, jnp.asarray(dropout_rate, x.dtype), deterministic
         )
@@ -156,7 +161,7 @@ class KernelUNet(nn.Module):
         k = z.shape[0]
         z = z[None]
         if not deterministic:
-            z = z + noise_std * jax.random.normal(self.make_rng("noise"), z.shape, z.dtype)
+            z = _input_noise(self, z, noise_std)
         x = _UNetBody(self.channels, self.skip_channels, name="body")(
             z, jnp.asarray(dropout_rate, z.dtype), deterministic
         )
@@ -183,7 +188,7 @@ class KernelMLP(nn.Module):
         deterministic: bool = True,
     ) -> jax.Array:
         if not deterministic:
-            z = z + noise_std * jax.random.normal(self.make_rng("noise"), z.shape, z.dtype)
+            z = _input_noise(self, z, noise_std)
         h = nn.relu6(nn.Dense(self.hidden, name="hidden")(z))
         if not deterministic:
             h = dropout(h, jnp.asarray(dropout_rate, h.dtype), self.make_rng("dropout"))
