@@ -18,6 +18,7 @@ def test_run_benchmark_writes_tables_and_resumes(small_levin, tmp_path, tiny_con
         assert r["status"] == "ok"
         assert r["psnr_true_kernel"] > 20  # the non-blind step with the true kernel works
         assert r["error_ratio"] > 0 and 0 <= r["kernel_similarity"] <= 1 + 1e-6
+        assert 0 < r["kernel_peak"] <= 1 and r["seconds_total"] >= r["seconds"] > 0
     for name in ("results.csv", "summary.md", "kernels.png"):
         assert os.path.getsize(os.path.join(workdir, name)) > 0
     with open(os.path.join(workdir, "results.csv")) as f:
@@ -27,6 +28,7 @@ def test_run_benchmark_writes_tables_and_resumes(small_levin, tmp_path, tiny_con
     )
     summary = open(os.path.join(workdir, "summary.md")).read()
     assert "| **all** |" in summary and "preset `tiny`" in summary
+    assert "kernels collapsed towards a delta" in summary
 
     # A re-run skips both images without training again.
     def fail(*args, **kwargs):
