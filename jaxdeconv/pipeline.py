@@ -53,7 +53,7 @@ def final_kernel(
     then polished (``refine.polish_kernel``) on the most textured ``config.polish.crop_size``
     window of ``luminance [H, W, 1]`` (the estimation region when not given) when
     ``config.polish.enabled`` (kept only where it fits the data better, if
-    ``config.polish.select``)."""
+    ``config.polish.select``; skipped on images less than twice the kernel's side)."""
     kernel = result.kernel
     if config.refine.enabled:
         kernel = refine.refine_kernel(
@@ -63,10 +63,14 @@ def final_kernel(
             reg=config.refine.reg,
             threshold=config.refine.threshold,
         )
-    if config.polish.enabled:
-        image = region if luminance is None else luminance
-        if config.polish.crop_size and config.polish.crop_size < max(image.shape[:2]):
-            image = crops.crop(image, crops.most_textured_crop(image, config.polish.crop_size))
+    if not config.polish.enabled:
+        return np.asarray(kernel)
+    image = region if luminance is None else luminance
+    if config.polish.crop_size and config.polish.crop_size < max(image.shape[:2]):
+        image = crops.crop(image, crops.most_textured_crop(image, config.polish.crop_size))
+    # The polish refits on the image's interior, which needs more than twice the kernel's
+    # side; on smaller images the (refit) network kernel is kept.
+    if min(image.shape[:2]) > 2 * config.kernel_size:
         args = dict(
             iters=config.polish.iters,
             lam=config.polish.lam,

@@ -28,3 +28,13 @@ def test_polish_changes_the_kernel_only_when_enabled():
     cfg.polish.enabled = True
     polished = pipeline.final_kernel(result, lum, cfg, lum)
     assert np.abs(polished - plain).sum() > 1e-3
+
+
+def test_polish_is_skipped_on_an_image_too_small_for_it():
+    ex = synthetic.make_example(9, 9, 5, noise=0.002, seed=1)
+    cfg = config_lib.tiny()
+    cfg.num_steps = 5
+    cfg.polish.enabled = True
+    lum = ex.blurry.astype(np.float32)
+    result, _, kernel = pipeline.estimate(lum, cfg)
+    np.testing.assert_array_equal(kernel, result.kernel)
