@@ -40,3 +40,13 @@ def most_textured_crop(image: np.ndarray, size: int, stride: int = 8) -> tuple[i
 def crop(image: np.ndarray, box: tuple[int, int, int, int]) -> np.ndarray:
     top, left, h, w = box
     return image[top : top + h, left : left + w]
+
+
+def textured_window(image: np.ndarray, size: int) -> tuple[np.ndarray, tuple[int, int, int, int]]:
+    """The most textured ``size x size`` window of ``image`` and its box, or the whole image
+    (box ``(0, 0, H, W)``) when ``size`` is 0 or not smaller than the image's longer side."""
+    h, w = image.shape[:2]
+    box = (0, 0, h, w)
+    if size and size < max(h, w):
+        box = most_textured_crop(image, size)
+    return crop(image, box), box

@@ -137,15 +137,15 @@ def _prepare(blurry: ArrayLike, kernel: ArrayLike, pad: int | None):
 
 
 def _splitting_operators(otf: jax.Array, shape: tuple[int, int], hw: tuple[int, int]):
-    """What the half-quadratic solvers share on a padded canvas of ``shape``: the canvas
-    shape, the difference transfer functions ``gh``, ``gv``, ``|K|^2``, ``|Dh|^2 + |Dv|^2``
-    and the mask of observed pixels (the top-left ``hw`` block)."""
+    """What the half-quadratic solvers share on a padded canvas of ``shape``: the difference
+    transfer functions ``gh``, ``gv``, ``|K|^2``, ``|Dh|^2 + |Dv|^2`` and the mask of observed
+    pixels (the top-left ``hw`` block)."""
     gh, gv = _gradient_otfs(shape)
     gh, gv = gh[..., None], gv[..., None]
     ktk = jnp.abs(otf) ** 2
     dtd = jnp.abs(gh) ** 2 + jnp.abs(gv) ** 2
     observed = jnp.zeros(shape + (1,), bool).at[: hw[0], : hw[1]].set(True)
-    return shape, gh, gv, ktk, dtd, observed
+    return gh, gv, ktk, dtd, observed
 
 
 def _finish(x: jax.Array, hw: tuple[int, int], squeeze: bool) -> jax.Array:
@@ -287,7 +287,8 @@ def _hyper_laplacian_jit(
     boundary: str,
 ) -> jax.Array:
     yp, otf, hw, squeeze = _prepare(blurry, kernel, pad)
-    shape, gh, gv, ktk, dtd, observed = _splitting_operators(otf, yp.shape[:2], hw)
+    shape = yp.shape[:2]
+    gh, gv, ktk, dtd, observed = _splitting_operators(otf, shape, hw)
     masked = boundary == "masked"
     if not masked:
         kty = jnp.conj(otf) * _rfft2(yp)
@@ -403,7 +404,8 @@ def _l0_jit(
     pad: int | None,
 ) -> jax.Array:
     yp, otf, hw, squeeze = _prepare(blurry, kernel, pad)
-    shape, gh, gv, ktk, dtd, observed = _splitting_operators(otf, yp.shape[:2], hw)
+    shape = yp.shape[:2]
+    gh, gv, ktk, dtd, observed = _splitting_operators(otf, shape, hw)
     x_f = _rfft2(yp)
     x = yp
     beta = 2.0 * lam

@@ -36,11 +36,7 @@ def estimation_region(
 ) -> tuple[np.ndarray, tuple[int, int, int, int]]:
     """The part of ``[H, W, 1]`` the kernel is estimated on and its box ``(top, left, h, w)``:
     the most textured ``crop_size`` window when ``config.crop_size`` is set, else everything."""
-    h, w = luminance.shape[:2]
-    box = (0, 0, h, w)
-    if config.crop_size and config.crop_size < max(h, w):
-        box = crops.most_textured_crop(luminance, config.crop_size)
-    return crops.crop(luminance, box), box
+    return crops.textured_window(luminance, config.crop_size)
 
 
 def final_kernel(
@@ -65,9 +61,9 @@ def final_kernel(
         )
     if not config.polish.enabled:
         return np.asarray(kernel)
-    image = region if luminance is None else luminance
-    if config.polish.crop_size and config.polish.crop_size < max(image.shape[:2]):
-        image = crops.crop(image, crops.most_textured_crop(image, config.polish.crop_size))
+    image, _ = crops.textured_window(
+        region if luminance is None else luminance, config.polish.crop_size
+    )
     # The polish refits on the image's interior, which needs more than twice the kernel's
     # side; on smaller images the (refit) network kernel is kept.
     if min(image.shape[:2]) > 2 * config.kernel_size:

@@ -16,3 +16,13 @@ def test_most_textured_crop_finds_the_textured_patch():
 def test_crop_larger_than_image_is_clipped():
     img = np.zeros((20, 30))
     assert crops.most_textured_crop(img, 64) == (0, 0, 20, 30)
+
+
+def test_textured_window_keeps_the_whole_image_when_size_is_off_or_too_large():
+    img = np.random.default_rng(1).uniform(size=(20, 30, 1)).astype(np.float32)
+    for size in (0, 30, 64):
+        window, box = crops.textured_window(img, size)
+        assert box == (0, 0, 20, 30)
+        np.testing.assert_array_equal(window, img)
+    window, box = crops.textured_window(img, 16)
+    assert window.shape == (16, 16, 1) and box == crops.most_textured_crop(img, 16)
