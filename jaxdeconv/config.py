@@ -117,7 +117,7 @@ def fast() -> ml_collections.ConfigDict:
     See docs/performance.md.
     """
     c = default_config()
-    c.num_steps = 1000
+    c.num_steps = 2500
     c.crop_size = 128
     c.refine.enabled = True
     c.scheme = "joint"

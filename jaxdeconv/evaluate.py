@@ -112,7 +112,12 @@ def evaluate_image(
             [int(step), metrics.aligned_psnr_ssim(img, sharp)["psnr"]]
             for step, img in sorted(result.snapshots.items())
         ]
-    arrays = {"kernel": kernel, "two_stage": two_stage, "direct": result.image}
+    arrays = {
+        "kernel": kernel,
+        "network_kernel": np.asarray(result.kernel),
+        "two_stage": two_stage,
+        "direct": result.image,
+    }
     return row, arrays
 
 
@@ -178,6 +183,12 @@ def run_benchmark(
         try:
             row, arrays = evaluate_image(item, config, key=jax.random.key(config.seed))
             image_io.write_npy(os.path.join(image_dir, f"{item.name}_kernel.npy"), arrays["kernel"])
+            # The network's own kernel (before refit and polish), for offline studies of the
+            # post-processing.
+            image_io.write_npy(
+                os.path.join(image_dir, f"{item.name}_network_kernel.npy"),
+                arrays["network_kernel"],
+            )
             image_io.write_image(
                 os.path.join(image_dir, f"{item.name}_two_stage.png"), arrays["two_stage"]
             )

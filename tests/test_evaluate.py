@@ -21,6 +21,8 @@ def test_run_benchmark_writes_tables_and_resumes(small_levin, tmp_path, tiny_con
         assert 0 < r["kernel_peak"] <= 1 and r["seconds_total"] >= r["seconds"] > 0
     for name in ("results.csv", "summary.md", "kernels.png"):
         assert os.path.getsize(os.path.join(workdir, name)) > 0
+    for suffix in ("kernel.npy", "network_kernel.npy", "two_stage.png", "direct.png"):
+        assert os.path.getsize(os.path.join(workdir, "images", f"im1_kernel1_{suffix}")) > 0
     with open(os.path.join(workdir, "results.csv")) as f:
         table = list(csv.DictReader(f))
     assert len(table) == 2 and float(table[0]["psnr_two_stage"]) == pytest.approx(
