@@ -182,19 +182,13 @@ def run_benchmark(
                 continue
         try:
             row, arrays = evaluate_image(item, config, key=jax.random.key(config.seed))
-            image_io.write_npy(os.path.join(image_dir, f"{item.name}_kernel.npy"), arrays["kernel"])
-            # The network's own kernel (before refit and polish), for offline studies of the
+            # network_kernel (before refit and polish) is kept for offline studies of the
             # post-processing.
-            image_io.write_npy(
-                os.path.join(image_dir, f"{item.name}_network_kernel.npy"),
-                arrays["network_kernel"],
-            )
-            image_io.write_image(
-                os.path.join(image_dir, f"{item.name}_two_stage.png"), arrays["two_stage"]
-            )
-            image_io.write_image(
-                os.path.join(image_dir, f"{item.name}_direct.png"), arrays["direct"]
-            )
+            for name in ("kernel", "network_kernel"):
+                image_io.write_npy(os.path.join(image_dir, f"{item.name}_{name}.npy"), arrays[name])
+            for name in ("two_stage", "direct"):
+                png = os.path.join(image_dir, f"{item.name}_{name}.png")
+                image_io.write_image(png, arrays[name])
             kernels[item.name] = (arrays["kernel"], item.kernel)
         except Exception as e:  # noqa: BLE001 - one bad image must not stop the benchmark
             row = {c: "" for c in COLUMNS}
