@@ -159,3 +159,154 @@ def tiny() -> ml_collections.ConfigDict:
 
 
 PRESETS = {"paper": paper, "fast": fast, "tiny": tiny}
+
+
+# --- Command-line overrides (one syntax for the command, the launchers and the ablation tool) --
+
+
+def field_names(cfg: ml_collections.ConfigDict, prefix: str = "") -> list[str]:
+    """Every settable field of ``cfg`` as a dotted name (``optim.lr_x``), groups excluded."""
+    names = []
+    for key in sorted(cfg.keys()):
+        value = cfg[key]
+        if isinstance(value, ml_collections.ConfigDict):
+            names += field_names(value, f"{prefix}{key}.")
+        else:
+            names.append(prefix + key)
+    return names
+
+
+def _type_name(t: type) -> str:
+    return {int: "an integer", float: "a number", str: "a string", bool: "True or False"}.get(
+        t, t.__name__
+    )
+
+
+def _typed(field: str, text: str, target: type, current):
+    """``text`` parsed as a Python literal and checked against the field's type."""
+    import ast
+
+    try:
+        value = ast.literal_eval(text)
+    except (ValueError, SyntaxError):
+        value = text  # a bare word: only a string field takes it
+    if target is str:
+        return value if isinstance(value, str) else text
+    if target is bool:
+        if isinstance(value, str) and value.lower() in ("true", "false"):
+            return value.lower() == "true"
+        if isinstance(value, bool):
+            return value
+    elif target in (tuple, list):
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            raise ValueError(f"{field}={text}: expects a tuple, e.g. {field}=({text},)")
+        if isinstance(value, tuple | list):
+            kinds = {type(v) for v in current or ()}
+            for v in value:
+                ok = (
+                    not isinstance(v, bool)
+                    and isinstance(v, int | float)
+                    and (float in kinds or not kinds or isinstance(v, int))
+                    if kinds <= {int, float}
+                    else type(v) in kinds
+                )
+                if not ok:
+                    want = " or ".join(sorted(_type_name(k) for k in kinds)) or "numbers"
+                    raise ValueError(f"{field}={text}: every entry must be {want}, not {v!r}")
+            return tuple(float(v) for v in value) if kinds == {float} else tuple(value)
+    elif target is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+    elif target is float:
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            return float(value)
+    elif isinstance(value, target):
+        return value
+    raise ValueError(f"{field}={text}: expects {_type_name(target)}, got {text!r}")
+
+
+def apply_overrides(cfg: ml_collections.ConfigDict, overrides) -> ml_collections.ConfigDict:
+    """Sets ``FIELD=VALUE`` items (``num_steps=2000``, ``optim.lr_x=5e-3``,
+    ``image_net.channels=(16,32)``, ``noise.init=None``) on ``cfg`` in place and returns it.
+
+    A value is a Python literal (a bare word is a string) and must have the field's type (an
+    integer may stand for a float; a tuple for a tuple; ``None`` only where the field may be
+    unset). Raises ``ValueError`` naming the item, before anything is changed, for an unknown
+    field (with the closest names), a group of fields, or a value of the wrong type.
+    """
+    import difflib
+
+    known = field_names(cfg)
+    staged = []
+    for item in overrides:
+        field, sep, text = str(item).partition("=")
+        field = field.strip()
+        if not sep or not field:
+            raise ValueError(f"{item!r}: expected FIELD=VALUE, e.g. num_steps=2000")
+        *parents, leaf = field.split(".")
+        node = cfg
+        for part in parents:
+            node = node.get(part) if isinstance(node, ml_collections.ConfigDict) else None
+        if not isinstance(node, ml_collections.ConfigDict) or leaf not in node:
+            close = difflib.get_close_matches(field, known, n=3, cutoff=0.6)
+            hint = f"; did you mean {' or '.join(close)}?" if close else ""
+            raise ValueError(f"{item}: unknown config field '{field}'{hint}")
+        current = node[leaf]
+        if isinstance(current, ml_collections.ConfigDict):
+            raise ValueError(
+                f"{item}: '{field}' is a group of fields; set one of them, e.g. "
+                f"{field}.{sorted(current.keys())[0]}=..."
+            )
+        target = node.get_type(leaf)
+        if text.strip() == "None":
+            if current is not None and not _unset_by_default(field):
+                raise ValueError(f"{item}: '{field}' cannot be None")
+            staged.append((node, leaf, None))
+            continue
+        if current is None and target is type(None):
+            raise ValueError(f"{item}: '{field}' has no type to check the value against")
+        staged.append((node, leaf, _typed(field, text.strip(), target, current)))
+    for node, leaf, value in staged:
+        node[leaf] = value
+    return cfg
+
+
+def _unset_by_default(field: str) -> bool:
+    """True for fields that ``default_config()`` leaves unset (``None``), like ``noise.init``."""
+    node = default_config()
+    for part in field.split("."):
+        if not isinstance(node, ml_collections.ConfigDict) or part not in node:
+            return False
+        node = node[part]
+    return node is None
+
+
+def check_values(cfg: ml_collections.ConfigDict) -> None:
+    """Raises ``ValueError`` for field values no run can use (checked before any work)."""
+    problems = []
+    if not (isinstance(cfg.num_steps, int) and cfg.num_steps >= 1):
+        problems.append(f"num_steps must be a positive integer, got {cfg.num_steps!r}")
+    k = cfg.kernel_size
+    if k != "auto" and not (isinstance(k, int) and k >= 1 and k % 2 == 1):
+        problems.append(f"kernel_size must be a positive odd integer or 'auto', got {k!r}")
+    for field in ("num_draws", "log_every", "sample.num_samples"):
+        node, leaf = (cfg.sample, "num_samples") if "." in field else (cfg, field)
+        if node[leaf] < 1:
+            problems.append(f"{field} must be at least 1, got {node[leaf]!r}")
+    for field in ("checkpoint_every", "snapshot_every", "crop_size"):
+        if cfg[field] < 0:
+            problems.append(f"{field} must be 0 or more, got {cfg[field]!r}")
+    if problems:
+        raise ValueError("; ".join(problems))
+
+
+def split_config_args(argv: list[str]) -> tuple[list[str], list[str]]:
+    """Separates ``--config.FIELD=VALUE`` arguments (the launchers' override syntax) from the
+    rest of ``argv``; returns ``(rest, ["FIELD=VALUE", ...])`` for ``apply_overrides``."""
+    rest, overrides = [], []
+    for arg in argv:
+        if arg.startswith("--config.") or arg.startswith("-config."):
+            overrides.append(arg.split("config.", 1)[1])
+        else:
+            rest.append(arg)
+    return rest, overrides
