@@ -42,7 +42,25 @@ class NonFiniteLossError(FloatingPointError):
 
 
 def as_image(blurry) -> jnp.ndarray:
-    """``[H, W]`` or ``[H, W, C]`` array-like in [0, 1] -> float32 ``[H, W, C]``."""
+    """``[H, W]`` or ``[H, W, C]`` array-like in [0, 1] -> float32 ``[H, W, C]``.
+
+    Raises ``ValueError`` for an integer or boolean array (``uint8`` data must be divided by
+    255 first), and for NaN, infinite or negative values or values above 1.
+    """
+    if not isinstance(blurry, jax.core.Tracer):
+        host = np.asarray(blurry)
+        if host.dtype.kind in "biu":
+            raise ValueError(
+                f"blurry image has dtype {host.dtype}; give floats in [0, 1] "
+                "(e.g. image.astype(np.float32) / 255 for 8-bit data)"
+            )
+        if host.dtype.kind not in "f" or host.size == 0:
+            raise ValueError(f"blurry image must be a non-empty float array, got {host.dtype}")
+        if not np.all(np.isfinite(host)):
+            raise ValueError("blurry image holds NaN or infinite values")
+        lo, hi = float(host.min()), float(host.max())
+        if lo < 0 or hi > 1:
+            raise ValueError(f"blurry image values must lie in [0, 1], got {lo:g}..{hi:g}")
     arr = jnp.asarray(blurry, dtype=jnp.float32)
     if arr.ndim == 2:
         arr = arr[:, :, None]
