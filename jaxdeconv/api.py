@@ -10,7 +10,6 @@ convolutions to grouped convolutions). Both can save an Orbax checkpoint every
 
 from __future__ import annotations
 
-import functools
 import os
 import time
 from collections.abc import Callable, Sequence
@@ -22,6 +21,7 @@ import ml_collections
 import numpy as np
 from absl import logging
 
+from jaxdeconv import runner as runner_lib
 from jaxdeconv import train
 
 
@@ -84,12 +84,6 @@ def check_finite(losses: np.ndarray, first_step: int) -> None:
         )
 
 
-def _outputs(model: train.Model, num_samples: int, state, key, noise_std, rate):
-    mean, std = train.sample_statistics(model, state, key, num_samples, noise_std, rate)
-    big = model.image_net.apply(state.params_x, state.zx, deterministic=True)
-    return train.kernel_estimate(model, state), big, mean, std
-
-
 def _checkpoint_manager(directory: str, every: int):
     import orbax.checkpoint as ocp  # only needed when checkpointing
 
@@ -107,22 +101,25 @@ def _run(
     batched: bool,
     callback: Callable[[int, dict], None] | None,
     checkpoint_dir: str | None,
+    num_devices: int | None = None,
+    num_real: int | None = None,
 ) -> list[DeblurResult]:
+    """Trains ``ys [B, H, W, C]``; ``num_real``: results for the first ones only (padding)."""
     start = time.perf_counter()
-    model = train.build_model(config, tuple(ys.shape[1:]))
+    fns = runner_lib.get_runner(
+        config,
+        ys.shape[1:],
+        batch_size=ys.shape[0] if batched else None,
+        num_devices=num_devices,
+    )
+    model = fns.model
     split = jax.vmap(lambda k: jax.random.split(k, 3))(keys)
     key_state, key_loop, key_sample = split[:, 0], split[:, 1], split[:, 2]
-    init = functools.partial(train.init_state, model)
-    step = functools.partial(train.train_step, model)
-    outputs = functools.partial(_outputs, model, config.sample.num_samples)
     if batched:
-        init, step = jax.vmap(init), jax.vmap(step)
-        outputs = jax.vmap(outputs, in_axes=(0, 0, None, None))
-        y, k_state, k_loop, k_sample = ys, key_state, key_loop, key_sample
+        y, k_state, k_loop, k_sample = fns.place((ys, key_state, key_loop, key_sample))
     else:
         y, k_state, k_loop, k_sample = ys[0], key_state[0], key_loop[0], key_sample[0]
-    step_fn = jax.jit(step, donate_argnums=0)
-    state = jax.jit(init)(k_state)
+    state = fns.init(k_state)
 
     num_steps = config.num_steps
     history = np.full((num_steps,) + ys.shape[:1] * batched, np.nan, np.float32)
@@ -137,35 +134,34 @@ def _run(
             target = {"state": state, "history": history}
             restored = manager.restore(latest, args=ocp.args.StandardRestore(target))
             state, history = restored["state"], np.asarray(restored["history"])
+            if batched:
+                state = fns.place(state)
             first = int(latest)
             logging.info("resumed from the checkpoint at step %d in %s", first, checkpoint_dir)
 
     snapshot_every = int(config.snapshot_every)
-    snapshot_fn = jax.jit(functools.partial(train.image_estimate, model))
-    if batched:
-        snapshot_fn = jax.jit(jax.vmap(functools.partial(train.image_estimate, model)))
     snapshots: dict[int, np.ndarray] = {}
     pending: list[dict] = []
     log_every = max(1, int(config.log_every))
     for i in range(first, num_steps):
-        state, metrics = step_fn(state, y, k_loop)
+        state, metrics = fns.step(state, y, k_loop)
         pending.append(metrics)
         done = i + 1
         save = manager is not None and done % config.checkpoint_every == 0 and done < num_steps
         if snapshot_every and done % snapshot_every == 0:
-            snapshots[done] = snapshot_fn(state)
+            snapshots[done] = fns.snapshot(state)
         if not (save or done % log_every == 0 or done == num_steps):
             continue
         pulled = jax.device_get(pending)
         losses = np.stack([np.asarray(m["loss"], np.float32) for m in pulled])
-        check_finite(losses, done + 1 - len(pending))
+        check_finite(losses[:, :num_real] if batched else losses, done + 1 - len(pending))
         history[done - len(pending) : done] = losses
         pending = []
         if save:
             import orbax.checkpoint as ocp
 
             manager.save(done, args=ocp.args.StandardSave({"state": state, "history": history}))
-        last = {k: float(np.mean(v)) for k, v in pulled[-1].items()}
+        last = {k: float(np.mean(v[:num_real] if batched else v)) for k, v in pulled[-1].items()}
         logging.info("step %d: %s", done, last)
         if callback is not None:
             callback(done, last)
@@ -174,14 +170,10 @@ def _run(
 
     last_step = num_steps - 1
     noise_std, rate = config.sample.noise_std, config.sample.dropout_rate
-    kernel, big, mean, std = jax.device_get(
-        jax.jit(outputs)(
-            state,
-            k_sample,
-            model.noise(last_step) if noise_std is None else noise_std,
-            model.dropout(last_step) if rate is None else rate,
-        )
-    )
+    # Strong float32 scalars: the same argument types at every call (no retracing).
+    noise_std = np.float32(model.noise(last_step) if noise_std is None else noise_std)
+    rate = np.float32(model.dropout(last_step) if rate is None else rate)
+    kernel, big, mean, std = jax.device_get(fns.outputs(state, k_sample, noise_std, rate))
     if not batched:
         kernel, big, mean, std, history = (a[None] for a in (kernel, big, mean, std, history))
     else:
@@ -190,8 +182,9 @@ def _run(
     snapshots = jax.device_get(snapshots)
     if not batched:
         snapshots = {k: v[None] for k, v in snapshots.items()}
+    num_real = ys.shape[0] if num_real is None else num_real
     results = []
-    for b in range(ys.shape[0]):
+    for b in range(num_real):
         state_b = jax.tree_util.tree_map(lambda a, b=b: a[b], state) if batched else state
         results.append(
             DeblurResult(
@@ -201,7 +194,7 @@ def _run(
                 mean=np.asarray(mean[b]),
                 std=np.asarray(std[b]),
                 loss_history=np.asarray(history[b]),
-                seconds=seconds / ys.shape[0],
+                seconds=seconds / num_real,
                 state=state_b,
                 snapshots={k: np.asarray(v[b]) for k, v in snapshots.items()} or None,
             )
@@ -245,13 +238,20 @@ def deblur_batch(
     keys: jax.Array | None = None,
     callback: Callable[[int, dict], None] | None = None,
     checkpoint_dir: str | None = None,
+    num_devices: int | None = None,
 ) -> list[DeblurResult]:
     """Trains one pair of networks per image, all images in one vmapped step.
+
+    With several local devices the batch is split over them (``jax.shard_map`` of the vmapped
+    step, one-axis mesh): each device trains its share of the images. A batch that is not a
+    multiple of the device count is padded by repeating its last image, whose extra results are
+    dropped.
 
     Args:
       blurry: ``[B, H, W, C]`` (or a sequence of same-shaped images).
       keys: ``[B]`` keys; defaults to ``jax.random.key(config.seed)`` for every image, so each
         image gets exactly what ``deblur`` alone would give it.
+      num_devices: how many local devices to use (default: all).
 
     Returns:
       One ``DeblurResult`` per image (``seconds`` is the batch's time divided by B).
@@ -259,4 +259,15 @@ def deblur_batch(
     ys = jnp.stack([as_image(b) for b in blurry])
     if keys is None:
         keys = jnp.stack([jax.random.key(config.seed)] * ys.shape[0])
-    return _run(ys, config, keys, batched=True, callback=callback, checkpoint_dir=checkpoint_dir)
+    n = len(jax.local_devices()) if num_devices is None else int(num_devices)
+    size = runner_lib.padded_size(ys.shape[0], n)
+    return _run(
+        runner_lib.pad_batch(ys, size),
+        config,
+        runner_lib.pad_batch(keys, size),
+        batched=True,
+        callback=callback,
+        checkpoint_dir=checkpoint_dir,
+        num_devices=n,
+        num_real=ys.shape[0],
+    )
