@@ -13,7 +13,9 @@ a small spec; its images are made on demand, deterministically from the spec.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import io
+import json
 import os
 from typing import NamedTuple
 
@@ -439,11 +441,27 @@ def suite(seed: int = 0, size: str = "dev") -> list[CaseSpec]:
     return [specs[i] for i in _QUICK] if size == "quick" else specs
 
 
+# Bump when a change to the generator changes the cases a spec makes (the benchmark then
+# re-runs the synthetic cases it finished before instead of reusing their results).
+GENERATOR_VERSION = 1
+
+
+def spec_key(spec: CaseSpec) -> str:
+    """A short hash of a spec and :data:`GENERATOR_VERSION`: equal keys, equal cases."""
+    text = json.dumps([GENERATOR_VERSION, dataclasses.asdict(spec)], sort_keys=True)
+    return hashlib.sha1(text.encode()).hexdigest()[:12]
+
+
+def source_path(root: str, source: str) -> str:
+    """The file of a sharp source ``'lai/NAME'`` / ``'levin/NAME'``: ``root/lai/sharp/NAME.png``."""
+    folder, name = source.split("/")
+    return os.path.join(os.fspath(root), folder, "sharp", f"{name}.png")
+
+
 def read_source(root: str, source: str) -> np.ndarray:
     """A sharp source ``'lai/NAME'`` / ``'levin/NAME'`` under ``root`` as luminance ``[H, W]``
     float64 in [0, 1] (``Y = 0.299 R + 0.587 G + 0.114 B``)."""
-    folder, name = source.split("/")
-    path = os.path.join(os.fspath(root), folder, "sharp", f"{name}.png")
+    path = source_path(root, source)
     if not os.path.isfile(path):
         raise FileNotFoundError(f"synthetic source {source!r} not found: missing {path}")
     return image_io.luminance(image_io.read_image(path))[..., 0].astype(np.float64)
