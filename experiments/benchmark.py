@@ -2,9 +2,15 @@ r"""Blind deblurring on a benchmark, scored with the field's protocol.
 
   python experiments/benchmark.py --dataset=levin --config=experiments/configs/fast.py \
       --workdir=runs/levin_fast [--images=im1_kernel4,im2_kernel2]
+  python experiments/benchmark.py --dataset=lai --subset=lai20 --config=experiments/configs/fast.py
+  python experiments/benchmark.py --dataset=synthetic --suite=quick \
+      --config=experiments/configs/fast.py
 
+Datasets: ``levin`` (32 images), ``lai`` (``--subset=lai20``: each category x each kernel once,
+see ``datasets.lai_subset``; ``--subset=all``: 100 images) and ``synthetic`` (the development
+suite of ``jaxdeconv.synthetic``: ``--suite=dev``, 24 cases, or ``--suite=quick``, 8 of them).
 Writes per-image JSON/PNG under WORKDIR/images, then results.csv, summary.md and kernels.png.
-Re-running skips images already finished with the same config.
+Re-running skips images already finished with the same config (and the same synthetic case).
 """
 
 import os
@@ -17,9 +23,14 @@ from jaxdeconv import evaluate, runtime
 _CONFIG = config_flags.DEFINE_config_file(
     "config", "experiments/configs/fast.py", "Run configuration.", lock_config=True
 )
-_DATASET = flags.DEFINE_enum("dataset", "levin", ["levin", "lai"], "Benchmark.")
+_DATASET = flags.DEFINE_enum("dataset", "levin", ["levin", "lai", "synthetic"], "Benchmark.")
+_SUBSET = flags.DEFINE_enum("subset", "all", ["lai20", "all"], "Lai only: which images.")
+_SUITE = flags.DEFINE_enum("suite", "dev", ["dev", "quick"], "Synthetic only: which suite.")
+_SUITE_SEED = flags.DEFINE_integer("suite_seed", 0, "Synthetic only: the suite's seed.")
 _DATA_ROOT = flags.DEFINE_string("data_root", "../shared/data", "Folder holding levin/ and lai/.")
-_WORKDIR = flags.DEFINE_string("workdir", None, "Output folder (default runs/DATASET_PRESET).")
+_WORKDIR = flags.DEFINE_string(
+    "workdir", None, "Output folder (default runs/DATASET[_SUBSET|_SUITE]_PRESET)."
+)
 _IMAGES = flags.DEFINE_list("images", None, "Subset of image names (default: all).")
 
 
@@ -29,9 +40,20 @@ def main(argv):
     preset = os.path.splitext(
         os.path.basename(config_flags.get_config_filename(flags.FLAGS["config"]))
     )[0]
-    workdir = _WORKDIR.value or os.path.join("runs", f"{_DATASET.value}_{preset}")
+    which = {"lai": f"_{_SUBSET.value}", "synthetic": f"_{_SUITE.value}"}.get(_DATASET.value, "")
+    if _DATASET.value == "synthetic" and _SUITE_SEED.value:
+        which += f"_seed{_SUITE_SEED.value}"
+    workdir = _WORKDIR.value or os.path.join("runs", f"{_DATASET.value}{which}_{preset}")
     rows = evaluate.run_benchmark(
-        _DATASET.value, _DATA_ROOT.value, _CONFIG.value, workdir, names=_IMAGES.value, preset=preset
+        _DATASET.value,
+        _DATA_ROOT.value,
+        _CONFIG.value,
+        workdir,
+        names=_IMAGES.value,
+        subset=_SUBSET.value,
+        suite=_SUITE.value,
+        suite_seed=_SUITE_SEED.value,
+        preset=preset,
     )
     with open(os.path.join(workdir, "summary.md")) as f:
         print(f.read())

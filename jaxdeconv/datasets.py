@@ -25,13 +25,14 @@ works; the sharp image and kernel of every selected image must exist.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import os
 import re
 from collections.abc import Callable, Sequence
 
 import numpy as np
 
-from jaxdeconv import image_io
+from jaxdeconv import image_io, synthetic
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
@@ -47,6 +48,7 @@ class BenchmarkImage:
       category: ``'kernel{j}'`` for Levin, the scene category for Lai.
       sharp_name: which sharp image, e.g. ``'im1'`` or ``'manmade_01'``.
       kernel_name: which kernel, e.g. ``'kernel4'`` or ``'kernel_02'``.
+      tags: extra per-image facts reported by the benchmark (the synthetic suite's buckets).
     """
 
     name: str
@@ -57,6 +59,7 @@ class BenchmarkImage:
     category: str
     sharp_name: str = ""
     kernel_name: str = ""
+    tags: dict = dataclasses.field(default_factory=dict)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -170,6 +173,36 @@ def _load(folder: str, dataset: str, entries: list[_Entry]) -> list[BenchmarkIma
     return out
 
 
+_LEVIN_PATTERN = r"im(\d+)_kernel(\d+)\.png"
+_LAI_PATTERN = r"([A-Za-z]+)_(\d+)_kernel_(\d+)\.png"
+
+
+def _levin_entry(m: re.Match) -> _Entry:
+    i, j = m.group(1), m.group(2)
+    return _Entry(
+        name=f"im{i}_kernel{j}",
+        blurry=f"blurry/im{i}_kernel{j}.png",
+        sharp=f"sharp/im{i}.png",
+        kernel=f"kernels/kernel{j}.npy",
+        category=f"kernel{j}",
+        sharp_name=f"im{i}",
+        kernel_name=f"kernel{j}",
+    )
+
+
+def _lai_entry(m: re.Match) -> _Entry:
+    cat, nn, kk = m.group(1), m.group(2), m.group(3)
+    return _Entry(
+        name=f"{cat}_{nn}_kernel_{kk}",
+        blurry=f"blurry_y/{cat}_{nn}_kernel_{kk}.png",
+        sharp=f"sharp/{cat}_{nn}.png",
+        kernel=f"kernels/kernel_{kk}.npy",
+        category=cat,
+        sharp_name=f"{cat}_{nn}",
+        kernel_name=f"kernel_{kk}",
+    )
+
+
 def load_levin(root: str | os.PathLike, names: Sequence[str] | None = None) -> list[BenchmarkImage]:
     """Loads the Levin et al. (2009) benchmark (32 images, kernel sizes 13 to 27).
 
@@ -185,20 +218,7 @@ def load_levin(root: str | os.PathLike, names: Sequence[str] | None = None) -> l
       ValueError: an unknown name (the message lists the valid ones) or inconsistent data.
     """
     folder = os.path.join(os.fspath(root), "levin")
-
-    def entry(m: re.Match) -> _Entry:
-        i, j = m.group(1), m.group(2)
-        return _Entry(
-            name=f"im{i}_kernel{j}",
-            blurry=f"blurry/im{i}_kernel{j}.png",
-            sharp=f"sharp/im{i}.png",
-            kernel=f"kernels/kernel{j}.npy",
-            category=f"kernel{j}",
-            sharp_name=f"im{i}",
-            kernel_name=f"kernel{j}",
-        )
-
-    entries = _scan(folder, "Levin", "blurry", r"im(\d+)_kernel(\d+)\.png", entry)
+    entries = _scan(folder, "Levin", "blurry", _LEVIN_PATTERN, _levin_entry)
     return _load(folder, "Levin", _select(entries, names, "Levin"))
 
 
@@ -221,24 +241,160 @@ def load_lai(root: str | os.PathLike, names: Sequence[str] | None = None) -> lis
       ValueError: an unknown name (the message lists the valid ones) or inconsistent data.
     """
     folder = os.path.join(os.fspath(root), "lai")
-
-    def entry(m: re.Match) -> _Entry:
-        cat, nn, kk = m.group(1), m.group(2), m.group(3)
-        return _Entry(
-            name=f"{cat}_{nn}_kernel_{kk}",
-            blurry=f"blurry_y/{cat}_{nn}_kernel_{kk}.png",
-            sharp=f"sharp/{cat}_{nn}.png",
-            kernel=f"kernels/kernel_{kk}.npy",
-            category=cat,
-            sharp_name=f"{cat}_{nn}",
-            kernel_name=f"kernel_{kk}",
-        )
-
-    entries = _scan(folder, "Lai", "blurry_y", r"([A-Za-z]+)_(\d+)_kernel_(\d+)\.png", entry)
+    entries = _scan(folder, "Lai", "blurry_y", _LAI_PATTERN, _lai_entry)
     return _load(folder, "Lai", _select(entries, names, "Lai"))
 
 
 _LOADERS = {"levin": load_levin, "lai": load_lai}
+
+LAI_CATEGORIES = ("manmade", "natural", "people", "saturated", "text")
+LAI_SUBSETS = ("lai20", "all")
+
+
+def lai_subset(subset: str = "lai20") -> list[str] | None:
+    """Names of a fixed Lai subset: ``'lai20'`` or ``'all'`` (``None``: every image).
+
+    ``'lai20'`` holds each category x each kernel once: category ``c`` (index 0-4 in
+    :data:`LAI_CATEGORIES`) with kernel ``kernel_0{j+1}`` (j = 0-3) uses image
+    ``nn = (c + j) mod 5 + 1``. So every category appears with 4 different images, every kernel
+    with all 5 image numbers, and 20 of the 25 sharp images are used.
+    """
+    if subset == "all":
+        return None
+    if subset != "lai20":
+        raise ValueError(f"unknown Lai subset {subset!r}; choose one of {LAI_SUBSETS}")
+    return [
+        f"{cat}_{(c + j) % 5 + 1:02d}_kernel_{j + 1:02d}"
+        for c, cat in enumerate(LAI_CATEGORIES)
+        for j in range(4)
+    ]
+
+
+@dataclasses.dataclass(frozen=True)
+class LazyImage:
+    """A benchmark image that is read (or, for the synthetic suite, made) only when needed.
+
+    Attributes:
+      name: unique name.
+      category: as in :class:`BenchmarkImage`.
+      load: returns the :class:`BenchmarkImage`.
+      key: identifies the image's content for resumption (the synthetic case's spec and the
+        generator's version; empty for files).
+    """
+
+    name: str
+    category: str
+    load: Callable[[], BenchmarkImage]
+    key: str = ""
+
+
+def _lazy_files(folder: str, dataset: str, entries: list[_Entry]) -> list[LazyImage]:
+    needed = dict.fromkeys(p for e in entries for p in (e.blurry, e.sharp, e.kernel))
+    missing = [p for p in needed if not os.path.isfile(os.path.join(folder, p))]
+    if missing:
+        raise FileNotFoundError(
+            f"{dataset} dataset incomplete under {folder}: missing {', '.join(missing)}"
+        )
+    return [
+        LazyImage(e.name, e.category, functools.partial(_load_one, folder, dataset, e))
+        for e in entries
+    ]
+
+
+def _load_one(folder: str, dataset: str, entry: _Entry) -> BenchmarkImage:
+    return _load(folder, dataset, [entry])[0]
+
+
+def _synthetic_image(spec: synthetic.CaseSpec, root: str) -> BenchmarkImage:
+    case = synthetic.make_case(spec, root)
+    return BenchmarkImage(
+        name=spec.name,
+        blurry=case.blurry,
+        sharp=case.sharp,
+        kernel=case.kernel,
+        kernel_size=spec.kernel_size,
+        category=spec.kernel_bucket,
+        sharp_name=spec.source,
+        kernel_name=f"shake_{spec.seed}",
+        tags=spec.tags(),
+    )
+
+
+def lazy_dataset(
+    name: str,
+    root: str | os.PathLike,
+    names: Sequence[str] | None = None,
+    *,
+    subset: str = "all",
+    suite: str | Sequence[synthetic.CaseSpec] = "dev",
+    seed: int = 0,
+) -> list[LazyImage]:
+    """The images of a benchmark, each loaded on demand (full-size Lai is 100 photos).
+
+    Args:
+      name: ``'levin'``, ``'lai'`` or ``'synthetic'``.
+      root: folder that holds ``levin/`` and ``lai/`` (the synthetic suite's sharp sources).
+      names: optional subset by name (for Lai, within ``subset``).
+      subset: Lai only: ``'all'`` or ``'lai20'`` (:func:`lai_subset`).
+      suite: synthetic only: ``'dev'``, ``'quick'`` (:func:`jaxdeconv.synthetic.suite`) or a list
+        of :class:`jaxdeconv.synthetic.CaseSpec`.
+      seed: synthetic only: the suite's seed.
+
+    Returns:
+      ``LazyImage`` list, sorted by name.
+
+    Raises:
+      FileNotFoundError, ValueError: as :func:`load_levin`; missing files are reported before
+        anything is loaded.
+    """
+    root = os.fspath(root)
+    key = name.lower()
+    if key == "synthetic":
+        specs = synthetic.suite(seed, suite) if isinstance(suite, str) else list(suite)
+        by_name = {s.name: s for s in specs}
+        if names is not None:
+            unknown = [n for n in names if n not in by_name]
+            if unknown:
+                raise ValueError(
+                    f"unknown synthetic case name(s) {unknown}; valid names: {sorted(by_name)}"
+                )
+            specs = [by_name[n] for n in dict.fromkeys(names)]
+        missing = sorted(
+            {s.source for s in specs if not os.path.isfile(synthetic.source_path(root, s.source))}
+        )
+        if missing:
+            raise FileNotFoundError(
+                f"synthetic suite: sharp sources missing under {root}: {', '.join(missing)}"
+            )
+        return sorted(
+            (
+                LazyImage(
+                    s.name,
+                    s.kernel_bucket,
+                    functools.partial(_synthetic_image, s, root),
+                    key=synthetic.spec_key(s),
+                )
+                for s in specs
+            ),
+            key=lambda item: item.name,
+        )
+    if key == "lai":
+        chosen = lai_subset(subset)
+        if names is not None:
+            names = list(names)
+            if chosen is not None:
+                outside = [n for n in names if n not in chosen]
+                if outside:
+                    raise ValueError(f"image(s) {outside} are not in the Lai subset {subset!r}")
+            chosen = names
+        folder = os.path.join(root, "lai")
+        entries = _scan(folder, "Lai", "blurry_y", _LAI_PATTERN, _lai_entry)
+        return _lazy_files(folder, "Lai", _select(entries, chosen, "Lai"))
+    if key == "levin":
+        folder = os.path.join(root, "levin")
+        entries = _scan(folder, "Levin", "blurry", _LEVIN_PATTERN, _levin_entry)
+        return _lazy_files(folder, "Levin", _select(entries, names, "Levin"))
+    raise ValueError(f"unknown dataset {name!r}; choose one of ['lai', 'levin', 'synthetic']")
 
 
 def load_dataset(

@@ -176,3 +176,84 @@ def test_real_levin():
     corr_rms = best_rms(im.kernel)
     assert corr_rms < 5.0 / 255.0
     assert corr_rms < 0.8 * best_rms(im.kernel[::-1, ::-1])
+
+
+def test_lai20_subset_rule():
+    names = datasets.lai_subset("lai20")
+    assert len(names) == len(set(names)) == 20
+    pairs = {(n.split("_")[0], n.split("_")[-1]) for n in names}
+    assert pairs == {(c, f"{j:02d}") for c in datasets.LAI_CATEGORIES for j in range(1, 5)}
+    for j in range(1, 5):  # every kernel meets all five image numbers
+        assert {n.split("_")[1] for n in names if n.endswith(f"kernel_{j:02d}")} == {
+            f"{i:02d}" for i in range(1, 6)
+        }
+    assert "saturated_04_kernel_01" in names  # c = 3, j = 0: nn = 4
+    assert datasets.lai_subset("all") is None
+    with pytest.raises(ValueError, match="unknown Lai subset"):
+        datasets.lai_subset("lai10")
+
+
+def test_lazy_dataset_loads_on_demand(fake_lai, fake_levin):
+    root, _ = fake_lai
+    lazy = datasets.lazy_dataset("lai", root)
+    eager = datasets.load_lai(root)
+    assert [x.name for x in lazy] == [im.name for im in eager]
+    assert [x.category for x in lazy] == [im.category for im in eager]
+    got = lazy[1].load()
+    np.testing.assert_array_equal(got.sharp, eager[1].sharp)
+    np.testing.assert_array_equal(got.kernel, eager[1].kernel)
+    assert got.tags == {}
+    assert [x.name for x in datasets.lazy_dataset("levin", fake_levin, ["im2_kernel3"])] == [
+        "im2_kernel3"
+    ]
+    with pytest.raises(ValueError, match="not in the Lai subset"):
+        datasets.lazy_dataset("lai", root, ["text_01_kernel_01"], subset="lai20")
+    with pytest.raises(ValueError, match="unknown dataset"):
+        datasets.lazy_dataset("kohler", root)
+    # Missing files are reported before anything is loaded.
+    os.remove(root / "lai" / "sharp" / "natural_02.png")
+    with pytest.raises(FileNotFoundError, match="sharp/natural_02.png"):
+        datasets.lazy_dataset("lai", root)
+
+
+def test_lazy_synthetic_cases(tmp_path):
+    from jaxdeconv import synthetic
+
+    root = tmp_path / "data"
+    (root / "levin" / "sharp").mkdir(parents=True)
+    img = np.round(synthetic.scene(100, 100, seed=1) * 255).astype(np.uint8)
+    Image.fromarray(img).save(root / "levin" / "sharp" / "im1.png")
+    spec = synthetic.CaseSpec(
+        name="a",
+        seed=3,
+        kernel_size=7,
+        blur_size=5,
+        support="loose",
+        noise=0.01,
+        jpeg_quality=0,
+        smooth=False,
+        height=48,
+        width=48,
+        source="levin/im1",
+        kernel_bucket="k09-19",
+        size_bucket="128",
+    )
+    other = synthetic.CaseSpec(**{**spec.__dict__, "name": "b", "noise": 0.02})
+    items = datasets.lazy_dataset("synthetic", root, suite=[other, spec])
+    assert [x.name for x in items] == ["a", "b"] and items[0].key != items[1].key
+    assert items[0].key == datasets.lazy_dataset("synthetic", root, ["a"], suite=[spec])[0].key
+    im = items[0].load()
+    assert im.kernel_size == 7 and im.kernel.shape == (7, 7) and im.category == "k09-19"
+    assert im.blurry.shape == im.sharp.shape == (48, 48, 1)
+    assert im.tags["support"] == "loose" and im.tags["blur_size"] == 5
+    with pytest.raises(ValueError, match="unknown synthetic case"):
+        datasets.lazy_dataset("synthetic", root, ["c"], suite=[spec])
+    bad = synthetic.CaseSpec(**{**spec.__dict__, "source": "lai/text_01"})
+    with pytest.raises(FileNotFoundError, match="lai/text_01"):
+        datasets.lazy_dataset("synthetic", root, suite=[bad])
+
+
+@pytest.mark.skipif(_real_root() is None, reason="benchmark data not available")
+def test_real_lai20_subset_exists():
+    items = datasets.lazy_dataset("lai", _real_root(), subset="lai20")
+    assert sorted(x.name for x in items) == sorted(datasets.lai_subset("lai20"))

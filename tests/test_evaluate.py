@@ -1,9 +1,13 @@
 import csv
 import os
+import types
 
+import ml_collections
+import numpy as np
 import pytest
+from PIL import Image
 
-from jaxdeconv import evaluate
+from jaxdeconv import datasets, evaluate, nonblind, synthetic
 
 
 def test_run_benchmark_writes_tables_and_resumes(small_levin, tmp_path, tiny_config, monkeypatch):
@@ -60,3 +64,161 @@ def test_failed_image_is_recorded_and_others_go_on(small_levin, tmp_path, tiny_c
     assert (
         "im1_kernel1: RuntimeError: simulated fault" in open(tmp_path / "r" / "summary.md").read()
     )
+
+
+def _synthetic_root(tmp_path):
+    root = tmp_path / "data"
+    (root / "levin" / "sharp").mkdir(parents=True)
+    img = np.round(synthetic.scene(90, 90, seed=2) * 255).astype(np.uint8)
+    Image.fromarray(img).save(root / "levin" / "sharp" / "im1.png")
+    return str(root)
+
+
+def _specs():
+    base = dict(
+        seed=5,
+        jpeg_quality=0,
+        smooth=False,
+        height=48,
+        width=48,
+        source="levin/im1",
+        kernel_bucket="k09-19",
+        size_bucket="128",
+    )
+    return [
+        synthetic.CaseSpec(
+            name="a_tight", kernel_size=7, blur_size=7, support="tight", noise=0.0, **base
+        ),
+        synthetic.CaseSpec(
+            name="b_loose",
+            kernel_size=7,
+            blur_size=5,
+            support="loose",
+            noise=0.01,
+            **{**base, "jpeg_quality": 85},
+        ),
+    ]
+
+
+def test_tiny_synthetic_benchmark_writes_bucket_tables(tmp_path, tiny_config, monkeypatch):
+    tiny_config.num_steps = 10
+    root, workdir = _synthetic_root(tmp_path), str(tmp_path / "syn")
+    rows = evaluate.run_benchmark(
+        "synthetic", root, tiny_config, workdir, suite=_specs(), log=lambda s: None
+    )
+    assert [r["status"] for r in rows] == ["ok", "ok"]
+    for r, k in zip(rows, (7, 7), strict=True):
+        assert r["kernel_size_used"] == r["kernel_size_true"] == r["kernel_size"] == k
+        assert r["nonblind_method"] == "hyper_laplacian"
+        assert np.isfinite(r["gain"]) and r["gain"] == pytest.approx(
+            r["psnr_two_stage"] - r["psnr_blurry"]
+        )
+        assert r["psnr_blurry"] < r["psnr_true_kernel"]  # the reference deblurs
+    assert rows[1]["support"] == "loose" and rows[1]["jpeg"] is True and rows[1]["blur_size"] == 5
+    summary = open(os.path.join(workdir, "summary.md")).read()
+    assert "synthetic, suite custom" in summary and "Per bucket" in summary
+    for text in ("| support = loose | 1 |", "| jpeg = True | 1 |", "| noise = 0.01 | 1 |"):
+        assert text in summary
+    assert "| target: K <= 35, noise <= 1% | 2 |" in summary
+    with open(os.path.join(workdir, "results.csv")) as f:
+        table = list(csv.DictReader(f))
+    assert table[1]["kernel_size_used"] == "7" and table[1]["support"] == "loose"
+
+    # A re-run skips both cases; a changed case (another noise level) is run again (with a
+    # stand-in estimate: the true kernel, no training).
+    calls = []
+
+    def counting(blurry, config, key):
+        calls.append(config.kernel_size)
+        kernel = synthetic.shake_kernel(7, seed=5)
+        result = types.SimpleNamespace(
+            image=blurry, kernel=kernel, seconds=1.0, loss_history=[0.1], snapshots={}
+        )
+        return result, (0, 0, *blurry.shape[:2]), kernel
+
+    monkeypatch.setattr(evaluate, "blind_estimate", counting)
+    evaluate.run_benchmark("synthetic", root, tiny_config, workdir, suite=_specs(), log=print)
+    assert calls == []
+    changed = _specs()
+    changed[0] = synthetic.CaseSpec(**{**changed[0].__dict__, "noise": 0.02})
+    again = evaluate.run_benchmark(
+        "synthetic", root, tiny_config, workdir, suite=changed, log=print
+    )
+    assert calls == [7] and again[1] == rows[1]
+    assert again[0]["noise"] == 0.02 and again[0]["kernel_similarity"] == pytest.approx(1.0)
+
+
+def test_kernel_size_is_read_from_the_result(small_levin, tiny_config, monkeypatch):
+    """The pipeline may choose another size (automatic size): the row reports it, and the
+    kernel similarity compares kernels of different sizes."""
+    item = datasets.load_levin(small_levin, ["im1_kernel1"])[0]
+    wide = np.zeros((9, 9), np.float32)
+    wide[2:7, 2:7] = item.kernel  # the true 5x5 kernel inside a larger window
+    seen = {}
+
+    def fake_estimate(blurry, config, key):
+        seen["kernel_size"] = config.kernel_size
+        result = types.SimpleNamespace(
+            image=blurry, kernel=wide, seconds=1.0, loss_history=[0.1], snapshots={}
+        )
+        return result, (0, 0, *blurry.shape[:2]), wide
+
+    monkeypatch.setattr(evaluate, "blind_estimate", fake_estimate)
+    row, arrays = evaluate.evaluate_image(item, tiny_config)
+    assert seen["kernel_size"] == 5  # the true size is what the estimator is told ...
+    assert row["kernel_size_used"] == 9 and row["kernel_size_true"] == 5  # ... not what it used
+    assert row["kernel_similarity"] == pytest.approx(1.0, abs=1e-6)
+    assert row["error_ratio"] == pytest.approx(1.0, abs=0.05)
+    # A config asking for an automatic size keeps asking for it (and hashes differently).
+    auto = ml_collections.ConfigDict(tiny_config.to_dict())
+    with auto.ignore_type():
+        auto.kernel_size = "auto"
+    evaluate.evaluate_image(item, auto)
+    assert seen["kernel_size"] == "auto"
+    assert evaluate.config_hash(auto) != evaluate.config_hash(tiny_config)
+
+
+def test_nonblind_method_per_category(monkeypatch):
+    assert evaluate.nonblind_method("natural") == "hyper_laplacian"
+    assert evaluate.nonblind_method("kernel3") == "hyper_laplacian"
+    if hasattr(nonblind, "outlier_robust_deconv"):
+        assert evaluate.nonblind_method("saturated") == "outlier_robust"
+    monkeypatch.delattr(nonblind, "outlier_robust_deconv", raising=False)
+    assert evaluate.nonblind_method("saturated") == "hyper_laplacian"
+    with pytest.raises(ValueError, match="unknown non-blind"):
+        evaluate.nonblind_deconv("wiener", np.zeros((8, 8)), np.ones((3, 3)) / 9)
+
+
+def test_lai_summary_has_category_kernel_and_bucket_rows(tiny_config):
+    rows = []
+    for i, (cat, kname, ratio) in enumerate(
+        [("text", "kernel_01", 1.5), ("text", "kernel_02", 3.0), ("saturated", "kernel_01", 1.0)]
+    ):
+        rows.append(
+            dict(
+                {c: "" for c in evaluate.COLUMNS},
+                name=f"{cat}_{i}",
+                category=cat,
+                kernel_name=kname,
+                status="ok",
+                error_ratio=ratio,
+                psnr_two_stage=25.0 + i,
+                psnr_blurry=20.0,
+                gain=5.0 + i,
+                kernel_peak=0.6 if i == 1 else 0.1,
+                kernel_size_used=31,
+                kernel_size_true=31,
+                nonblind_method="outlier_robust" if cat == "saturated" else "hyper_laplacian",
+                seconds=1.0,
+                seconds_total=2.0,
+            )
+        )
+    text = evaluate.summary_markdown(
+        rows, dataset="lai", title="lai, subset lai20", config=tiny_config
+    )
+    assert "| kernel_01 |" in text and "| kernel_02 |" in text and "| text |" in text
+    assert "| category = text | 2 | 50% | +5.50 |" in text
+    assert "| kernel_name = kernel_01 | 2 | 100% |" in text
+    assert "| **all** | 3 | 67% | +6.00 |" in text
+    assert "hyper_laplacian 2, outlier_robust 1" in text
+    assert "1 kernels collapsed towards a delta" in text
