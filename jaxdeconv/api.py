@@ -33,7 +33,7 @@ class DeblurResult(NamedTuple):
     std: np.ndarray  # [H, W, C], per-pixel standard deviation of the draws (uncertainty)
     loss_history: np.ndarray  # [num_steps]
     seconds: float  # wall clock of the whole run, compilation included
-    state: train.TrainState  # final training state (for research use)
+    state: train.TrainState  # final training state, a host (NumPy) copy (for research use)
     snapshots: dict | None = None  # step -> [H, W, C] network image (config.snapshot_every)
 
 
@@ -183,6 +183,8 @@ def _run(
     if not batched:
         snapshots = {k: v[None] for k, v in snapshots.items()}
     num_real = ys.shape[0] if num_real is None else num_real
+    # A host copy: stepping it through a donating jitted step cannot delete it.
+    state = jax.device_get(state)
     results = []
     for b in range(num_real):
         state_b = jax.tree_util.tree_map(lambda a, b=b: a[b], state) if batched else state
