@@ -1,11 +1,15 @@
 r"""Deblurs one image, or the built-in synthetic example when no --input is given.
 
   python experiments/deblur.py --config=experiments/configs/fast.py \
-      --input=blurry.png --kernel_size=31 --workdir=runs/photo
+      --input=blurry.png --kernel_size=31 --workdir=runs/photo --config.num_steps=2000
 
 Writes NAME_deblurred.png (two-stage result), NAME_network.png (Gx's own output),
-NAME_kernel.png/.npy, NAME_uncertainty.png/.npy and NAME_run.json into --workdir.
+NAME_kernel.png/.npy, NAME_uncertainty.png/.npy and NAME_run.json into --workdir (not the
+input's folder). Config overrides: --config.FIELD=VALUE (or --set=FIELD=VALUE), checked by
+jaxdeconv.config.apply_overrides like the jaxdeconv command's; a bad one exits with code 2.
 """
+
+import sys
 
 from absl import app, flags
 from ml_collections import config_flags
@@ -18,6 +22,9 @@ _CONFIG = config_flags.DEFINE_config_file(
     "Run configuration (a configs/*.py file).",
     lock_config=True,
 )
+_SET = flags.DEFINE_multi_string(
+    "set", [], "Override a config field: --config.FIELD=VALUE or --set=FIELD=VALUE."
+)
 _INPUT = flags.DEFINE_string("input", None, "Blurry image; the built-in example if unset.")
 _KERNEL_SIZE = flags.DEFINE_integer(
     "kernel_size", None, "Odd kernel size K; overrides config.kernel_size."
@@ -27,8 +34,18 @@ _WORKDIR = flags.DEFINE_string("workdir", "runs/deblur", "Output folder.")
 
 def main(argv):
     del argv
-    launch.deblur_one(_CONFIG.value, _INPUT.value, _KERNEL_SIZE.value, _WORKDIR.value)
+    try:
+        cfg = launch.prepare_config(_CONFIG.value, _SET.value)
+    except ValueError as e:  # unknown field, wrong type or bad value
+        print(f"deblur.py: {e}", file=sys.stderr)
+        return 2
+    try:
+        launch.deblur_one(cfg, _INPUT.value, _KERNEL_SIZE.value, _WORKDIR.value)
+    except launch.InputError as e:  # unreadable image, bad kernel size, workdir among inputs
+        print(f"deblur.py: {e}", file=sys.stderr)
+        return 1
+    return 0
 
 
 if __name__ == "__main__":
-    app.run(main)
+    app.run(main, flags_parser=launch.parse_flags)

@@ -2,19 +2,33 @@
 
 Every image is handled on its own terms: a file that cannot be read, an image smaller than
 its kernel or a bad kernel size is reported in one line naming the file, and the others go
-on. Outputs are written atomically and ``--resume`` skips images whose outputs are complete.
-Images are grouped by (estimation shape, kernel size); on an accelerator a group is trained
+on. Images are grouped by (estimation shape, kernel size); on an accelerator a group is trained
 ``batch_size`` images at a time with ``jax.vmap``, on a CPU one after another (measured
 faster there); each image always gets the key ``jax.random.key(seed)``, so its result does
 not depend on which batch it ran in.
+
+What is the user's stays the user's:
+* Outputs are written atomically, and only over files this tool wrote: every image's record
+  ``OUTPUT_DIR/.jaxdeconv/images/NAME.json`` lists its files and the fingerprint of the run
+  that made them (input content, config, seed, kernel size). A file in the way that no record
+  names is left alone and the image fails with a message.
+* Files a record names are skipped (reported) when a folder or a glob given as input holds
+  them, so outputs are never read back as inputs, whatever their names.
+* A checkpoint (``OUTPUT_DIR/.checkpoints/LABEL/``) is resumed only by the run it belongs to:
+  its fingerprint is kept beside it (``LABEL.json``); any other is removed with a message.
+* ``summary.json`` / ``summary.csv`` are rewritten (atomically) as every image finishes, so a
+  killed run leaves one, listing what is still pending.
 """
 
 from __future__ import annotations
 
 import csv
 import glob
+import hashlib
 import io
+import json
 import os
+import re
 import shutil
 import sys
 import time
@@ -36,6 +50,7 @@ OUTPUT_SUFFIXES = (
     "_uncertainty.png",
     "_uncertainty.npy",
 )
+SUMMARY_FILES = ("summary.json", "summary.csv")
 SUMMARY_FIELDS = (
     "name",
     "input",
@@ -45,66 +60,203 @@ SUMMARY_FIELDS = (
     "kernel_size",
     "seed",
     "error",
+    "warning",
 )
+RECORD_DIR = ".jaxdeconv"  # in an output folder: what this tool wrote there
+CHECKPOINT_DIR = ".checkpoints"
+# Fields that do not change a run's result: a checkpoint or output made with other values of
+# these still belongs to the run.
+_NOT_RESULT_FIELDS = ("checkpoint_every", "log_every")
 
 
-def collect_inputs(specs: Iterable[str]) -> tuple[list[str], list[dict]]:
-    """Expands files, folders (their image files, not recursive) and globs.
-
-    Returns the image paths (sorted, without duplicates) and a failure record for every spec
-    that matched nothing.
-    """
-    paths, failures = [], []
-    for spec in specs:
-        if os.path.isdir(spec):
-            found = [
-                os.path.join(spec, f)
-                for f in sorted(os.listdir(spec))
-                if not f.startswith(".") and os.path.isfile(os.path.join(spec, f))
-            ]
-            if not found:
-                failures.append(_failure(spec, spec, "folder has no files"))
-            paths += found
-        elif os.path.exists(spec):
-            paths.append(spec)
-        elif glob.has_magic(spec):
-            found = sorted(p for p in glob.glob(spec) if os.path.isfile(p))
-            if not found:
-                failures.append(_failure(spec, spec, "pattern matched no files"))
-            paths += found
-        else:
-            failures.append(_failure(spec, spec, "no such file or folder"))
-    seen, unique = set(), []
-    for p in paths:
-        key = os.path.abspath(p)
-        if key not in seen:
-            seen.add(key)
-            unique.append(p)
-    return unique, failures
+# ----------------------------------------------------------------------------- inputs
 
 
-def read_manifest(path: str) -> dict[str, int]:
-    """A CSV with columns ``name`` (file name or stem) and ``kernel_size``."""
-    try:
-        with open(path, newline="") as f:
-            rows = list(csv.DictReader(f))
-    except OSError as e:
-        raise ValueError(f"{path}: cannot read manifest ({e.strerror})") from None
-    if rows and not {"name", "kernel_size"} <= set(rows[0]):
-        raise ValueError(f"{path}: manifest needs the columns 'name' and 'kernel_size'")
-    sizes = {}
-    for i, row in enumerate(rows, start=2):
-        try:
-            sizes[row["name"].strip()] = int(row["kernel_size"])
-        except (TypeError, ValueError):
-            raise ValueError(
-                f"{path}:{i}: kernel_size {row['kernel_size']!r} is not an integer"
-            ) from None
-    return sizes
+def split_specs(values: Iterable[str]) -> list[str]:
+    """``--input`` values -> specs: each value is split at commas, except a value naming an
+    existing file or folder (taken whole) and commas escaped as ``\\,``."""
+    specs = []
+    for value in values:
+        if os.path.lexists(value):
+            specs.append(value)
+            continue
+        for part in re.split(r"(?<!\\),", value):
+            part = part.replace("\\,", ",").strip()
+            if part:
+                specs.append(part)
+    return specs
+
+
+def written_here(folder: str) -> set[str]:
+    """Names of the files in ``folder`` that the records in ``folder/.jaxdeconv`` say this tool
+    wrote (outputs and summaries of earlier runs)."""
+    names = set()
+    root = os.path.join(folder, RECORD_DIR)
+    for sub in ("images", "."):
+        d = os.path.join(root, sub)
+        if not os.path.isdir(d):
+            continue
+        for f in os.listdir(d):
+            if f.endswith(".json"):
+                try:
+                    with open(os.path.join(d, f)) as fh:
+                        names.update(json.load(fh).get("files", []))
+                except (OSError, ValueError, AttributeError):
+                    continue
+    return names
+
+
+def _skip(path: str, reason: str) -> dict:
+    return {
+        "name": os.path.basename(path.rstrip(os.sep)) or path,
+        "input": path,
+        "status": f"skipped ({reason})",
+        "error": "",
+    }
 
 
 def _failure(name: str, path: str, error: str, **extra: Any) -> dict:
     return {"name": name, "input": path, "status": "failed", "error": error, **extra}
+
+
+def _classify(path: str, own: set[str]) -> str | None:
+    """None if ``path`` (found in a folder or by a glob) is a file to deblur, else why not."""
+    base = os.path.basename(path)
+    if base in own:
+        return "written by jaxdeconv in an earlier run"
+    if os.path.islink(path) and not os.path.exists(path):
+        return image_io.missing_reason(path)
+    if os.path.isdir(path):
+        return "sub-folder; folders are not searched recursively"
+    if not os.path.isfile(path):
+        return "not a regular file"
+    if base.startswith("."):
+        return "hidden file"
+    return None
+
+
+def collect_inputs(specs: Iterable[str]) -> tuple[list[str], list[dict]]:
+    """Expands files, folders (their files, not recursive) and globs.
+
+    Returns the paths to deblur (in order, each file once) and a record for everything else:
+    ``failed`` for a spec that matches nothing (the error names it), ``skipped (why)`` for a
+    sub-folder, a dangling link, a symbolic link loop, a hidden image file, a duplicate or a
+    file this tool wrote (outputs are never read back as inputs). Hidden entries that are not
+    image files (``.DS_Store``, ``.jaxdeconv``) are ignored without a word.
+    """
+    paths, records = [], []
+    for spec in specs:
+        if os.path.isdir(spec):
+            own = written_here(spec)
+            found = 0
+            for f in sorted(os.listdir(spec)):
+                p = os.path.join(spec, f)
+                if f.startswith(".") and not f.lower().endswith(IMAGE_SUFFIXES):
+                    continue
+                why = _classify(p, own)
+                if why:
+                    records.append(_skip(p, why))
+                else:
+                    paths.append(p)
+                    found += 1
+            if not found:
+                records.append(_failure(spec, spec, f"{spec}: folder has no files to deblur"))
+        elif os.path.lexists(spec):
+            if os.path.exists(spec):
+                paths.append(spec)  # named by the user: taken whatever its name
+            else:
+                records.append(_failure(spec, spec, f"{spec}: {image_io.missing_reason(spec)}"))
+        elif glob.has_magic(spec):
+            found = 0
+            for p in sorted(glob.glob(spec)):
+                why = _classify(p, written_here(os.path.dirname(p) or "."))
+                if why:
+                    records.append(_skip(p, why))
+                else:
+                    paths.append(p)
+                    found += 1
+            if not found:
+                records.append(_failure(spec, spec, f"{spec}: pattern matched no files"))
+        else:
+            records.append(_failure(spec, spec, f"{spec}: no such file or folder"))
+    seen, unique = {}, []
+    for p in paths:
+        key = os.path.realpath(p)
+        if key in seen:
+            if os.path.abspath(p) != os.path.abspath(seen[key]):
+                records.append(_skip(p, f"same file as {seen[key]}"))
+            continue
+        seen[key] = p
+        unique.append(p)
+    return unique, records
+
+
+def output_dir_problem(output_dir: str, specs: Iterable[str], paths: Iterable[str]) -> str | None:
+    """Why ``output_dir`` cannot take these inputs' outputs, or None.
+
+    Refused: a folder that holds an input (a folder given as input, or the folder of an input
+    file), since outputs there would sit among the inputs and could be taken for them.
+    """
+    if os.path.exists(output_dir) and not os.path.isdir(output_dir):
+        return f"--output_dir={output_dir} exists and is not a folder"
+    out = os.path.realpath(output_dir)
+    folders = [(s, s) for s in specs if os.path.isdir(s)]
+    folders += [(os.path.dirname(p) or ".", p) for p in paths]
+    for folder, source in folders:
+        if os.path.realpath(folder) == out:
+            sibling = os.path.abspath(folder).rstrip(os.sep) + "_deblurred"
+            return (
+                f"--output_dir={output_dir} is the folder of the input {source}: outputs would "
+                f"sit among the inputs; give a separate folder, e.g. --output_dir={sibling}"
+            )
+    return None
+
+
+def skip_lines(records: Iterable[dict], show: int = 5) -> list[str]:
+    """One line per reason for the skipped records (``skipped (why): a, b and 3 more``);
+    images skipped as complete are only counted elsewhere."""
+    groups: dict[str, list[str]] = {}
+    for r in records:
+        if r["status"].startswith("skipped") and r["status"] != "skipped (complete)":
+            groups.setdefault(r["status"], []).append(r["input"])
+    lines = []
+    for status, inputs in groups.items():
+        more = f" and {len(inputs) - show} more" if len(inputs) > show else ""
+        lines.append(f"{status}: {', '.join(inputs[:show])}{more}")
+    return lines
+
+
+def read_manifest(path: str) -> dict[str, int | str]:
+    """A CSV with columns ``name`` (file name or stem) and ``kernel_size`` (odd or ``auto``)."""
+    try:
+        with open(path, newline="") as f:
+            rows = list(csv.DictReader(f))
+    except (OSError, UnicodeDecodeError) as e:
+        raise ValueError(f"{path}: cannot read manifest ({getattr(e, 'strerror', e)})") from None
+    if rows and not {"name", "kernel_size"} <= set(rows[0]):
+        raise ValueError(f"{path}: manifest needs the columns 'name' and 'kernel_size'")
+    sizes: dict[str, int | str] = {}
+    for i, row in enumerate(rows, start=2):
+        name, value = (row.get("name") or "").strip(), (row.get("kernel_size") or "").strip()
+        if not name:
+            raise ValueError(f"{path}:{i}: empty name")
+        if value.lower() == "auto":
+            sizes[name] = "auto"
+            continue
+        try:
+            sizes[name] = int(value)
+        except ValueError:
+            raise ValueError(f"{path}:{i}: kernel_size {value!r} is not an integer") from None
+    return sizes
+
+
+def unmatched_manifest_rows(manifest: dict, paths: Iterable[str]) -> list[str]:
+    """Manifest names that match no input (neither its file name nor its stem)."""
+    known = set()
+    for p in paths:
+        base = os.path.basename(p)
+        known.update((base, os.path.splitext(base)[0]))
+    return [n for n in manifest if n not in known]
 
 
 def output_names(paths: list[str]) -> dict[str, str]:
@@ -125,8 +277,62 @@ def output_names(paths: list[str]) -> dict[str, str]:
     return names
 
 
-def outputs_complete(output_dir: str, name: str) -> bool:
-    return all(os.path.isfile(os.path.join(output_dir, name + s)) for s in OUTPUT_SUFFIXES)
+# ----------------------------------------------------------------------------- records
+
+
+def file_sha256(path: str) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def config_fingerprint(config: ml_collections.ConfigDict) -> str:
+    """Hash of every config field that changes a result (seed and kernel size included)."""
+    d = {k: v for k, v in config.to_dict().items() if k not in _NOT_RESULT_FIELDS}
+    text = json.dumps(d, sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def _record_path(output_dir: str, name: str) -> str:
+    return os.path.join(output_dir, RECORD_DIR, "images", name + ".json")
+
+
+def output_files(name: str) -> list[str]:
+    return [name + s for s in OUTPUT_SUFFIXES]
+
+
+def outputs_complete(output_dir: str, name: str, fingerprint: str | None = None) -> bool:
+    """All of ``name``'s outputs exist (and, given ``fingerprint``, were made by that run)."""
+    if not all(os.path.isfile(os.path.join(output_dir, f)) for f in output_files(name)):
+        return False
+    if fingerprint is None:
+        return True
+    try:
+        with open(_record_path(output_dir, name)) as f:
+            return json.load(f).get("fingerprint") == fingerprint
+    except (OSError, ValueError, AttributeError):
+        return False
+
+
+def foreign_files(
+    output_dir: str,
+    files: Iterable[str],
+    inputs: Iterable[str] = (),
+    own: set[str] | None = None,
+) -> list[str]:
+    """Those of ``files`` (names in ``output_dir``) that exist and were not written by this
+    tool (``own``: ``written_here(output_dir)``), or that are one of ``inputs``: files an
+    output must never replace."""
+    own = written_here(output_dir) if own is None else own
+    protected = inputs if isinstance(inputs, set) else {os.path.realpath(p) for p in inputs}
+    bad = []
+    for f in files:
+        p = os.path.join(output_dir, f)
+        if os.path.realpath(p) in protected or (os.path.lexists(p) and f not in own):
+            bad.append(p)
+    return bad
 
 
 def check_output_dir(output_dir: str) -> None:
@@ -142,33 +348,81 @@ def check_output_dir(output_dir: str) -> None:
 
 
 def kernel_size_problem(k: Any, shape: tuple) -> str | None:
-    if not isinstance(k, int | np.integer) or k < 1 or k % 2 == 0:
-        return f"kernel size must be a positive odd integer, got {k!r}"
+    if k == "auto":
+        return None
+    if isinstance(k, bool) or not isinstance(k, int | np.integer) or k < 1 or k % 2 == 0:
+        return f"kernel size must be a positive odd integer or 'auto', got {k!r}"
     if min(shape[:2]) < k:
         return f"image {shape[0]}x{shape[1]} is smaller than the {k}x{k} kernel"
     return None
 
 
+# ----------------------------------------------------------------------------- progress
+
+
 class Progress:
-    """Overall progress with elapsed time and ETA, on stderr; silent when ``quiet``."""
+    """Overall progress with elapsed time and ETA on stderr; silent when ``quiet``.
+
+    On a terminal the per-step line is redrawn in place; otherwise every update is one line
+    (logs stay readable). The ETA counts only training steps this run has measured, after
+    the first report of each batch (which includes compilation), plus the mean time of the
+    final (non-network) stage per image; it reads ``ETA ?`` until it can be measured.
+    """
 
     def __init__(self, total: int, quiet: bool = False, stream=None):
         self.total, self.quiet, self.done = total, quiet, 0
         self.stream = stream or sys.stderr
+        self.tty = bool(getattr(self.stream, "isatty", lambda: False)())
         self.start = time.perf_counter()
+        self.todo_steps = 0  # image-steps still to train in this run
+        self.todo_images = 0  # images still to finish (post-processing)
+        self.step_seconds = 0.0  # measured training seconds and their image-steps
+        self.steps_measured = 0
+        self.finish_seconds: list[float] = []
+        self._transient = False
 
-    def fmt(self, s: float) -> str:
+    def fmt(self, s: float | None) -> str:
+        if s is None:
+            return "?"
         s = int(s)
         return f"{s // 3600}:{s % 3600 // 60:02d}:{s % 60:02d}"
 
+    def rate(self) -> float | None:
+        return self.step_seconds / self.steps_measured if self.steps_measured else None
+
+    def eta(self, steps: int | None = None, images: int | None = None) -> float | None:
+        rate = self.rate()
+        steps = self.todo_steps if steps is None else steps
+        images = self.todo_images if images is None else images
+        steps, images = max(steps, 0), max(images, 0)
+        if steps and rate is None:
+            return None
+        finish = float(np.mean(self.finish_seconds)) if self.finish_seconds else 0.0
+        return (rate or 0.0) * steps + finish * images
+
     def line(self, text: str) -> None:
-        if not self.quiet:
-            print(text, file=self.stream, flush=True)
+        if self.quiet:
+            return
+        if self._transient:
+            self.stream.write("\r\033[K")
+            self._transient = False
+        print(text, file=self.stream, flush=True)
+
+    def status(self, text: str) -> None:
+        """A line that the next update replaces, on a terminal."""
+        if self.quiet:
+            return
+        if not self.tty:
+            self.line(text)
+            return
+        self.stream.write("\r\033[K" + text)
+        self.stream.flush()
+        self._transient = True
 
     def advance(self, n: int, text: str) -> None:
         self.done += n
         elapsed = time.perf_counter() - self.start
-        eta = elapsed / self.done * (self.total - self.done) if self.done else 0.0
+        eta = self.eta() if self.steps_measured or self.done >= self.total else None
         width = 24
         filled = int(width * self.done / max(self.total, 1))
         bar = "#" * filled + "-" * (width - filled)
@@ -178,11 +432,82 @@ class Progress:
         )
 
 
+class _StepTracker:
+    """Progress of one batch's training: turns the step reports into speed and ETA. The first
+    report of a batch is only a reference point (its interval holds the compilation, and after
+    a resume the steps done by the interrupted run), so only this run's steps are timed."""
+
+    def __init__(self, progress: Progress, label: str, num_steps: int, batch: int):
+        self.progress, self.label, self.num_steps, self.batch = progress, label, num_steps, batch
+        self.t = self.step = None
+        self.counted = 0
+
+    def report(self, step: int, metrics: dict, now: float | None = None) -> None:
+        now = time.perf_counter() if now is None else now
+        p = self.progress
+        if self.t is not None and step > self.step:
+            steps = (step - self.step) * self.batch
+            p.step_seconds += now - self.t
+            p.steps_measured += steps
+            p.todo_steps -= steps
+            self.counted += steps
+        self.t, self.step = now, step
+        eta = p.eta((self.num_steps - step) * self.batch, 0)
+        p.status(
+            f"    {self.label}: step {step}/{self.num_steps} loss {metrics['loss']:.2e} "
+            f"ETA {p.fmt(eta)} (all: {p.fmt(p.eta())})"
+        )
+
+    def close(self) -> None:
+        """The batch is over: its steps are no longer to do."""
+        self.progress.todo_steps -= self.num_steps * self.batch - self.counted
+        self.counted = self.num_steps * self.batch
+
+
 def choose_batch_size(requested: int | None) -> int:
     """``requested`` if given; else 8 on an accelerator and 1 (sequential) on a CPU."""
-    if requested:
-        return int(requested)
+    if requested is not None:
+        if isinstance(requested, bool) or not isinstance(requested, int) or requested < 1:
+            raise ValueError(f"batch size must be a positive integer, got {requested!r}")
+        return requested
     return 1 if jax.default_backend() == "cpu" else 8
+
+
+# ----------------------------------------------------------------------------- the run
+
+
+class _Run:
+    """The records of one run, written to ``summary.json``/``.csv`` when one changes (at most
+    once per ``len(records) / 1000`` seconds, so huge runs do not spend their time on it)."""
+
+    def __init__(self, output_dir, config, paths, names, earlier, unmatched):
+        self.output_dir, self.config = output_dir, config
+        self.order = list(paths)
+        self.earlier = list(earlier)
+        self.unmatched = list(unmatched)
+        self.records = {
+            p: {"name": names[p], "input": p, "status": "pending", "error": ""} for p in paths
+        }
+        self.interval = min(5.0, (len(self.order) + len(self.earlier)) / 1000)
+        self.last_write = -float("inf")
+
+    def set(self, path: str, record: dict) -> None:
+        self.records[path] = record
+        if time.perf_counter() - self.last_write >= self.interval:
+            self.write()
+
+    def ordered(self) -> list[dict]:
+        return self.earlier + [self.records[p] for p in self.order]
+
+    def write(self, finished: bool = False) -> None:
+        write_summary(
+            self.output_dir,
+            self.ordered(),
+            self.config,
+            unmatched_manifest_rows=self.unmatched,
+            finished=finished,
+        )
+        self.last_write = time.perf_counter()
 
 
 def process(
@@ -190,15 +515,22 @@ def process(
     config: ml_collections.ConfigDict,
     output_dir: str,
     *,
-    kernel_size: int | None = None,
-    manifest: dict[str, int] | None = None,
+    kernel_size: int | str | None = None,
+    manifest: dict[str, int | str] | None = None,
     batch_size: int | None = None,
     resume: bool = False,
     quiet: bool = False,
     checkpoints: bool = True,
+    earlier: list[dict] | None = None,
 ) -> list[dict]:
-    """Deblurs every path into ``output_dir``; returns one record per image (never raises
-    for a bad image)."""
+    """Deblurs every path into ``output_dir``; returns one record per image, after the
+    ``earlier`` records (from ``collect_inputs``), never raising for a bad image.
+
+    Images whose record shows outputs from this very run (same input content, config, seed and
+    kernel size) are skipped with ``resume``; ``summary.json`` also lists manifest rows that
+    name no input (``unmatched_manifest_rows``).
+    """
+    size = choose_batch_size(batch_size)
     progress = Progress(len(paths), quiet)
     progress.line(
         f"JAX backend: {jax.default_backend()} ({jax.devices()[0].device_kind}); "
@@ -206,125 +538,296 @@ def process(
     )
     names = output_names(paths)
     manifest = manifest or {}
-    records: dict[str, dict] = {}
-    groups: dict[tuple, list[tuple[str, np.ndarray, np.ndarray, int]]] = {}
+    unmatched = unmatched_manifest_rows(manifest, paths)
+    if unmatched:
+        progress.line(f"manifest rows naming no input (ignored): {', '.join(unmatched)}")
+    blocked = foreign_files(output_dir, SUMMARY_FILES)
+    if blocked:
+        raise ValueError(
+            f"{', '.join(blocked)} exists and was not written by jaxdeconv; move it or choose "
+            "another --output_dir"
+        )
+    own = written_here(output_dir)
+    protected = {os.path.realpath(p) for p in paths}
+    run = _Run(output_dir, config, paths, names, earlier or [], unmatched)
+    run.write()
+    groups: dict[tuple, list[dict]] = {}
     for path in paths:
         name = names[path]
         stem = os.path.splitext(os.path.basename(path))[0]
         k = manifest.get(os.path.basename(path), manifest.get(stem, kernel_size))
         if k is None:
             k = config.kernel_size
-        if resume and outputs_complete(output_dir, name):
-            records[path] = {
-                "name": name,
-                "input": path,
-                "status": "skipped (complete)",
-                "kernel_size": k,
-                "error": "",
-            }
+        cfg = _config_for(config, k)
+        try:
+            sha = file_sha256(path)
+        except OSError as e:
+            sha = f"unreadable: {e}"
+        fingerprint = hashlib.sha256(f"{sha} {config_fingerprint(cfg)}".encode()).hexdigest()
+        if resume and outputs_complete(output_dir, name, fingerprint):
+            run.set(path, _record(name, path, "skipped (complete)", k, cfg))
             progress.advance(1, f"{name}: outputs complete, skipped")
             continue
+        if resume and outputs_complete(output_dir, name):
+            progress.line(f"{name}: outputs made by another run (input, config or seed): redone")
         try:
-            blurry = image_io.read_image(path)
+            blurry, notes = image_io.read_image_with_notes(path)
         except image_io.ImageReadError as e:
-            records[path] = _failure(name, path, str(e), kernel_size=k)
+            run.set(path, _failure(name, path, str(e), kernel_size=k))
             progress.advance(1, f"FAILED {e}")
             continue
         problem = kernel_size_problem(k, blurry.shape)
+        blocked = foreign_files(output_dir, output_files(name), protected, own)
+        if blocked:
+            problem = (
+                f"would replace {', '.join(blocked)}, which jaxdeconv did not write; "
+                "move it or choose another --output_dir"
+            )
         if problem:
-            records[path] = _failure(name, path, f"{path}: {problem}", kernel_size=k)
+            run.set(path, _failure(name, path, f"{path}: {problem}", kernel_size=k))
             progress.advance(1, f"FAILED {path}: {problem}")
             continue
-        region, _ = pipeline.estimation_region(image_io.luminance(blurry), config)
-        groups.setdefault((region.shape, int(k)), []).append((path, blurry, region, int(k)))
+        lum = image_io.luminance(blurry)
+        if float(np.ptp(lum)) <= 1.0 / 255.0:
+            notes.append("the image is constant (no detail): its kernel is arbitrary")
+        for note in notes:
+            progress.line(f"warning: {path}: {note}")
+        region = _estimation_region(lum, cfg)
+        key = (region.shape, k) if k != "auto" else (region.shape, "auto")
+        groups.setdefault(key, []).append(
+            dict(path=path, blurry=blurry, region=region, cfg=cfg, sha=sha, notes=notes,
+                 fingerprint=fingerprint)
+        )  # fmt: skip
+    progress.todo_images = sum(len(g) for g in groups.values())
+    progress.todo_steps = sum(len(g) * g[0]["cfg"].num_steps for g in groups.values())
 
-    size = choose_batch_size(batch_size)
-    for (_, k), members in groups.items():
-        cfg = ml_collections.ConfigDict(config.to_dict())
-        cfg.kernel_size = k
+    for members in groups.values():
         for start in range(0, len(members), size):
             chunk = members[start : start + size]
-            try:
-                results = _train(chunk, cfg, output_dir, names, checkpoints, progress)
-            except Exception as e:  # noqa: BLE001 - a failed batch is retried image by image
-                if len(chunk) == 1:
-                    path = chunk[0][0]
-                    records[path] = _failure(names[path], path, f"{path}: {e}", kernel_size=k)
-                    progress.advance(1, f"FAILED {path}: {e}")
-                    continue
-                results = []
-                for member in chunk:
-                    try:
-                        results += _train([member], cfg, output_dir, names, checkpoints, progress)
-                    except Exception as e2:  # noqa: BLE001
-                        results.append(e2)
-            for (path, blurry, region, _), result in zip(chunk, results, strict=True):
-                name = names[path]
-                if isinstance(result, Exception):
-                    records[path] = _failure(name, path, f"{path}: {result}", kernel_size=k)
-                    progress.advance(1, f"FAILED {path}: {result}")
-                    continue
-                try:
-                    outputs = pipeline.finish(blurry, result, region, cfg)
-                    pipeline.save_outputs(output_dir, name, outputs)
-                except OSError as e:
-                    records[path] = _failure(
-                        name, path, f"{path}: cannot write outputs ({e})", kernel_size=k
-                    )
-                    progress.advance(1, f"FAILED {path}: cannot write outputs ({e})")
-                    continue
-                records[path] = {
-                    "name": name,
-                    "input": path,
-                    "status": "ok",
-                    "seconds": round(result.seconds, 2),
-                    "final_loss": float(result.loss_history[-1]),
-                    "kernel_size": k,
-                    "seed": cfg.seed,
-                    "error": "",
-                }
-                progress.advance(1, f"{name}: done ({result.seconds:.0f} s)")
-            ckpt = _checkpoint_dir(chunk, cfg, output_dir, names, checkpoints)
-            if ckpt and all(records.get(m[0], {}).get("status") == "ok" for m in chunk):
-                shutil.rmtree(ckpt, ignore_errors=True)
-    ordered = [records[p] for p in paths]
-    write_summary(output_dir, ordered, config)
-    return ordered
+            results = _train_isolated(chunk, output_dir, names, checkpoints, progress)
+            for member, result in zip(chunk, results, strict=True):
+                _finish(member, result, output_dir, names, run, progress)
+            ckpt = _checkpoint_dir(chunk, output_dir, names, checkpoints)
+            if ckpt and all(run.records[m["path"]]["status"] == "ok" for m in chunk):
+                _remove_checkpoint(ckpt)
+    run.write(finished=True)
+    return run.ordered()
 
 
-def _checkpoint_dir(chunk, cfg, output_dir, names, checkpoints) -> str | None:
-    if checkpoints and cfg.checkpoint_every > 0:
-        return os.path.join(output_dir, ".checkpoints", "+".join(names[m[0]] for m in chunk))
-    return None
+def _config_for(config: ml_collections.ConfigDict, k: int | str) -> ml_collections.ConfigDict:
+    """A copy of ``config`` with this image's kernel size (an int, or ``'auto'``)."""
+    d = config.to_dict()
+    d["kernel_size"] = int(k) if isinstance(k, np.integer) else k
+    return ml_collections.ConfigDict(d)
 
 
-def _train(chunk, cfg, output_dir, names, checkpoints, progress=None) -> list[api.DeblurResult]:
-    ckpt = _checkpoint_dir(chunk, cfg, output_dir, names, checkpoints)
-    label = ", ".join(names[m[0]] for m in chunk)
+def _record(name, path, status, k, cfg, **extra) -> dict:
+    return {
+        "name": name,
+        "input": path,
+        "status": status,
+        "kernel_size": k,
+        "seed": cfg.seed,
+        "error": "",
+        **extra,
+    }
+
+
+def _train_isolated(chunk, output_dir, names, checkpoints, progress) -> list:
+    """Results (or the exception) per member; a failed batch is retried image by image."""
+    try:
+        return _train(chunk, output_dir, names, checkpoints, progress)
+    except Exception as e:  # noqa: BLE001 - one bad image must not stop the others
+        if len(chunk) == 1:
+            return [e]
+    results = []
+    for member in chunk:
+        try:
+            results += _train([member], output_dir, names, checkpoints, progress)
+        except Exception as e:  # noqa: BLE001
+            results.append(e)
+    return results
+
+
+def _finish(member, result, output_dir, names, run, progress) -> None:
+    """The calls after training for one image: final kernel, deconvolution, files, record."""
+    path, cfg = member["path"], member["cfg"]
+    name, k = names[path], cfg.kernel_size
+    progress.todo_images -= 1
+    if isinstance(result, Exception):
+        run.set(path, _failure(name, path, f"{path}: {_describe(result)}", kernel_size=k))
+        progress.advance(1, f"FAILED {path}: {_describe(result)}")
+        return
     start = time.perf_counter()
+    try:
+        outputs = _final_stage(member, result)
+        pipeline.save_outputs(output_dir, name, outputs)
+        k = int(np.asarray(outputs.kernel).shape[0]) if k == "auto" else k
+        image_io.write_json(
+            _record_path(output_dir, name),
+            {
+                "input": os.path.abspath(path),
+                "input_sha256": member["sha"],
+                "fingerprint": member["fingerprint"],
+                "seed": cfg.seed,
+                "kernel_size": k,
+                "files": output_files(name),
+            },
+        )
+    except Exception as e:  # noqa: BLE001
+        what = "cannot write outputs" if isinstance(e, OSError) else "final stage failed"
+        run.set(path, _failure(name, path, f"{path}: {what} ({e})", kernel_size=k))
+        progress.advance(1, f"FAILED {path}: {what} ({e})")
+        return
+    progress.finish_seconds.append(time.perf_counter() - start)
+    extra = {"warning": "; ".join(member["notes"])} if member["notes"] else {}
+    run.set(
+        path,
+        _record(
+            name,
+            path,
+            "ok",
+            k,
+            cfg,
+            seconds=round(result.seconds, 2),
+            final_loss=float(result.loss_history[-1]),
+            **extra,
+        ),
+    )
+    progress.advance(1, f"{name}: done ({result.seconds:.0f} s)")
 
-    def report(step, metrics):
-        if progress is not None:
-            elapsed = time.perf_counter() - start
-            eta = elapsed / step * (cfg.num_steps - step)
-            progress.line(
-                f"    {label}: step {step}/{cfg.num_steps} loss {metrics['loss']:.2e}"
-                f" elapsed {progress.fmt(elapsed)} ETA {progress.fmt(eta)}"
-            )
 
+def _describe(e: Exception) -> str:
+    return str(e) or type(e).__name__
+
+
+def _checkpoint_dir(chunk, output_dir, names, checkpoints) -> str | None:
+    cfg = chunk[0]["cfg"]
+    if not (checkpoints and cfg.checkpoint_every > 0):
+        return None
+    label = "+".join(names[m["path"]] for m in chunk)
+    if len(label) > 120:
+        digest = hashlib.sha256(label.encode()).hexdigest()[:12]
+        label = f"{names[chunk[0]['path']]}+{len(chunk) - 1}-more-{digest}"
+    return os.path.join(output_dir, CHECKPOINT_DIR, label)
+
+
+def _checkpoint_fingerprint(chunk) -> dict:
+    return {
+        "inputs": [m["sha"] for m in chunk],
+        "config": config_fingerprint(chunk[0]["cfg"]),
+        "seed": chunk[0]["cfg"].seed,
+        "kernel_size": chunk[0]["cfg"].kernel_size,
+    }
+
+
+def prepare_checkpoint(ckpt: str, fingerprint: dict, log) -> None:
+    """Keeps ``ckpt`` only if it was made by the run ``fingerprint`` describes; else removes
+    it (saying so). Then records ``fingerprint`` beside it (``ckpt + '.json'``)."""
+    meta = ckpt + ".json"
+    if os.path.lexists(ckpt):
+        try:
+            with open(meta) as f:
+                old = json.load(f)
+        except (OSError, ValueError):
+            old = None
+        label = os.path.basename(ckpt)
+        if old == fingerprint:
+            log(f"    {label}: continuing from the checkpoint of the interrupted run")
+        else:
+            why = "no record of its run" if old is None else _difference(old, fingerprint)
+            log(f"    {label}: checkpoint of another run ({why}) removed; starting afresh")
+            _remove_checkpoint(ckpt)
+    image_io.write_json(meta, fingerprint)
+
+
+def _difference(old: dict, new: dict) -> str:
+    words = {"inputs": "input", "seed": "seed", "kernel_size": "kernel size", "config": "config"}
+    diff = [w for k, w in words.items() if old.get(k) != new.get(k)]
+    return "other " + ", ".join(diff) if diff else "unknown run"
+
+
+def _remove_checkpoint(ckpt: str) -> None:
+    shutil.rmtree(ckpt, ignore_errors=True)
+    if os.path.lexists(ckpt):
+        os.remove(ckpt)
+    if os.path.exists(ckpt + ".json"):
+        os.remove(ckpt + ".json")
+    try:
+        os.rmdir(os.path.dirname(ckpt))  # only when empty
+    except OSError:
+        pass
+
+
+def _train(chunk, output_dir, names, checkpoints, progress=None) -> list[api.DeblurResult]:
+    """The network stage for the images of ``chunk`` (one batch)."""
+    cfg = chunk[0]["cfg"]
+    ckpt = _checkpoint_dir(chunk, output_dir, names, checkpoints)
+    if ckpt:
+        prepare_checkpoint(
+            ckpt, _checkpoint_fingerprint(chunk), progress.line if progress else print
+        )
+    label = ", ".join(names[m["path"]] for m in chunk)
+    tracker = _StepTracker(progress or Progress(0, quiet=True), label, cfg.num_steps, len(chunk))
+    try:
+        return _network_stage(chunk, cfg, ckpt, tracker.report)
+    finally:
+        tracker.close()
+
+
+# ------------------------------------------------------- the method's three calls, in one place
+
+
+def _estimation_region(luminance: np.ndarray, cfg: ml_collections.ConfigDict) -> np.ndarray:
+    """What the networks train on for one image (``[h, w, 1]``); images are grouped by its
+    shape (and kernel size), so a batch holds same-shaped regions."""
+    region, _ = pipeline.estimation_region(luminance, cfg)
+    return region
+
+
+def _network_stage(chunk, cfg, ckpt, report) -> list[api.DeblurResult]:
+    """Trains the networks of one batch (``chunk``: same-shaped regions, one config)."""
     if len(chunk) == 1:
-        return [
-            api.deblur(
-                chunk[0][2], cfg, key=jax.random.key(cfg.seed), checkpoint_dir=ckpt, callback=report
-            )
-        ]
-    return api.deblur_batch([m[2] for m in chunk], cfg, checkpoint_dir=ckpt, callback=report)
+        key = jax.random.key(cfg.seed)
+        return [api.deblur(chunk[0]["region"], cfg, key=key, checkpoint_dir=ckpt, callback=report)]
+    regions = [m["region"] for m in chunk]
+    return api.deblur_batch(regions, cfg, checkpoint_dir=ckpt, callback=report)
 
 
-def write_summary(output_dir: str, records: list[dict], config) -> None:
-    """``summary.json`` (records plus the config) and ``summary.csv``."""
+def _final_stage(member: dict, result: api.DeblurResult) -> pipeline.Outputs:
+    """Final kernel and non-blind deconvolution of every channel of one image."""
+    return pipeline.finish(member["blurry"], result, member["region"], member["cfg"])
+
+
+# ----------------------------------------------------------------------------- summary
+
+
+def write_summary(
+    output_dir: str,
+    records: list[dict],
+    config,
+    *,
+    unmatched_manifest_rows: list[str] = (),
+    finished: bool = True,
+) -> None:
+    """``summary.json`` (records, unmatched manifest rows, the config) and ``summary.csv``,
+    each replaced atomically; recorded as this tool's files."""
+    run_record = os.path.join(output_dir, RECORD_DIR, "run.json")
+    if not os.path.exists(run_record):  # first, so no summary is ever unrecorded
+        image_io.write_json(run_record, {"files": list(SUMMARY_FILES)})
+    counts: dict[str, int] = {}
+    for r in records:
+        key = "skipped" if r["status"].startswith("skipped") else r["status"]
+        counts[key] = counts.get(key, 0) + 1
     image_io.write_json(
-        os.path.join(output_dir, "summary.json"), {"config": config.to_dict(), "images": records}
+        os.path.join(output_dir, "summary.json"),
+        {
+            "finished": finished,
+            "counts": counts,
+            "images": records,
+            "unmatched_manifest_rows": list(unmatched_manifest_rows),
+            "config": config.to_dict(),
+        },
     )
     buf = io.StringIO()
     writer = csv.DictWriter(buf, fieldnames=SUMMARY_FIELDS, extrasaction="ignore")

@@ -2,11 +2,14 @@ r"""The ``jaxdeconv`` command: blind deblurring of files, folders and globs.
 
   jaxdeconv --input=photos/ --output_dir=out/ --kernel_size=31
   jaxdeconv --input='shots/*.jpg' --output_dir=out/ --manifest=sizes.csv --resume
+  jaxdeconv --input=a.png --input='name, with comma.png' --config=tiny --config.num_steps=50
 
 For each image NAME it writes NAME_deblurred.png (kernel estimated on the luminance, then
 non-blind deconvolution of every channel), NAME_network.png, NAME_kernel.png/.npy and
-NAME_uncertainty.png/.npy; for the run, summary.json and summary.csv. The exit code is 1 if
-any image failed.
+NAME_uncertainty.png/.npy; for the run, summary.json and summary.csv (rewritten as images
+finish). Exit code: 0 when every image was deblurred (or skipped), 1 if any failed, 2 for a
+bad command line (unknown config field, wrong type, bad flag value, output folder that holds
+inputs), refused before any work.
 """
 
 from __future__ import annotations
@@ -16,75 +19,112 @@ import sys
 
 from absl import app, flags, logging
 
-from jaxdeconv import batch, runtime
-from jaxdeconv import config as config_lib
+from jaxdeconv import batch, launch, runtime
 
-_INPUT = flags.DEFINE_list(
-    "input", None, "Image files, folders (their image files) and glob patterns, comma-separated."
+_INPUT = flags.DEFINE_multi_string(
+    "input",
+    None,
+    "Image files, folders (their files, not sub-folders) and glob patterns; repeat the flag "
+    "or separate with commas. A value naming an existing file is taken whole, commas and all; "
+    "otherwise write a comma in a name as \\,.",
 )
-_OUTPUT_DIR = flags.DEFINE_string("output_dir", "deblurred", "Folder for the outputs.")
-_KERNEL_SIZE = flags.DEFINE_integer(
-    "kernel_size", None, "Odd blur kernel size K for every image (default: the preset's)."
+_OUTPUT_DIR = flags.DEFINE_string(
+    "output_dir",
+    "deblurred",
+    "Folder for the outputs; not a folder holding inputs. Files in it that jaxdeconv did not "
+    "write are never replaced.",
+)
+_KERNEL_SIZE = flags.DEFINE_string(
+    "kernel_size",
+    None,
+    "Odd blur kernel size K for every image, or 'auto' (default: the preset's).",
 )
 _MANIFEST = flags.DEFINE_string(
     "manifest",
     None,
     "CSV with columns name,kernel_size giving a kernel size per image "
-    "(name: the file name or its stem); overrides --kernel_size for those images.",
+    "(name: the file name or its stem); overrides --kernel_size for those images. Rows "
+    "naming no input are reported.",
 )
 _CONFIG = flags.DEFINE_string(
-    "config", "fast", "Preset name (fast, paper, tiny) or a path to a configs/*.py file."
+    "config",
+    "fast",
+    "Preset name (fast, paper, tiny) or a configs/*.py file (FILE.py:ARG passes ARG to its "
+    "get_config).",
 )
 _SET = flags.DEFINE_multi_string(
-    "set", [], "Override a config field, e.g. --set=num_steps=2000 (repeatable)."
+    "set",
+    [],
+    "Override a config field, e.g. --set=num_steps=2000 or, the same, --config.num_steps=2000 "
+    "(repeatable). Unknown fields and values of the wrong type are refused.",
 )
 _SEED = flags.DEFINE_integer("seed", None, "Random seed (default: the preset's).")
 _BATCH_SIZE = flags.DEFINE_integer(
     "batch_size",
     None,
-    "Images trained together with vmap (default: 8 on GPU/TPU, 1 on CPU).",
+    "Images trained together with vmap, at least 1 (default: 8 on GPU/TPU, 1 on CPU).",
 )
-_RESUME = flags.DEFINE_bool("resume", False, "Skip images whose outputs are all present.")
+_RESUME = flags.DEFINE_bool(
+    "resume",
+    False,
+    "Skip images whose outputs are complete and were made from the same input, config and seed.",
+)
 _QUIET = flags.DEFINE_bool("quiet", False, "No progress output.")
 _CHECKPOINT_EVERY = flags.DEFINE_integer(
     "checkpoint_every",
     None,
-    "Save an Orbax checkpoint every N steps (0: never; default: "
-    "every 500 steps), so an interrupted run resumes where it stopped.",
+    "Save an Orbax checkpoint every N steps (0: never; default: every 500 steps), so an "
+    "interrupted run continues where it stopped; a checkpoint is only used by the run it "
+    "belongs to (same input, config and seed).",
 )
 
 
 def load_config(spec: str, overrides: list[str]):
-    """A preset by name or a config file's ``get_config()``, with ``key=value`` overrides."""
-    if spec in config_lib.PRESETS:
-        cfg = config_lib.PRESETS[spec]()
-    elif os.path.isfile(spec):
-        import importlib.util
+    """A preset by name or a config file's ``get_config()``, with ``FIELD=VALUE`` overrides
+    (``config.apply_overrides``: unknown fields and wrong types raise ``ValueError``)."""
+    return launch.load_config(spec, overrides)
 
-        module_spec = importlib.util.spec_from_file_location("_jaxdeconv_config", spec)
-        module = importlib.util.module_from_spec(module_spec)
-        module_spec.loader.exec_module(module)
-        cfg = module.get_config()
-    else:
+
+def parse_kernel_size(text: str | None) -> int | str | None:
+    """``--kernel_size``: an odd positive integer, ``auto`` or unset."""
+    if text is None:
+        return None
+    if text.strip().lower() == "auto":
+        return "auto"
+    try:
+        k = int(text)
+    except ValueError:
+        k = None
+    if k is None or k < 1 or k % 2 == 0:
+        raise ValueError(f"--kernel_size={text}: must be a positive odd integer or 'auto'")
+    return k
+
+
+def _prepare():
+    """Everything checked before any work; raises ``ValueError`` / ``OSError``."""
+    cfg = load_config(_CONFIG.value, _SET.value)
+    if _SEED.value is not None:
+        cfg.seed = _SEED.value
+    if _BATCH_SIZE.value is not None and _BATCH_SIZE.value < 1:
+        raise ValueError(f"--batch_size={_BATCH_SIZE.value}: must be at least 1")
+    if _CHECKPOINT_EVERY.value is not None and _CHECKPOINT_EVERY.value < 0:
+        raise ValueError(f"--checkpoint_every={_CHECKPOINT_EVERY.value}: must be 0 or more")
+    cfg.checkpoint_every = 500 if _CHECKPOINT_EVERY.value is None else _CHECKPOINT_EVERY.value
+    kernel_size = parse_kernel_size(_KERNEL_SIZE.value)
+    manifest = batch.read_manifest(_MANIFEST.value) if _MANIFEST.value else None
+    specs = batch.split_specs(_INPUT.value)
+    paths, earlier = batch.collect_inputs(specs)
+    problem = batch.output_dir_problem(_OUTPUT_DIR.value, specs, paths)
+    if problem:
+        raise ValueError(problem)
+    batch.check_output_dir(_OUTPUT_DIR.value)
+    blocked = batch.foreign_files(_OUTPUT_DIR.value, batch.SUMMARY_FILES)
+    if blocked:
         raise ValueError(
-            f"--config={spec}: not a preset ({', '.join(config_lib.PRESETS)}) and no such file"
+            f"{', '.join(blocked)} exists and was not written by jaxdeconv; move it or give "
+            "another --output_dir"
         )
-    for item in overrides:
-        field, sep, value = item.partition("=")
-        if not sep:
-            raise ValueError(f"--set={item}: expected FIELD=VALUE")
-        import ast
-
-        node = cfg
-        parts = field.split(".")
-        for p in parts[:-1]:
-            node = node[p]
-        try:
-            parsed = ast.literal_eval(value)
-        except (ValueError, SyntaxError):
-            parsed = value
-        node[parts[-1]] = parsed
-    return cfg
+    return cfg, kernel_size, manifest, paths, earlier
 
 
 def main(argv):
@@ -93,40 +133,39 @@ def main(argv):
     if not _INPUT.value:
         raise app.UsageError("--input is required (files, folders or globs)")
     logging.set_verbosity(logging.WARNING)
-    runtime.enable_compilation_cache()
     try:
-        cfg = load_config(_CONFIG.value, _SET.value)
-        manifest = batch.read_manifest(_MANIFEST.value) if _MANIFEST.value else None
-        batch.check_output_dir(_OUTPUT_DIR.value)
+        cfg, kernel_size, manifest, paths, earlier = _prepare()
     except (ValueError, OSError) as e:
         print(f"jaxdeconv: {e}", file=sys.stderr)
         return 2
-    if _SEED.value is not None:
-        cfg.seed = _SEED.value
-    cfg.checkpoint_every = 500 if _CHECKPOINT_EVERY.value is None else _CHECKPOINT_EVERY.value
-    paths, failures = batch.collect_inputs(_INPUT.value)
-    for f in failures:
-        print(f"jaxdeconv: {f['input']}: {f['error']}", file=sys.stderr)
+    runtime.enable_compilation_cache()
+    for line in [r["error"] for r in earlier if r["status"] == "failed"] + batch.skip_lines(
+        earlier
+    ):
+        print(f"jaxdeconv: {line}", file=sys.stderr)
     records = batch.process(
         paths,
         cfg,
         _OUTPUT_DIR.value,
-        kernel_size=_KERNEL_SIZE.value,
+        kernel_size=kernel_size,
         manifest=manifest,
         batch_size=_BATCH_SIZE.value,
         resume=_RESUME.value,
         quiet=_QUIET.value,
+        earlier=earlier,
     )
-    records = failures + records
-    if failures:
-        batch.write_summary(_OUTPUT_DIR.value, records, cfg)
     failed = [r for r in records if r["status"] == "failed"]
     ok = sum(r["status"] == "ok" for r in records)
-    skipped = sum(r["status"].startswith("skipped") for r in records)
+    skipped = [r for r in records if r["status"].startswith("skipped")]
     print(
-        f"jaxdeconv: {ok} deblurred, {skipped} skipped, {len(failed)} failed; outputs in "
+        f"jaxdeconv: {ok} deblurred, {len(skipped)} skipped, {len(failed)} failed; outputs in "
         f"{os.path.abspath(_OUTPUT_DIR.value)}"
     )
+    unmatched = batch.unmatched_manifest_rows(manifest or {}, paths)
+    if unmatched:
+        print(f"  manifest rows naming no input: {', '.join(unmatched)}", file=sys.stderr)
+    for line in batch.skip_lines(skipped):
+        print(f"  {line}", file=sys.stderr)
     for r in failed:
         print(f"  failed: {r['error']}", file=sys.stderr)
     return 1 if failed else 0
@@ -138,7 +177,7 @@ def run():
     # wrapper file; make this module's flags key flags of it.
     for flag in flags.FLAGS.get_key_flags_for_module(sys.modules[__name__]):
         flags.FLAGS.register_key_flag_for_module(sys.argv[0], flag)
-    app.run(main)
+    app.run(main, flags_parser=launch.parse_flags)
 
 
 if __name__ == "__main__":

@@ -1,18 +1,70 @@
-"""Launcher bodies: what ``experiments/*.py`` call after parsing flags."""
+"""Launcher bodies: what ``experiments/*.py`` and the ``jaxdeconv`` command call.
+
+One override syntax for all of them: ``--config.FIELD=VALUE`` (or ``--set=FIELD=VALUE``),
+applied by ``config.apply_overrides``, which refuses unknown fields and wrong types before any
+work. ``parse_flags`` is the absl flags parser that turns the first form into the second.
+"""
 
 from __future__ import annotations
 
+import copy
+import importlib.util
 import os
 
 import jax
 import ml_collections
 import numpy as np
-from absl import logging
+from absl import app, logging
 
-from jaxdeconv import image_io, pipeline, runtime, synthetic
+from jaxdeconv import batch, image_io, pipeline, runtime, synthetic
+from jaxdeconv import config as config_lib
 
 EXAMPLE_SIZE = 128
 EXAMPLE_KERNEL_SIZE = 15
+
+
+class InputError(ValueError):
+    """A bad input for ``deblur_one`` (the message names it); nothing was written."""
+
+
+def parse_flags(argv: list[str]) -> list[str]:
+    """``app.run(main, flags_parser=parse_flags)``: ``--config.FIELD=VALUE`` becomes
+    ``--set=FIELD=VALUE`` (the program defines ``--set``), then absl parses as usual."""
+    rewritten = [
+        f"--set={arg.split('config.', 1)[1]}" if arg.startswith(("--config.", "-config.")) else arg
+        for arg in argv[1:]
+    ]
+    return app.parse_flags_with_usage([argv[0], *rewritten])
+
+
+def load_config(spec: str, overrides: list[str] = ()) -> ml_collections.ConfigDict:
+    """A preset by name (``fast``, ``paper``, ``tiny``) or a config file's ``get_config()``
+    (``FILE.py:ARG`` passes ``ARG``), with ``FIELD=VALUE`` overrides; raises ``ValueError``
+    for an unknown preset, a missing file, an unknown field, a wrong type or a bad value."""
+    path, _, arg = spec.partition(":") if not os.path.isfile(spec) else (spec, "", "")
+    if spec in config_lib.PRESETS:
+        cfg = config_lib.PRESETS[spec]()
+    elif os.path.isfile(path):
+        module_spec = importlib.util.spec_from_file_location("_jaxdeconv_config", path)
+        module = importlib.util.module_from_spec(module_spec)
+        module_spec.loader.exec_module(module)
+        cfg = module.get_config(arg) if arg else module.get_config()
+    else:
+        raise ValueError(
+            f"--config={spec}: not a preset ({', '.join(config_lib.PRESETS)}) and no such file"
+        )
+    return prepare_config(cfg, overrides)
+
+
+def prepare_config(
+    cfg: ml_collections.ConfigDict, overrides: list[str] = ()
+) -> ml_collections.ConfigDict:
+    """An unlocked copy of ``cfg`` with ``overrides`` applied and its values checked."""
+    cfg = copy.deepcopy(cfg)  # keeps the types of unset fields, which to_dict() loses
+    cfg.unlock()
+    config_lib.apply_overrides(cfg, overrides)
+    config_lib.check_values(cfg)
+    return cfg
 
 
 def _psnr(a: np.ndarray, b: np.ndarray) -> float:
@@ -29,6 +81,8 @@ def deblur_one(
     runtime.enable_compilation_cache()
     config = ml_collections.ConfigDict(config.to_dict())  # unlocked copy
     logging.info("JAX backend: %s, devices: %s", jax.default_backend(), jax.devices())
+    if kernel_size is not None and (problem := batch.kernel_size_problem(kernel_size, (1e9, 1e9))):
+        raise InputError(f"--kernel_size: {problem}")
     example = None
     if input_path is None:
         k = kernel_size or EXAMPLE_KERNEL_SIZE
@@ -36,10 +90,19 @@ def deblur_one(
         blurry, name = example.blurry, "example"
         kernel_size = k
     else:
-        blurry = image_io.read_image(input_path)
+        problem = batch.output_dir_problem(workdir, [], [input_path])
+        if problem:
+            raise InputError(problem.replace("--output_dir", "--workdir"))
+        try:
+            blurry = image_io.read_image(input_path)
+        except image_io.ImageReadError as e:
+            raise InputError(str(e)) from None
         name = os.path.splitext(os.path.basename(input_path))[0]
     if kernel_size is not None:
         config.kernel_size = kernel_size
+    problem = batch.kernel_size_problem(config.kernel_size, blurry.shape)
+    if problem:
+        raise InputError(f"{input_path or 'example'}: {problem}")
     outputs = pipeline.deblur_image(blurry, config, key=jax.random.key(config.seed))
     paths = pipeline.save_outputs(workdir, name, outputs)
     extra = {"input": input_path or "built-in synthetic example", "files": paths}

@@ -142,10 +142,15 @@ def test_collect_inputs_and_manifest(tmp_path):
         ]
     )
     assert paths == [a, b]
-    assert [f["error"] for f in failures] == ["no such file or folder", "pattern matched no files"]
+    assert [f["error"] for f in failures] == [
+        f"{tmp_path / 'missing.png'}: no such file or folder",
+        f"{tmp_path / '*.tif'}: pattern matched no files",
+    ]
     manifest = tmp_path / "m.csv"
-    manifest.write_text("name,kernel_size\na.png,7\nb,9\n")
-    assert batch.read_manifest(str(manifest)) == {"a.png": 7, "b": 9}
+    manifest.write_text("name,kernel_size\na.png,7\nb,9\nc,auto\n")
+    sizes = batch.read_manifest(str(manifest))
+    assert sizes == {"a.png": 7, "b": 9, "c": "auto"}
+    assert batch.unmatched_manifest_rows(sizes, paths) == ["c"]
     manifest.write_text("name,kernel_size\na.png,seven\n")
     with pytest.raises(ValueError, match="not an integer"):
         batch.read_manifest(str(manifest))
