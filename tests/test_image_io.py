@@ -1,3 +1,6 @@
+import os
+import re
+
 import numpy as np
 import pytest
 from PIL import Image
@@ -51,3 +54,74 @@ def test_colour_round_trip_and_atomic_write(tmp_path):
     image_io.write_image(str(tmp_path / "r.png"), rgb)
     np.testing.assert_allclose(image_io.read_image(str(tmp_path / "r.png")), rgb, atol=1e-6)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["r.png"]
+
+
+def test_palette_cmyk_and_grey_alpha_modes(tmp_path):
+    rgb = np.zeros((4, 6, 3), np.uint8)
+    rgb[:, :3] = (200, 30, 10)
+    rgb[:, 3:] = (10, 40, 220)
+    Image.fromarray(rgb).convert("P", palette=Image.ADAPTIVE, colors=4).save(tmp_path / "p.png")
+    got = image_io.read_image(str(tmp_path / "p.png"))
+    assert got.shape == (4, 6, 3)  # a colour palette stays colour
+    np.testing.assert_allclose(got, rgb / 255, atol=1 / 255)
+    grey = np.arange(24, dtype=np.uint8).reshape(4, 6) * 10
+    Image.fromarray(grey).convert("P").save(tmp_path / "pg.png")
+    np.testing.assert_allclose(
+        image_io.read_image(str(tmp_path / "pg.png"))[..., 0], grey / 255, atol=1e-6
+    )
+    pt = Image.fromarray(rgb).convert("P", palette=Image.ADAPTIVE, colors=4)
+    pt.save(tmp_path / "pt.png", transparency=0)  # palette with a transparent entry
+    assert image_io.read_image(str(tmp_path / "pt.png")).shape == (4, 6, 3)
+    Image.fromarray(rgb).convert("CMYK").save(tmp_path / "c.tif")
+    np.testing.assert_allclose(image_io.read_image(str(tmp_path / "c.tif")), rgb / 255, atol=0.02)
+    Image.fromarray(grey).convert("LA").save(tmp_path / "la.png")
+    assert image_io.read_image(str(tmp_path / "la.png")).shape == (4, 6, 1)
+
+
+def test_float_files_mapped_by_their_range_or_refused(tmp_path):
+    data = np.linspace(0, 255, 24, dtype=np.float32).reshape(4, 6)
+    Image.fromarray(data, "F").save(tmp_path / "f255.tif")
+    got, notes = image_io.read_image_with_notes(str(tmp_path / "f255.tif"))
+    np.testing.assert_allclose(got[..., 0], data / 255, atol=1e-6)  # not clipped to white
+    assert "0..255" in notes[0]
+    Image.fromarray(data / 255, "F").save(tmp_path / "f1.tif")
+    assert image_io.read_image_with_notes(str(tmp_path / "f1.tif"))[1] == []
+    for name, values, words in [
+        ("big.tif", data * 4, "neither in [0, 1] nor clearly 0..255"),
+        ("over.tif", data / 255 * 1.2, "neither in [0, 1] nor clearly 0..255"),
+        ("neg.tif", data / 255 - 0.5, "negative values"),
+        ("nan.tif", np.where(data > 100, np.nan, data / 255), "NaN"),
+    ]:
+        Image.fromarray(values.astype(np.float32), "F").save(tmp_path / name)
+        with pytest.raises(
+            image_io.ImageReadError, match=re.escape(name) + ": .*" + re.escape(words)
+        ):
+            image_io.read_image(str(tmp_path / name))
+    Image.fromarray(np.full((4, 6), 100000, np.int32), "I").save(tmp_path / "i32.tif")
+    with pytest.raises(image_io.ImageReadError, match="outside 0..65535"):
+        image_io.read_image(str(tmp_path / "i32.tif"))
+
+
+def test_links_name_their_problem(tmp_path):
+    (tmp_path / "loop.png").symlink_to("loop.png")
+    (tmp_path / "dangling.png").symlink_to("nowhere.png")
+    with pytest.raises(image_io.ImageReadError, match="loop.png: symbolic link loop"):
+        image_io.read_image(str(tmp_path / "loop.png"))
+    with pytest.raises(image_io.ImageReadError, match="dangling.png: dangling symbolic link"):
+        image_io.read_image(str(tmp_path / "dangling.png"))
+
+
+@pytest.mark.parametrize("umask", [0o022, 0o002])
+def test_written_files_get_normal_permissions(tmp_path, umask):
+    old = os.umask(umask)
+    try:
+        image_io.write_image(str(tmp_path / "a.png"), np.zeros((2, 2)))
+        image_io.write_json(str(tmp_path / "a.json"), {})
+        with open(tmp_path / "plain", "w"):
+            pass
+    finally:
+        os.umask(old)
+    expected = os.stat(tmp_path / "plain").st_mode & 0o777
+    assert expected == 0o666 & ~umask
+    for name in ("a.png", "a.json"):
+        assert os.stat(tmp_path / name).st_mode & 0o777 == expected
