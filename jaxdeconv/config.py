@@ -91,13 +91,60 @@ def default_config() -> ml_collections.ConfigDict:
     c.noise.boundaries = (0.7,)  # 3500 of 5000
     c.noise.levels = (0.001,)
 
+    # The final non-blind step of the two-stage result (jaxdeconv.nonblind.final_deconv).
+    # 'hyper_laplacian': Krishnan & Fergus; 'outlier_robust': the same prior with a data term
+    # that lets clipped highlights be brighter than 1 and down-weights outliers (the paper uses
+    # an outlier-handling method for Lai's 'saturated' images); 'auto': outlier_robust when at
+    # least auto_min_clipped_fraction of the blurry pixels are >= clip_threshold.
+    # Defaults equal nonblind.DEFAULT_* (checked by a test).
+    c.nonblind = ml_collections.ConfigDict()
+    c.nonblind.method = "auto"
+    c.nonblind.lam = 5000.0
+    c.nonblind.alpha = 2.0 / 3.0
+    c.nonblind.clip_threshold = 0.98
+    c.nonblind.auto_min_clipped_fraction = 0.005
+    c.nonblind.outlier_sigma = 0.02
+    c.nonblind.outlier_prob = 0.05
+    c.nonblind.inner_iters = 10
+    c.nonblind.cg_iters = 10
+
     # Stochastic draws of the trained image net for the mean / uncertainty map. Unset levels
     # use the schedules' values at the last step (the regime the network ended in).
     c.sample = ml_collections.ConfigDict()
     c.sample.num_samples = 8
     c.sample.noise_std = config_dict.placeholder(float)
     c.sample.dropout_rate = config_dict.placeholder(float)
+    _estimate_fields(c)
     return c
+
+
+# --- Scale-aware estimate, automatic kernel size, failure recovery (jaxdeconv.pipeline) -------
+def _estimate_fields(c: ml_collections.ConfigDict) -> None:
+    """Fields of the estimate beyond the paper; every one off (the paper's path) by default."""
+    # An odd integer, or "auto": the size is then found from an estimate at auto_size.max_size.
+    c.kernel_size = config_dict.FieldReference(c.kernel_size, field_type=object)
+    c.auto_size = ml_collections.ConfigDict()
+    c.auto_size.max_size = 0  # upper bound; 0: min(75, short side / 4) (kernel_size.py)
+    c.auto_size.min_size = 5
+    c.auto_size.mass = 0.99  # the support box holds this fraction of the cleaned mass
+    c.auto_size.margin = 2  # taps added on each side of the support box
+    c.auto_size.threshold = 0.05  # taps below this fraction of the largest are noise
+    # Coarse-to-fine: the network estimates at scale s = min(1, max_kernel / K) on the most
+    # textured (crop_size / s)-pixel window down-sampled by s, so its kernel has at most
+    # max_kernel taps a side; the kernel is then polished up a pyramid (factor pyramid_factor
+    # per level) to full resolution. 0: the network works at full resolution.
+    c.scale = ml_collections.ConfigDict()
+    c.scale.max_kernel = 0
+    c.scale.pyramid_factor = 2.0
+    # The polish window's side is at least kernel_factor * K (0: polish.crop_size alone).
+    c.polish.kernel_factor = 0
+    # Blind failure checks on the final kernel (jaxdeconv.diagnose) and, for a flagged one, up
+    # to `attempts` more network runs with other seeds; the unflagged candidate with the lowest
+    # data residual (refine.deconv_residual) wins.
+    c.recover = ml_collections.ConfigDict()
+    c.recover.attempts = 0
+    c.recover.delta_peak = 0.5
+    c.recover.border_mass = 0.2
 
 
 def paper() -> ml_collections.ConfigDict:

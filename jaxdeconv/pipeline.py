@@ -19,7 +19,7 @@ import jax
 import ml_collections
 import numpy as np
 
-from jaxdeconv import api, crops, image_io, nonblind, refine
+from jaxdeconv import api, crops, diagnose, image_io, kernel_size, multiscale, nonblind, refine
 
 
 @dataclasses.dataclass
@@ -27,16 +27,161 @@ class Outputs:
     deblurred: np.ndarray  # [H, W, C]: two-stage result, every input channel
     network: np.ndarray  # [h, w, 1]: Gx's deterministic output (luminance; the crop if any)
     kernel: np.ndarray  # [K, K]
-    uncertainty: np.ndarray  # [H, W, 1]
+    uncertainty: np.ndarray  # [h, w, 1]
     result: api.DeblurResult
+    facts: dict = dataclasses.field(default_factory=dict)  # how the kernel was found (Plan etc.)
+
+
+@dataclasses.dataclass(frozen=True)
+class Plan:
+    """Where and at what scale the network estimates the kernel of an ``[H, W]`` image."""
+
+    kernel_size: int  # full-resolution side: the given size, or the upper bound when auto
+    auto: bool  # the size is to be found (kernel_size.trim) after the estimate
+    scale: float  # the network's working scale (1: full resolution)
+    net_kernel_size: int  # the network's kernel side at that scale
+    window: int  # side of the full-resolution estimation window (0: the whole image)
+
+
+def with_kernel_size(config: ml_collections.ConfigDict, kernel_size) -> ml_collections.ConfigDict:
+    """A copy of ``config`` with ``kernel_size`` set (an odd integer or ``"auto"``)."""
+    d = config.to_dict()
+    d["kernel_size"] = kernel_size
+    return ml_collections.ConfigDict(d)
+
+
+def plan(shape: tuple[int, ...], config: ml_collections.ConfigDict) -> Plan:
+    """The :class:`Plan` for an image of ``shape`` (``[H, W(, C)]``)."""
+    k = config.kernel_size
+    auto = isinstance(k, str)
+    if auto:
+        if k != "auto":
+            raise ValueError(f"kernel_size must be an odd integer or 'auto', got {k!r}")
+        bound = int(config.auto_size.max_size) or kernel_size.default_max_size(shape)
+        k = min(bound, multiscale.odd(min(shape[:2]) / 2 - 1))
+        k = k if k % 2 else k - 1
+    k = int(k)
+    s = multiscale.working_scale(k, int(config.scale.max_kernel))
+    window = int(round(config.crop_size / s)) if config.crop_size else 0
+    return Plan(k, auto, s, multiscale.scaled_kernel_size(k, s), window)
+
+
+def network_config(
+    config: ml_collections.ConfigDict, shape: tuple[int, ...]
+) -> ml_collections.ConfigDict:
+    """The config the network trains with on an image of ``shape``: ``config`` with the
+    kernel side at the working scale."""
+    return with_kernel_size(config, plan(shape, config).net_kernel_size)
 
 
 def estimation_region(
     luminance: np.ndarray, config: ml_collections.ConfigDict
 ) -> tuple[np.ndarray, tuple[int, int, int, int]]:
-    """The part of ``[H, W, 1]`` the kernel is estimated on and its box ``(top, left, h, w)``:
-    the most textured ``crop_size`` window when ``config.crop_size`` is set, else everything."""
-    return crops.textured_window(luminance, config.crop_size)
+    """What the network is trained on, and its box ``(top, left, h, w)`` in ``[H, W, 1]``:
+    the most textured ``crop_size / s`` window (everything when ``crop_size`` is 0 or the
+    image is smaller), down-sampled by the working scale ``s`` (:func:`plan`)."""
+    p = plan(luminance.shape, config)
+    window, box = crops.textured_window(luminance, p.window)
+    return multiscale.downscale(window, p.scale), box
+
+
+def _polish_args(config: ml_collections.ConfigDict) -> dict:
+    return dict(
+        iters=config.polish.iters,
+        lam=config.polish.lam,
+        reg=config.polish.reg,
+        threshold=config.polish.threshold,
+    )
+
+
+def _residual(image: np.ndarray, kernel: np.ndarray) -> float:
+    if min(image.shape[:2]) <= 2 * kernel.shape[0]:
+        return float("inf")
+    return float(refine.deconv_residual(image, kernel))
+
+
+def _network_kernel(result: api.DeblurResult, region: np.ndarray, size: int, config) -> np.ndarray:
+    """The network's kernel, refit by NNLS (``config.refine``) at the network's scale."""
+    if not config.refine.enabled:
+        return np.asarray(result.kernel)
+    return np.asarray(
+        refine.refine_kernel(
+            result.image_big, region, size, reg=config.refine.reg, threshold=config.refine.threshold
+        )
+    )
+
+
+def kernel_from_network(
+    result: api.DeblurResult,
+    region: np.ndarray,
+    config: ml_collections.ConfigDict,
+    luminance: np.ndarray | None = None,
+) -> tuple[np.ndarray, dict]:
+    """The final kernel from one network run, and facts about how it was found.
+
+    The network's kernel (refit by NNLS when ``config.refine.enabled``); at a working scale
+    below 1, re-sampled and polished up a pyramid to full resolution
+    (``refine.polish_coarse_to_fine``); else polished at full resolution
+    (``refine.polish_kernel``). Either polish runs on the most textured window of
+    ``luminance [H, W, 1]`` (the region when not given) of side ``max(polish.crop_size,
+    polish.kernel_factor * K)`` and, with ``config.polish.select``, is kept only where the
+    final non-blind step fits that window better. With ``kernel_size="auto"`` the kernel is
+    then cut to its support (``kernel_size.trim``) and polished once more at that size.
+    """
+    lum = region if luminance is None else luminance
+    p = plan(lum.shape, config)
+    facts = {"scale": p.scale, "net_kernel_size": p.net_kernel_size, "polished": False}
+    coarse = _network_kernel(result, region, p.net_kernel_size, config)
+    if p.scale < 1.0:
+        # The pixel-density ratio the region was actually down-sampled by.
+        window = p.window or max(lum.shape[:2])
+        sides = [min(window, n) for n in lum.shape[:2]]
+        ratio = float(np.mean([r / n for r, n in zip(region.shape[:2], sides, strict=True)]))
+        kernel = multiscale.resize_kernel(coarse, p.kernel_size, scale=1.0 / ratio)
+    else:
+        ratio, kernel = 1.0, coarse
+    if not config.polish.enabled:
+        return _auto_trim(kernel, p, config, None, facts)
+    side = max(int(config.polish.crop_size), int(config.polish.kernel_factor) * p.kernel_size)
+    image, _ = crops.textured_window(lum, side)
+    # The polish refits on the image's interior, which needs more than twice the kernel's
+    # side; on smaller images the (refit) network kernel is kept.
+    if min(image.shape[:2]) > 2 * p.kernel_size:
+        args = _polish_args(config)
+        if ratio < 1.0:
+            polished = np.asarray(
+                refine.polish_coarse_to_fine(
+                    image, coarse, p.kernel_size, ratio, factor=config.scale.pyramid_factor, **args
+                )
+            )
+        else:
+            polished = np.asarray(refine.polish_kernel(image, kernel, **args))
+        better = True
+        if config.polish.select:
+            better = _residual(image, polished) < _residual(image, kernel)
+        if better:
+            kernel = polished
+        facts["polished"] = bool(better)
+    return _auto_trim(kernel, p, config, image if config.polish.enabled else None, facts)
+
+
+def _auto_trim(kernel, p: Plan, config, image, facts) -> tuple[np.ndarray, dict]:
+    if not p.auto:
+        facts["kernel_size_used"] = int(kernel.shape[0])
+        return np.asarray(kernel, np.float32), facts
+    a = config.auto_size
+    cut, size = kernel_size.trim(
+        kernel, mass=a.mass, margin=a.margin, min_size=a.min_size, threshold=a.threshold
+    )
+    facts["kernel_size_bound"] = p.kernel_size
+    if image is not None and size < p.kernel_size and min(image.shape[:2]) > 2 * size:
+        args = _polish_args(config)
+        args["iters"] = max(1, args["iters"] // 2)
+        polished = np.asarray(refine.polish_kernel(image, cut, **args))
+        if not config.polish.select or _residual(image, polished) < _residual(image, cut):
+            cut = polished
+    facts["kernel_size_used"] = int(size)
+    return np.asarray(cut, np.float32), facts
 
 
 def final_kernel(
@@ -45,49 +190,76 @@ def final_kernel(
     config: ml_collections.ConfigDict,
     luminance: np.ndarray | None = None,
 ) -> np.ndarray:
-    """The network's kernel, refit by ``jaxdeconv.refine`` when ``config.refine.enabled``,
-    then polished (``refine.polish_kernel``) on the most textured ``config.polish.crop_size``
-    window of ``luminance [H, W, 1]`` (the estimation region when not given) when
-    ``config.polish.enabled`` (kept only where it fits the data better, if
-    ``config.polish.select``; skipped on images less than twice the kernel's side)."""
-    kernel = result.kernel
-    if config.refine.enabled:
-        kernel = refine.refine_kernel(
-            result.image_big,
-            region,
-            config.kernel_size,
-            reg=config.refine.reg,
-            threshold=config.refine.threshold,
-        )
-    if not config.polish.enabled:
-        return np.asarray(kernel)
-    image, _ = crops.textured_window(
-        region if luminance is None else luminance, config.polish.crop_size
+    """:func:`kernel_from_network`'s kernel alone."""
+    return kernel_from_network(result, region, config, luminance)[0]
+
+
+def _check(kernel: np.ndarray, config) -> diagnose.Diagnosis:
+    return diagnose.diagnose(
+        kernel, delta_peak=config.recover.delta_peak, border_limit=config.recover.border_mass
     )
-    # The polish refits on the image's interior, which needs more than twice the kernel's
-    # side; on smaller images the (refit) network kernel is kept.
-    if min(image.shape[:2]) > 2 * config.kernel_size:
-        args = dict(
-            iters=config.polish.iters,
-            lam=config.polish.lam,
-            reg=config.polish.reg,
-            threshold=config.polish.threshold,
-        )
-        if config.polish.select:
-            kernel, _ = refine.polish_or_keep(image, kernel, **args)
-        else:
-            kernel = refine.polish_kernel(image, kernel, **args)
-    return np.asarray(kernel)
+
+
+def robust_kernel(
+    result: api.DeblurResult,
+    region: np.ndarray,
+    config: ml_collections.ConfigDict,
+    luminance: np.ndarray | None = None,
+    *,
+    key: jax.Array | None = None,
+) -> tuple[np.ndarray, dict]:
+    """:func:`kernel_from_network`, checked by ``jaxdeconv.diagnose``: a flagged kernel (a
+    delta, or mass piled on the border) triggers up to ``config.recover.attempts`` more
+    network runs with other keys; among the candidates, unflagged ones come first and the
+    lowest data residual on the polish window wins. Returns the kernel and facts."""
+    lum = region if luminance is None else luminance
+    kernel, facts = kernel_from_network(result, region, config, lum)
+    found = _check(kernel, config)
+    facts["diagnosis"] = found._asdict()
+    attempts = int(config.recover.attempts)
+    if found.ok or attempts <= 0:
+        return kernel, facts
+    p = plan(lum.shape, config)
+    side = max(int(config.polish.crop_size), int(config.polish.kernel_factor) * p.kernel_size)
+    image, _ = crops.textured_window(lum, side)
+    candidates = [(not found.ok, _residual(image, kernel), kernel, facts)]
+    base = jax.random.key(config.seed) if key is None else key
+    net_cfg = network_config(config, lum.shape)
+    for i in range(attempts):
+        retry = api.deblur(region, net_cfg, key=jax.random.fold_in(base, 1000 + i))
+        k, f = kernel_from_network(retry, region, config, lum)
+        d = _check(k, config)
+        f["diagnosis"] = d._asdict()
+        candidates.append((not d.ok, _residual(image, k), k, f))
+        if d.ok:
+            break
+    flagged, _, kernel, facts = min(candidates, key=lambda c: (c[0], c[1]))
+    facts["recovery_runs"] = len(candidates) - 1
+    return kernel, facts
+
+
+def _full_resolution(result: api.DeblurResult, shape: tuple[int, int]) -> api.DeblurResult:
+    """``result`` with its cropped images re-sampled to the estimation window's ``shape``
+    (a no-op at full resolution); ``image_big`` stays at the network's scale."""
+    if tuple(result.image.shape[:2]) == tuple(shape):
+        return result
+
+    def up(a):
+        a = np.asarray(a)
+        return np.asarray(jax.image.resize(a, tuple(shape) + a.shape[2:], method="linear"))
+
+    return result._replace(image=up(result.image), mean=up(result.mean), std=up(result.std))
 
 
 def estimate(
     luminance: np.ndarray, config: ml_collections.ConfigDict, *, key: jax.Array | None = None
 ) -> tuple[api.DeblurResult, tuple[int, int, int, int], np.ndarray]:
-    """Blind estimate on ``[H, W, 1]``: the result (its images cover the estimation region),
-    the region's box and the final kernel."""
+    """Blind estimate on ``[H, W, 1]``: the result (its images cover the estimation window,
+    at full resolution), the window's box and the final kernel."""
     region, box = estimation_region(luminance, config)
-    result = api.deblur(region, config, key=key)
-    return result, box, final_kernel(result, region, config, luminance)
+    result = api.deblur(region, network_config(config, luminance.shape), key=key)
+    kernel, _ = robust_kernel(result, region, config, luminance, key=key)
+    return _full_resolution(result, box[2:]), box, kernel
 
 
 def finish(
@@ -96,15 +268,22 @@ def finish(
     region: np.ndarray,
     config: ml_collections.ConfigDict,
 ) -> Outputs:
-    """Final kernel, then non-blind deconvolution of every channel of ``blurry [H, W, C]``."""
-    kernel = final_kernel(result, region, config, image_io.luminance(blurry))
+    """Final kernel, then non-blind deconvolution of every channel of ``blurry [H, W, C]``.
+
+    ``result`` is the network run on ``region`` (from :func:`estimation_region`, trained with
+    :func:`network_config`)."""
+    luminance = image_io.luminance(blurry)
+    kernel, facts = robust_kernel(result, region, config, luminance)
     deblurred = np.asarray(nonblind.hyper_laplacian_deconv(blurry, kernel))
+    _, box = estimation_region(luminance, config)
+    full = _full_resolution(result, box[2:])
     return Outputs(
         deblurred=deblurred.reshape(blurry.shape),
-        network=result.image,
+        network=full.image,
         kernel=kernel,
-        uncertainty=result.std,
+        uncertainty=full.std,
         result=result,
+        facts=facts,
     )
 
 
@@ -116,7 +295,8 @@ def deblur_image(
     if blurry.ndim == 2:
         blurry = blurry[..., None]
     region, _ = estimation_region(image_io.luminance(blurry), config)
-    return finish(blurry, api.deblur(region, config, key=key), region, config)
+    result = api.deblur(region, network_config(config, blurry.shape), key=key)
+    return finish(blurry, result, region, config)
 
 
 def save_outputs(outdir: str, name: str, outputs: Outputs) -> dict[str, str]:
@@ -146,6 +326,8 @@ def run_facts(config: ml_collections.ConfigDict, outputs: Outputs, **extra: Any)
         "config": config.to_dict(),
         "seed": config.seed,
         "kernel_size": config.kernel_size,
+        "kernel_size_used": int(outputs.kernel.shape[0]),
+        "estimate": outputs.facts,
         "num_steps": config.num_steps,
         "seconds": round(outputs.result.seconds, 3),
         "final_loss": float(outputs.result.loss_history[-1]),

@@ -17,8 +17,9 @@ import functools
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
-from jaxdeconv import blur, nonblind
+from jaxdeconv import blur, multiscale, nonblind
 
 
 def _patches(x: jax.Array, k: int) -> jax.Array:
@@ -27,7 +28,12 @@ def _patches(x: jax.Array, k: int) -> jax.Array:
     return p[0].reshape(k * k, -1).T
 
 
-@functools.partial(jax.jit, static_argnames=("kernel_size", "iters"))
+# From this kernel side up, the refit applies the blur and its adjoint with FFTs instead of
+# forming the K^2 x K^2 normal matrix (K = 75: 5625^2 entries, and a patch matrix of gigabytes
+# on a 300 px window).
+MATRIX_FREE_MIN_SIZE = 33
+
+
 def refine_kernel(
     x_big: jax.Array,
     y: jax.Array,
@@ -44,6 +50,81 @@ def refine_kernel(
       threshold: entries below ``threshold * max`` are set to zero before renormalising.
       iters: FISTA iterations.
     """
+    fn = _refine_fft if kernel_size >= MATRIX_FREE_MIN_SIZE else _refine_gram
+    return fn(x_big, y, kernel_size, reg=reg, threshold=threshold, iters=iters)
+
+
+def _fista(apply_normal, rhs, step, n, iters):
+    def body(_, carry):
+        kv, z, t = carry
+        k_new = jnp.maximum(z - step * (apply_normal(z) - rhs), 0.0)
+        t_new = (1 + jnp.sqrt(1 + 4 * t * t)) / 2
+        z_new = k_new + ((t - 1) / t_new) * (k_new - kv)
+        return k_new, z_new, t_new
+
+    k0 = jnp.full(rhs.shape, 1.0 / n)
+    kv, _, _ = jax.lax.fori_loop(0, iters, body, (k0, k0, jnp.ones(())))
+    return kv
+
+
+def _threshold_normalise(kv: jax.Array, k: int, threshold: float) -> jax.Array:
+    kv = kv.reshape(-1)
+    kv = jnp.where(kv >= threshold * jnp.max(kv), kv, 0.0)
+    total = jnp.sum(kv)
+    # A degenerate fit (all zero) falls back to a centred delta rather than dividing by zero.
+    delta = jnp.zeros(k * k).at[(k * k) // 2].set(1.0)
+    return jnp.where(total > 0, kv / jnp.maximum(total, 1e-12), delta).reshape(k, k)
+
+
+@functools.partial(jax.jit, static_argnames=("kernel_size", "iters"))
+def _refine_fft(x_big, y, kernel_size, *, reg, threshold, iters):
+    """:func:`refine_kernel` without the normal matrix: FFT blur and adjoint per iteration."""
+    k = kernel_size
+    x = x_big.reshape(x_big.shape[:2]) if x_big.ndim == 3 else x_big
+    yy = y.reshape(y.shape[:2]) if y.ndim == 3 else y
+    h, w = yy.shape
+    shape = (blur.next_smooth_size(x.shape[0]), blur.next_smooth_size(x.shape[1]))
+    # Horizontal and vertical differences, both cut to [H + K - 2, W + K - 2] so one shape
+    # serves both; the matching blurry differences are [H - 1, W - 1].
+    grads = [jnp.diff(x, axis=1)[:-1], jnp.diff(x, axis=0)[:, :-1]]
+    targets = [jnp.diff(yy, axis=1)[:-1], jnp.diff(yy, axis=0)[:, :-1]]
+    spectra = [jnp.fft.rfft2(g, s=shape) for g in grads]
+    oh, ow = h - 1, w - 1
+
+    # Correlation through the spectra: out[a, b] = sum_ij g[i + a, j + b] r[i, j], no wrap
+    # because the FFT size covers the gradient image.
+    def adjoint(rs):
+        acc = 0.0
+        for gf, r in zip(spectra, rs, strict=True):
+            acc = acc + jnp.fft.irfft2(gf * jnp.conj(jnp.fft.rfft2(r, s=shape)), s=shape)
+        return acc[:k, :k].reshape(-1)
+
+    def forward(kv):
+        kf = jnp.conj(jnp.fft.rfft2(kv.reshape(k, k), s=shape))
+        return [jnp.fft.irfft2(gf * kf, s=shape)[:oh, :ow] for gf in spectra]
+
+    rhs = adjoint(targets)
+    # The normal matrix's diagonal entry for tap (a, b) is the gradient energy of the window
+    # shifted by (a, b); the middle tap's stands for their mean.
+    c = k // 2
+    ridge = reg * sum(jnp.sum(g[c : c + oh, c : c + ow] ** 2) for g in grads)
+
+    def normal(kv):
+        return adjoint(forward(kv)) + ridge * kv
+
+    # Largest eigenvalue of the normal operator by power iteration (with a safety margin).
+    def power(_, v):
+        u = normal(v)
+        return u / jnp.linalg.norm(u)
+
+    v = jax.lax.fori_loop(0, 30, power, jnp.ones(k * k) / k)
+    lip = 1.2 * jnp.vdot(v, normal(v))
+    kv = _fista(normal, rhs, 1.0 / lip, k * k, iters)
+    return _threshold_normalise(kv, k, threshold)
+
+
+@functools.partial(jax.jit, static_argnames=("kernel_size", "iters"))
+def _refine_gram(x_big, y, kernel_size, *, reg, threshold, iters):
     k = kernel_size
     x = x_big.reshape(x_big.shape[:2]) if x_big.ndim == 3 else x_big
     yy = y.reshape(y.shape[:2]) if y.ndim == 3 else y
@@ -53,21 +134,8 @@ def refine_kernel(
     rhs = p.T @ g
     gram = gram + reg * jnp.mean(jnp.diag(gram)) * jnp.eye(k * k)
     step = 1.0 / jnp.linalg.eigvalsh(gram)[-1]
-
-    def body(_, carry):
-        kv, z, t = carry
-        k_new = jnp.maximum(z - step * (gram @ z - rhs), 0.0)
-        t_new = (1 + jnp.sqrt(1 + 4 * t * t)) / 2
-        z_new = k_new + ((t - 1) / t_new) * (k_new - kv)
-        return k_new, z_new, t_new
-
-    k0 = jnp.full((k * k,), 1.0 / (k * k))
-    kv, _, _ = jax.lax.fori_loop(0, iters, body, (k0, k0, jnp.ones(())))
-    kv = jnp.where(kv >= threshold * jnp.max(kv), kv, 0.0)
-    total = jnp.sum(kv)
-    # A degenerate fit (all zero) falls back to a centred delta rather than dividing by zero.
-    delta = jnp.zeros(k * k).at[(k * k) // 2].set(1.0)
-    return jnp.where(total > 0, kv / jnp.maximum(total, 1e-12), delta).reshape(k, k)
+    kv = _fista(lambda z: gram @ z, rhs, step, k * k, iters)
+    return _threshold_normalise(kv, k, threshold)
 
 
 def polish_kernel(
@@ -131,3 +199,44 @@ def polish_or_keep(blurry: jax.Array, kernel: jax.Array, **polish_args) -> tuple
     polished = polish_kernel(blurry, kernel, **polish_args)
     better = bool(deconv_residual(blurry, polished) < deconv_residual(blurry, kernel))
     return (polished if better else jnp.asarray(kernel, jnp.float32)), better
+
+
+def polish_coarse_to_fine(
+    blurry: np.ndarray,
+    kernel: np.ndarray,
+    kernel_size: int,
+    scale: float,
+    *,
+    factor: float = 2.0,
+    iters: int = 10,
+    lam: float = 2e-3,
+    reg: float = 1e-3,
+    threshold: float = 0.05,
+) -> jax.Array:
+    """:func:`polish_kernel` through a pyramid, from a coarse kernel to a full-size one.
+
+    ``kernel`` was estimated on ``blurry [H, W(, 1)]`` down-sampled by ``scale`` (< 1). At
+    each level (``scale * factor^i``, then 1) the kernel is re-sampled to that level's grid
+    (:func:`jaxdeconv.multiscale.resize_kernel`) and polished on the image down-sampled to it;
+    levels whose image is under twice the kernel's side are skipped. Returns ``[K, K]``.
+    """
+    y = np.asarray(blurry, np.float32)
+    y = y.reshape(y.shape[:2] + (1,))
+    scales = []
+    s = scale * factor
+    while s < 1.0:
+        scales.append(s)
+        s *= factor
+    scales.append(1.0)
+    k = np.asarray(kernel, np.float32)
+    previous = scale
+    for s in scales:
+        size = kernel_size if s >= 1.0 else multiscale.scaled_kernel_size(kernel_size, s)
+        k = multiscale.resize_kernel(k, size, scale=s / previous)
+        previous = s
+        level = multiscale.downscale(y, s)
+        if min(level.shape[:2]) > 2 * size:
+            k = np.asarray(
+                polish_kernel(level, k, iters=iters, lam=lam, reg=reg, threshold=threshold)
+            )
+    return jnp.asarray(k)

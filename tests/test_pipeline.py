@@ -38,3 +38,56 @@ def test_polish_is_skipped_on_an_image_too_small_for_it():
     lum = ex.blurry.astype(np.float32)
     result, _, kernel = pipeline.estimate(lum, cfg)
     np.testing.assert_array_equal(kernel, result.kernel)
+
+
+def _tiny(steps=10, **fields):
+    cfg = config_lib.tiny()
+    cfg.num_steps = steps
+    cfg.refine.enabled = True
+    cfg.polish.enabled = True
+    cfg.polish.iters = 2
+    config_lib.apply_overrides(cfg, [f"{k}={v}" for k, v in fields.items()])
+    return cfg
+
+
+def test_plan_scales_large_kernels_down_and_sizes_the_window():
+    cfg = _tiny(kernel_size=15, crop_size=32, **{"scale.max_kernel": 5})
+    p = pipeline.plan((100, 120, 1), cfg)
+    assert (p.kernel_size, p.net_kernel_size, p.auto) == (15, 5, False)
+    assert p.window == 96  # crop_size / scale: the region is crop_size after down-sampling
+    region, box = pipeline.estimation_region(np.zeros((100, 120, 1), np.float32), cfg)
+    assert region.shape == (32, 32, 1) and box[2:] == (96, 96)
+    assert pipeline.network_config(cfg, (100, 120)).kernel_size == 5
+    auto = pipeline.plan((64, 64), _tiny(kernel_size="auto"))
+    assert auto.auto and auto.kernel_size == 15  # default bound: a quarter of the short side
+
+
+def test_coarse_estimate_gives_a_full_size_kernel_and_full_size_network_image():
+    ex = synthetic.make_example(48, 48, 9, noise=0.002, seed=1)
+    cfg = _tiny(kernel_size=9, **{"scale.max_kernel": 5})
+    result, box, kernel = pipeline.estimate(ex.blurry.astype(np.float32), cfg)
+    assert result.kernel.shape == (5, 5) and kernel.shape == (9, 9)
+    np.testing.assert_allclose(kernel.sum(), 1.0, atol=1e-5)
+    assert result.image.shape[:2] == tuple(box[2:])
+
+
+def test_automatic_size_end_to_end_reports_the_size_used():
+    ex = synthetic.make_example(48, 48, 5, noise=0.002, seed=1)
+    cfg = _tiny(kernel_size="auto", **{"auto_size.max_size": 11})
+    out = pipeline.deblur_image(ex.blurry.astype(np.float32), cfg)
+    used = out.facts["kernel_size_used"]
+    assert used == out.kernel.shape[0] and used % 2 == 1 and 5 <= used <= 11
+    assert out.facts["kernel_size_bound"] == 11
+    assert pipeline.run_facts(cfg, out)["kernel_size_used"] == used
+
+
+def test_a_flagged_kernel_triggers_another_run_and_a_clean_one_does_not():
+    ex = synthetic.make_example(40, 40, 5, noise=0.002, seed=1)
+    lum = ex.blurry.astype(np.float32)
+    cfg = _tiny(**{"recover.attempts": 1})
+    result, _, _ = pipeline.estimate(lum, cfg)
+    _, facts = pipeline.robust_kernel(result, lum, cfg, lum)
+    assert "recovery_runs" not in facts or facts["diagnosis"]["delta"]
+    cfg.recover.delta_peak = 0.0  # every kernel now counts as a delta
+    _, facts = pipeline.robust_kernel(result, lum, cfg, lum)
+    assert facts["recovery_runs"] == 1

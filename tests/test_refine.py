@@ -56,3 +56,24 @@ def test_polish_or_keep_returns_the_better_fitting_kernel():
             assert refine.deconv_residual(ex.blurry, k) <= refine.deconv_residual(ex.blurry, other)
             if not polished:
                 np.testing.assert_array_equal(k, start)
+
+
+def test_matrix_free_refit_matches_the_normal_matrix_one():
+    ex = synthetic.make_example(48, 48, 7, noise=0.002, seed=3)
+    args = dict(reg=1e-3, threshold=0.05, iters=300)
+    a = np.asarray(refine._refine_gram(ex.sharp_big, ex.blurry, 7, **args))
+    b = np.asarray(refine._refine_fft(ex.sharp_big, ex.blurry, 7, **args))
+    assert np.abs(a - b).sum() < 0.02
+    assert np.abs(b - ex.kernel).sum() < 0.2
+
+
+def test_coarse_to_fine_polish_returns_a_full_size_kernel_near_the_truth():
+    ex = synthetic.make_example(80, 80, 11, noise=0.002, seed=5)
+    # The kernel as seen at half resolution, spread: what the network hands over.
+    from jaxdeconv import metrics, multiscale
+
+    coarse = _spread(multiscale.resize_kernel(ex.kernel, 5, scale=0.5), 0.5)
+    start = multiscale.resize_kernel(coarse, 11, scale=2.0)
+    k = np.asarray(refine.polish_coarse_to_fine(ex.blurry, coarse, 11, 0.5, iters=3))
+    assert k.shape == (11, 11) and k.min() >= 0 and abs(k.sum() - 1) < 1e-5
+    assert metrics.kernel_similarity(k, ex.kernel) > metrics.kernel_similarity(start, ex.kernel)
