@@ -288,9 +288,11 @@ def file_sha256(path: str) -> str:
     return h.hexdigest()
 
 
-def config_fingerprint(config: ml_collections.ConfigDict) -> str:
-    """Hash of every config field that changes a result (seed and kernel size included)."""
-    d = {k: v for k, v in config.to_dict().items() if k not in _NOT_RESULT_FIELDS}
+def config_fingerprint(config: ml_collections.ConfigDict, leave_out: tuple = ()) -> str:
+    """Hash of every config field that changes a result (seed and kernel size included unless
+    named in ``leave_out``)."""
+    skip = _NOT_RESULT_FIELDS + tuple(leave_out)
+    d = {k: v for k, v in config.to_dict().items() if k not in skip}
     text = json.dumps(d, sort_keys=True, default=str)
     return hashlib.sha256(text.encode()).hexdigest()
 
@@ -715,7 +717,7 @@ def _checkpoint_dir(chunk, output_dir, names, checkpoints) -> str | None:
 def _checkpoint_fingerprint(chunk) -> dict:
     return {
         "inputs": [m["sha"] for m in chunk],
-        "config": config_fingerprint(chunk[0]["cfg"]),
+        "config": config_fingerprint(chunk[0]["cfg"], leave_out=("seed", "kernel_size")),
         "seed": chunk[0]["cfg"].seed,
         "kernel_size": chunk[0]["cfg"].kernel_size,
     }

@@ -161,3 +161,172 @@ def test_unwritable_output_dir(tmp_path):
     blocker.write_text("x")
     with pytest.raises(OSError, match="cannot be written"):
         batch.check_output_dir(str(blocker / "sub"))
+
+
+def test_collect_reports_subfolders_links_duplicates_and_own_outputs(tmp_path):
+    src = tmp_path / "in"
+    (src / "raw").mkdir(parents=True)
+    a = _save(src / "photo.png", _grey(0))
+    look_alike = _save(src / "photo_network.png", _grey(1))  # the user's, despite its name
+    (src / "dangling.png").symlink_to("nowhere.png")
+    (src / "loop.png").symlink_to("loop.png")
+    (src / "same.png").symlink_to("photo.png")
+    _save(src / ".hidden.png", _grey(2))
+    (src / ".DS_Store").write_text("x")
+    paths, records = batch.collect_inputs([str(src)])
+    assert paths == [a, look_alike]
+    status = {os.path.basename(r["input"]): r["status"] for r in records}
+    assert status == {
+        "dangling.png": "skipped (dangling symbolic link (to nowhere.png))",
+        "loop.png": "skipped (symbolic link loop)",
+        "raw": "skipped (sub-folder; folders are not searched recursively)",
+        ".hidden.png": "skipped (hidden file)",
+        "same.png": f"skipped (same file as {a})",
+    }
+    lines = batch.skip_lines(records)
+    assert len(lines) == 5 and any("symbolic link loop): " in x for x in lines)
+    # Files a record says jaxdeconv wrote are never taken from a folder or a glob.
+    image_io.write_json(
+        str(src / batch.RECORD_DIR / "images" / "photo.json"), {"files": ["photo_network.png"]}
+    )
+    for spec in (str(src), str(src / "*.png")):
+        paths, records = batch.collect_inputs([spec])
+        assert paths == [a]
+        assert "skipped (written by jaxdeconv in an earlier run)" in [r["status"] for r in records]
+    assert batch.collect_inputs([look_alike])[0] == [look_alike]  # named: the user's word
+
+
+def test_split_specs_and_output_folder_rules(tmp_path):
+    comma = _save(tmp_path / "a, b.png", _grey(0))
+    assert batch.split_specs([f"{comma}", "x.png,y.png", r"c\,d.png"]) == [
+        comma,
+        "x.png",
+        "y.png",
+        "c,d.png",
+    ]
+    src = tmp_path / "in"
+    src.mkdir()
+    a = _save(src / "a.png", _grey(0))
+    assert "is the folder of the input" in batch.output_dir_problem(str(src), [str(src)], [a])
+    assert "is the folder of the input" in batch.output_dir_problem(str(src) + "/.", [], [a])
+    assert batch.output_dir_problem(str(tmp_path / "out"), [str(src)], [a]) is None
+    assert batch.output_dir_problem(str(src / "out"), [str(src)], [a]) is None  # not searched
+    assert "not a folder" in batch.output_dir_problem(a, [], [])
+
+
+def test_never_replaces_files_it_did_not_write(cfg, tmp_path):
+    a = _save(tmp_path / "a.png", _grey(0))
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "a_kernel.png").write_bytes(b"the user's")
+    rec = batch.process([a], cfg, str(out), quiet=True)[0]
+    assert (
+        rec["status"] == "failed" and "a_kernel.png, which jaxdeconv did not write" in rec["error"]
+    )
+    assert (out / "a_kernel.png").read_bytes() == b"the user's"
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "summary.json").write_text("{}")
+    with pytest.raises(ValueError, match="summary.json exists and was not written by jaxdeconv"):
+        batch.process([a], cfg, str(other), quiet=True)
+    assert os.listdir(other) == ["summary.json"]
+
+
+def test_resume_redoes_outputs_of_another_seed(cfg, tmp_path, monkeypatch):
+    src = _save(tmp_path / "a.png", _grey(0))
+    out = str(tmp_path / "out")
+    batch.process([src], cfg, out, quiet=True)
+    other = cfg.copy_and_resolve_references()
+    other.seed = 1
+
+    def fail(*a, **k):
+        raise AssertionError("trained again")
+
+    monkeypatch.setattr(batch, "_train", fail)
+    rec = batch.process([src], other, out, quiet=True, resume=True)[0]
+    assert "trained again" in rec["error"]  # not skipped: those outputs are seed 0's
+
+
+def _interrupt_at(monkeypatch, step):
+    real = batch.api.deblur
+
+    def interrupted(*args, callback=None, **kwargs):
+        def stop(s, metrics):
+            if s == step:
+                raise RuntimeError("killed")
+
+        return real(*args, callback=stop, **kwargs)
+
+    monkeypatch.setattr(batch.api, "deblur", interrupted)
+
+
+def test_checkpoint_used_only_by_its_own_run(cfg, tmp_path, monkeypatch, capsys):
+    cfg.checkpoint_every = 4
+    src = _save(tmp_path / "a.png", _grey(0))
+    reference = {}
+    for seed in (0, 1):
+        c = cfg.copy_and_resolve_references()
+        c.seed = seed
+        out = str(tmp_path / f"clean{seed}")
+        assert batch.process([src], c, out, quiet=True)[0]["status"] == "ok"
+        reference[seed] = np.load(os.path.join(out, "a_kernel.npy"))
+    assert not os.path.exists(os.path.join(out, batch.CHECKPOINT_DIR))  # removed when done
+    out = str(tmp_path / "out")
+    ckpt = os.path.join(out, batch.CHECKPOINT_DIR, "a")
+    with monkeypatch.context() as m:
+        _interrupt_at(m, 4)
+        assert batch.process([src], cfg, out, quiet=True)[0]["status"] == "failed"
+    assert os.listdir(ckpt) and os.path.isfile(ckpt + ".json")
+    other = cfg.copy_and_resolve_references()
+    other.seed = 1
+    capsys.readouterr()
+    assert batch.process([src], other, out)[0]["status"] == "ok"
+    assert "checkpoint of another run (other seed) removed" in capsys.readouterr().err
+    np.testing.assert_array_equal(np.load(os.path.join(out, "a_kernel.npy")), reference[1])
+    # Interrupted again, then a run with another kernel size: no Orbax shape error.
+    with monkeypatch.context() as m:
+        _interrupt_at(m, 4)
+        batch.process([src], cfg, out, quiet=True)
+    rec = batch.process([src], cfg, out, kernel_size=3, quiet=True)[0]
+    assert rec["status"] == "ok" and rec["kernel_size"] == 3
+    # The same run continues from its checkpoint and gives the uninterrupted result.
+    with monkeypatch.context() as m:
+        _interrupt_at(m, 4)
+        batch.process([src], cfg, out, quiet=True)
+    capsys.readouterr()
+    assert batch.process([src], cfg, out)[0]["status"] == "ok"
+    assert "continuing from the checkpoint" in capsys.readouterr().err
+    np.testing.assert_array_equal(np.load(os.path.join(out, "a_kernel.npy")), reference[0])
+    assert not os.path.exists(os.path.join(out, batch.CHECKPOINT_DIR))
+
+
+def test_killed_run_leaves_a_summary(cfg, tmp_path, monkeypatch):
+    paths = [_save(tmp_path / f"{n}.png", _grey(i)) for i, n in enumerate("ab")]
+    real = batch._final_stage
+
+    def killed_on_b(member, result):
+        if member["path"].endswith("b.png"):
+            raise KeyboardInterrupt
+        return real(member, result)
+
+    monkeypatch.setattr(batch, "_final_stage", killed_on_b)
+    out = tmp_path / "out"
+    with pytest.raises(KeyboardInterrupt):
+        batch.process(paths, cfg, str(out), quiet=True)
+    summary = json.load(open(out / "summary.json"))
+    assert summary["finished"] is False
+    assert [i["status"] for i in summary["images"]] == ["ok", "pending"]
+
+
+def test_eta_ignores_compilation_and_resumed_steps():
+    progress = batch.Progress(2, quiet=True)
+    progress.todo_steps, progress.todo_images = 2 * 1000, 2
+    # A run resumed at step 500: the first report (step 600, 40 s in) holds compilation.
+    tracker = batch._StepTracker(progress, "a", num_steps=1000, batch=1)
+    for step, t in [(600, 40.0), (700, 41.0), (800, 42.0)]:
+        tracker.report(step, {"loss": 0.1}, now=t)
+    assert progress.rate() == pytest.approx(0.01)  # 200 steps in 2 s
+    assert progress.eta(200, 0) == pytest.approx(2.0)
+    tracker.close()
+    assert progress.todo_steps == 1000  # the other image
+    assert progress.eta() == pytest.approx(10.0)
