@@ -12,15 +12,14 @@ jaxdeconv.config.apply_overrides like the jaxdeconv command's; a bad one exits w
 import sys
 
 from absl import app, flags
-from ml_collections import config_flags
 
 from jaxdeconv import launch
 
-_CONFIG = config_flags.DEFINE_config_file(
+_CONFIG = flags.DEFINE_string(
     "config",
     "experiments/configs/fast.py",
-    "Run configuration (a configs/*.py file).",
-    lock_config=True,
+    "Run configuration: a configs/*.py file (FILE.py:ARG passes ARG to its get_config) or a "
+    "preset name (fast, paper, tiny).",
 )
 _SET = flags.DEFINE_multi_string(
     "set", [], "Override a config field: --config.FIELD=VALUE or --set=FIELD=VALUE."
@@ -35,8 +34,8 @@ _WORKDIR = flags.DEFINE_string("workdir", "runs/deblur", "Output folder.")
 def main(argv):
     del argv
     try:
-        cfg = launch.prepare_config(_CONFIG.value, _SET.value)
-    except ValueError as e:  # unknown field, wrong type or bad value
+        cfg = launch.load_config(_CONFIG.value, _SET.value)
+    except ValueError as e:  # unknown config, unknown field, wrong type or bad value
         print(f"deblur.py: {e}", file=sys.stderr)
         return 2
     try:

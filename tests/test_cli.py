@@ -1,16 +1,20 @@
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
 
 import numpy as np
 import pytest
+from absl import flags
 from PIL import Image
 
-from jaxdeconv import cli, synthetic
+from jaxdeconv import cli, launch, synthetic
+from jaxdeconv import config as config_lib
 
 EXE = shutil.which("jaxdeconv") or os.path.join(os.path.dirname(sys.executable), "jaxdeconv")
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def _cmd(*args):
@@ -63,7 +67,121 @@ def test_folder_run_reports_failures_and_exits_non_zero(tmp_path):
 def test_missing_input_and_bad_config():
     r = _cmd("--input=/no/such/file.png", "--output_dir=/tmp/jaxdeconv-test-out", "--quiet")
     assert r.returncode == 1 and "/no/such/file.png: no such file or folder" in r.stderr
+    assert "failed: /no/such/file.png: no such file or folder" in r.stderr  # path kept
     with pytest.raises(ValueError, match="not a preset"):
         cli.load_config("nonsense", [])
     cfg = cli.load_config("tiny", ["num_steps=7", "optim.lr_x=0.5", "scheme=joint"])
     assert (cfg.num_steps, cfg.optim.lr_x, cfg.scheme) == (7, 0.5, "joint")
+    cfg = cli.load_config(os.path.join(ROOT, "experiments/configs/mle.py:tiny"), [])
+    assert cfg.kernel_size == config_lib.tiny().kernel_size
+
+
+@pytest.mark.parametrize(
+    "item,words",
+    [
+        ("num_step=2000", "unknown config field 'num_step'; did you mean num_steps?"),
+        ("optim.lr=0.1", "did you mean optim.lr_x or optim.lr_k?"),
+        ("nonsense_field=1", "unknown config field 'nonsense_field'"),
+        ("num_steps=abc", "num_steps=abc: expects an integer"),
+        ("num_steps=2.5", "expects an integer"),
+        ("seed=True", "expects an integer"),
+        ("optim.lr_x=fast", "expects a number"),
+        ("refine.enabled=1", "expects True or False"),
+        ("image_net.channels=8", "expects a tuple"),
+        ("image_net.channels=(8.5,)", "every entry must be an integer"),
+        ("num_steps=None", "cannot be None"),
+        ("optim=1", "is a group of fields"),
+        ("num_steps", "expected FIELD=VALUE"),
+    ],
+)
+def test_overrides_refuse_unknown_fields_and_wrong_types(item, words):
+    cfg = config_lib.tiny()
+    before = cfg.to_dict()
+    with pytest.raises(ValueError, match=re.escape(words)):
+        config_lib.apply_overrides(cfg, ["num_steps=3", item])
+    assert cfg.to_dict() == before  # nothing applied when one item is bad
+
+
+def test_overrides_accept_what_the_field_takes():
+    cfg = config_lib.apply_overrides(
+        config_lib.tiny(),
+        [
+            "optim.lr_x=1",  # an integer for a float
+            "image_net.channels=(4, 8)",
+            "optim.decay_boundaries=[1]",
+            "noise.init=0.02",  # unset by default: typed float
+            "sample.noise_std=None",
+            "scheme='joint'",
+            "blur_method=fft",
+            "refine.enabled=true",
+        ],
+    )
+    assert cfg.optim.lr_x == 1.0 and isinstance(cfg.optim.lr_x, float)
+    assert cfg.image_net.channels == (4, 8) and cfg.optim.decay_boundaries == (1.0,)
+    assert cfg.noise.init == 0.02 and cfg.sample.noise_std is None
+    assert (cfg.scheme, cfg.blur_method, cfg.refine.enabled) == ("joint", "fft", True)
+    with pytest.raises(ValueError, match="num_steps must be a positive integer"):
+        config_lib.check_values(config_lib.apply_overrides(config_lib.tiny(), ["num_steps=0"]))
+
+
+@pytest.fixture
+def run_main(monkeypatch):
+    """``jaxdeconv ARGS`` in this process: (exit code, stdout, stderr)."""
+    monkeypatch.setattr(cli.runtime, "enable_compilation_cache", lambda *a: None)
+
+    def run(*args, capsys):
+        flags.FLAGS.unparse_flags()
+        try:
+            code = cli.main(launch.parse_flags(["jaxdeconv", *args]))
+        finally:
+            flags.FLAGS.unparse_flags()
+        out = capsys.readouterr()
+        return code, out.out, out.err
+
+    return run
+
+
+@pytest.mark.parametrize(
+    "args,words",
+    [
+        (["--set=num_step=2000"], "unknown config field 'num_step'; did you mean num_steps?"),
+        (["--config.num_step=2000"], "unknown config field 'num_step'; did you mean num_steps?"),
+        (["--set=num_steps=abc"], "num_steps=abc: expects an integer"),
+        (["--config.num_steps=-3"], "num_steps must be a positive integer"),
+        (["--batch_size=-1"], "--batch_size=-1: must be at least 1"),
+        (["--batch_size=0"], "--batch_size=0: must be at least 1"),
+        (["--checkpoint_every=-5"], "--checkpoint_every=-5: must be 0 or more"),
+        (["--kernel_size=4"], "--kernel_size=4: must be a positive odd integer or 'auto'"),
+        (["--kernel_size=big"], "must be a positive odd integer or 'auto'"),
+        (["--config=nonsense"], "not a preset"),
+    ],
+)
+def test_bad_command_lines_exit_2_before_any_work(tmp_path, run_main, capsys, args, words):
+    image = tmp_path / "a.png"
+    Image.fromarray(np.zeros((24, 24), np.uint8)).save(image)
+    out = tmp_path / "out"
+    code, _, err = run_main(f"--input={image}", f"--output_dir={out}", *args, capsys=capsys)
+    assert code == 2 and words in err and "Traceback" not in err
+    assert not out.exists()
+
+
+@pytest.mark.parametrize(
+    "script,item,words",
+    [
+        (
+            "experiments/deblur.py",
+            "--config.num_step=3",
+            "unknown config field 'num_step'; did you mean num_steps?",
+        ),
+        ("experiments/ablation.py", "--set=num_steps=abc", "num_steps=abc: expects an integer"),
+    ],
+)
+def test_launchers_share_the_override_syntax(script, item, words):
+    r = subprocess.run(
+        [sys.executable, os.path.join(ROOT, script), item, "--workdir=/nonexistent/x"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=ROOT,
+    )
+    assert r.returncode == 2 and words in r.stderr and "Traceback" not in r.stderr
