@@ -166,6 +166,9 @@ def main(argv):
         print(f"  manifest rows naming no input: {', '.join(unmatched)}", file=sys.stderr)
     for line in batch.skip_lines(skipped):
         print(f"  {line}", file=sys.stderr)
+    for r in records:
+        if r.get("warning"):
+            print(f"  warning: {r['input']}: {r['warning']}", file=sys.stderr)
     for r in failed:
         print(f"  failed: {r['error']}", file=sys.stderr)
     return 1 if failed else 0
