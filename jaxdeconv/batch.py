@@ -642,6 +642,8 @@ def _train_isolated(chunk, output_dir, names, checkpoints, progress) -> list:
     except Exception as e:  # noqa: BLE001 - one bad image must not stop the others
         if len(chunk) == 1:
             return [e]
+    if progress is not None:
+        progress.todo_steps += chunk[0]["cfg"].num_steps * len(chunk)  # to do again
     results = []
     for member in chunk:
         try:

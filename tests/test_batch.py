@@ -1,3 +1,4 @@
+import io
 import json
 import os
 
@@ -330,3 +331,20 @@ def test_eta_ignores_compilation_and_resumed_steps():
     tracker.close()
     assert progress.todo_steps == 1000  # the other image
     assert progress.eta() == pytest.approx(10.0)
+
+
+def test_progress_redraws_in_place_only_on_a_terminal():
+    class Terminal(io.StringIO):
+        def isatty(self):
+            return True
+
+    for stream, tty in [(io.StringIO(), False), (Terminal(), True)]:
+        progress = batch.Progress(1, stream=stream)
+        progress.status("step 1")
+        progress.status("step 2")
+        progress.advance(1, "done")
+        text = stream.getvalue()
+        if tty:
+            assert text.count("\n") == 1 and "\r\033[Kstep 2\r\033[K[" in text
+        else:
+            assert text.splitlines()[:2] == ["step 1", "step 2"]  # one line per update
