@@ -312,9 +312,13 @@ def apply_overrides(cfg: ml_collections.ConfigDict, overrides) -> ml_collections
             continue
         if current is None and target is type(None):
             raise ValueError(f"{item}: '{field}' has no type to check the value against")
+        if field == "kernel_size" and text.strip() == "auto":  # the one non-integer size
+            staged.append((node, leaf, "auto"))
+            continue
         staged.append((node, leaf, _typed(field, text.strip(), target, current)))
     for node, leaf, value in staged:
-        node[leaf] = value
+        with node.ignore_type():  # types were checked above (this allows 'auto')
+            node[leaf] = value
     return cfg
 
 
