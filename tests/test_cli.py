@@ -120,6 +120,9 @@ def test_overrides_accept_what_the_field_takes():
     assert cfg.image_net.channels == (4, 8) and cfg.optim.decay_boundaries == (1.0,)
     assert cfg.noise.init == 0.02 and cfg.sample.noise_std is None
     assert (cfg.scheme, cfg.blur_method, cfg.refine.enabled) == ("joint", "fft", True)
+    auto = config_lib.apply_overrides(config_lib.tiny(), ["kernel_size=auto"])
+    assert auto.kernel_size == "auto" and cli.parse_kernel_size("auto") == "auto"
+    assert cli.parse_kernel_size("31") == 31
     with pytest.raises(ValueError, match="num_steps must be a positive integer"):
         config_lib.check_values(config_lib.apply_overrides(config_lib.tiny(), ["num_steps=0"]))
 
