@@ -14,14 +14,19 @@ Re-running skips images already finished with the same config (and the same synt
 """
 
 import os
+import sys
 
 from absl import app, flags
-from ml_collections import config_flags
 
-from jaxdeconv import evaluate, runtime
+from jaxdeconv import evaluate, launch, runtime
 
-_CONFIG = config_flags.DEFINE_config_file(
-    "config", "experiments/configs/fast.py", "Run configuration.", lock_config=True
+_CONFIG = flags.DEFINE_string(
+    "config",
+    "experiments/configs/fast.py",
+    "Run configuration: a configs/*.py file (FILE.py:ARG passes ARG) or a preset name.",
+)
+_SET = flags.DEFINE_multi_string(
+    "set", [], "Override a config field: --config.FIELD=VALUE or --set=FIELD=VALUE."
 )
 _DATASET = flags.DEFINE_enum("dataset", "levin", ["levin", "lai", "synthetic"], "Benchmark.")
 _SUBSET = flags.DEFINE_enum("subset", "all", ["lai20", "all"], "Lai only: which images.")
@@ -36,10 +41,13 @@ _IMAGES = flags.DEFINE_list("images", None, "Subset of image names (default: all
 
 def main(argv):
     del argv
+    try:  # unknown fields and wrong types refused before any work (launch.load_config)
+        config = launch.load_config(_CONFIG.value, _SET.value)
+    except ValueError as e:
+        print(f"benchmark.py: {e}", file=sys.stderr)
+        return 2
     runtime.enable_compilation_cache()
-    preset = os.path.splitext(
-        os.path.basename(config_flags.get_config_filename(flags.FLAGS["config"]))
-    )[0]
+    preset = os.path.splitext(os.path.basename(_CONFIG.value.partition(":")[0]))[0]
     which = {"lai": f"_{_SUBSET.value}", "synthetic": f"_{_SUITE.value}"}.get(_DATASET.value, "")
     if _DATASET.value == "synthetic" and _SUITE_SEED.value:
         which += f"_seed{_SUITE_SEED.value}"
@@ -47,7 +55,7 @@ def main(argv):
     rows = evaluate.run_benchmark(
         _DATASET.value,
         _DATA_ROOT.value,
-        _CONFIG.value,
+        config,
         workdir,
         names=_IMAGES.value,
         subset=_SUBSET.value,
@@ -62,4 +70,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    app.run(main)
+    app.run(main, flags_parser=launch.parse_flags)
