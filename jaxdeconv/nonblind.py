@@ -34,6 +34,12 @@ ringing. On the real Levin images this gained 1.5 dB on average over ``'periodic
 
 ``wiener_deconv`` is the closed-form quadratic (Gaussian prior) counterpart on the periodic
 canvas.
+
+``outlier_robust_deconv`` keeps the hyper-Laplacian prior but treats clipped pixels as lower
+bounds and down-weights outliers (for saturated images: the paper scores Lai's 'saturated'
+category with such a method). ``final_deconv`` is the non-blind step of a run: it dispatches on
+``config.nonblind.method`` ('auto' picks the outlier-robust one when ``clipped_fraction`` of the
+blurry image is non-trivial).
 """
 
 from __future__ import annotations
@@ -45,6 +51,7 @@ import jax
 import jax.numpy as jnp
 from jax.typing import ArrayLike
 
+from jaxdeconv import config as config_lib
 from jaxdeconv.blur import next_smooth_size
 
 # Data weights chosen with the true kernel on two real Levin images (im1_kernel1, im2_kernel4;
@@ -287,28 +294,43 @@ def _hyper_laplacian_jit(
     boundary: str,
 ) -> jax.Array:
     yp, otf, hw, squeeze = _prepare(blurry, kernel, pad)
+    if boundary == "masked":
+
+        def target(pred, observed):
+            # Unobserved blurry pixels are replaced by the current prediction k (*) x.
+            return jnp.where(observed, yp, pred)
+
+    else:
+        target = None
+    x = _half_quadratic(yp, otf, hw, lam, target, alpha=alpha, betas=betas, inner_iters=inner_iters)
+    return _finish(x, hw, squeeze)
+
+
+def _half_quadratic(yp, otf, hw, lam, target, *, alpha, betas, inner_iters) -> jax.Array:
+    """The hyper-Laplacian half-quadratic loop on the padded canvas; returns the canvas ``x``.
+
+    ``target(pred, observed) -> u`` gives, before each x-update, the blurred image the data
+    term ``(lam / 2) ||k (*) x - u||^2`` pulls towards, from the current prediction
+    ``pred = k (*) x`` and the mask of observed pixels; ``None``: the (extended) blurry canvas.
+    """
     shape = yp.shape[:2]
     gh, gv, ktk, dtd, observed = _splitting_operators(otf, shape, hw)
-    masked = boundary == "masked"
-    if not masked:
+    if target is None:
         kty = jnp.conj(otf) * _rfft2(yp)
-
     x_f = _rfft2(yp)
     x = yp
     for beta in betas:
         gamma = beta / lam
         for _ in range(inner_iters):
-            if masked:
-                # Unobserved blurry pixels are replaced by the current prediction k (*) x.
-                u = jnp.where(observed, yp, _irfft2(otf * x_f, shape))
-                kty = jnp.conj(otf) * _rfft2(u)
+            if target is not None:
+                kty = jnp.conj(otf) * _rfft2(target(_irfft2(otf * x_f, shape), observed))
             dh, dv = _forward_diffs(x)
             wh = hyper_laplacian_prox(dh, beta, alpha=alpha)
             wv = hyper_laplacian_prox(dv, beta, alpha=alpha)
             num = kty + gamma * (jnp.conj(gh) * _rfft2(wh) + jnp.conj(gv) * _rfft2(wv))
             x_f = num / (ktk + gamma * dtd)
             x = _irfft2(x_f, shape)
-    return _finish(x, hw, squeeze)
+    return x
 
 
 def wiener_deconv(
@@ -421,3 +443,214 @@ def _l0_jit(
         x = _irfft2(x_f, shape)
         beta = beta * beta_rate
     return _finish(x, hw, squeeze)
+
+
+# ----------------------------------------------------------------------------------------------
+# Saturated images: clipped highlights and other outliers.
+
+DEFAULT_CLIP_THRESHOLD = 0.98
+DEFAULT_OUTLIER_SIGMA = 0.02
+DEFAULT_OUTLIER_PROB = 0.05
+DEFAULT_RHO = 20.0
+
+
+def clipped_fraction(blurry: ArrayLike, *, threshold: float = DEFAULT_CLIP_THRESHOLD) -> float:
+    """Fraction of the pixels of ``blurry`` (any shape, [0, 1]) at or above ``threshold``.
+
+    Host-side (returns a Python float): used to choose the non-blind method of a run.
+    """
+    y = jnp.asarray(blurry, jnp.float32)
+    if y.size == 0:
+        return 0.0
+    return float(jnp.mean(y >= threshold))
+
+
+def outlier_robust_deconv(
+    blurry: ArrayLike,
+    kernel: ArrayLike,
+    *,
+    lam: ArrayLike = DEFAULT_LAM,
+    alpha: float = 2.0 / 3.0,
+    clip_threshold: ArrayLike = DEFAULT_CLIP_THRESHOLD,
+    outlier_sigma: ArrayLike = DEFAULT_OUTLIER_SIGMA,
+    outlier_prob: ArrayLike = DEFAULT_OUTLIER_PROB,
+    beta_init: float = 1.0,
+    beta_max: float = 256.0,
+    beta_rate: float = 2.0 * math.sqrt(2.0),
+    rho: ArrayLike = DEFAULT_RHO,
+    inner_iters: int = 20,
+    pad: int | None = None,
+) -> jax.Array:
+    """Hyper-Laplacian deconvolution whose data term tolerates clipped highlights and outliers.
+
+    Same conventions, prior and continuation as :func:`hyper_laplacian_deconv` (masked
+    boundary); only the data term changes, in two ways:
+
+    * Saturation (after Whyte et al., IJCV 2014): a blurry pixel at or above
+      ``clip_threshold`` only says that the true blurred value is *at least* that high. Its
+      data term is the squared distance from ``k (*) x`` to the half-line ``[y, inf)``: zero
+      when the prediction is already brighter than ``y``, quadratic when it is darker. Light
+      sources may then be as bright as the unclipped pixels around them require (the output
+      is clipped to [0, 1] at the end) instead of being flattened to 1, which rings.
+    * Other outliers (after Cho, Wang & Lee, ICCV 2011): the residual of every other observed
+      pixel is a mixture of Gaussian noise (std ``outlier_sigma``) and a uniform outlier
+      density on [0, 1] (prior weight ``outlier_prob``); each pixel's data term is weighted by
+      its posterior probability of being an inlier at the current estimate (an EM / IRLS
+      step). ``outlier_prob = 0`` turns this part off. In Lai's luminance images, pixels where
+      only some colour channels clipped are such outliers.
+
+    The solver splits the data term too: ``v = k (*) x`` becomes a variable of its own,
+    coupled to the prediction by ADMM (penalty ``rho``, scaled dual ``u``), while the gradients
+    keep the half-quadratic splitting and continuation of the plain solver. Each iteration is
+    a pixelwise v-step (closed form for the one-sided and the weighted quadratic; ``v`` is
+    the prediction itself outside the frame), a dual update, the w-step and the same
+    Fourier-diagonal x-step as :func:`hyper_laplacian_deconv`. The inlier weights are
+    recomputed from the current prediction at every iteration (IRLS). Clipped light sources
+    need many iterations to grow to their brightness: on a 48x48 synthetic scene with light
+    sources 4x the clipping level, 10 / 20 / 40 iterations per stage gave 27.6 / 48.3 / 51.6
+    dB (hyper-Laplacian: 16.1 dB), hence the default of 20.
+
+    Args:
+      blurry: 'same'-size blurry image ``[H, W]`` or ``[H, W, C]`` in [0, 1].
+      kernel: correlation kernel ``[K, K]``, K odd, non-negative, summing to one.
+      lam, alpha, beta_init, beta_max, beta_rate, pad: as in :func:`hyper_laplacian_deconv`.
+      clip_threshold: blurry values at or above it count as clipped (traced).
+      outlier_sigma: std of the inlier noise in the mixture (traced).
+      outlier_prob: prior weight of the outlier component, in [0, 1) (traced).
+      rho: ADMM penalty of the split ``v = k (*) x`` (traced); ``lam / rho`` is the data
+        weight in the v-step.
+      inner_iters: ADMM iterations per continuation stage.
+
+    Returns:
+      The deblurred image, same shape as ``blurry``, float32 clipped to [0, 1].
+    """
+    if not 0.0 < alpha <= 1.0:
+        raise ValueError(f"alpha must be in (0, 1], got {alpha}")
+    n_stages = _num_stages(beta_init, beta_max, beta_rate)
+    return _outlier_robust_jit(
+        jnp.asarray(blurry, jnp.float32),
+        jnp.asarray(kernel, jnp.float32),
+        jnp.asarray(lam, jnp.float32),
+        jnp.asarray(clip_threshold, jnp.float32),
+        jnp.asarray(outlier_sigma, jnp.float32),
+        jnp.asarray(outlier_prob, jnp.float32),
+        jnp.asarray(rho, jnp.float32),
+        alpha=float(alpha),
+        betas=tuple(float(beta_init * beta_rate**i) for i in range(n_stages)),
+        inner_iters=int(inner_iters),
+        pad=pad,
+    )
+
+
+@functools.partial(jax.jit, static_argnames=("alpha", "betas", "inner_iters", "pad"))
+def _outlier_robust_jit(
+    blurry: jax.Array,
+    kernel: jax.Array,
+    lam: jax.Array,
+    clip_threshold: jax.Array,
+    outlier_sigma: jax.Array,
+    outlier_prob: jax.Array,
+    rho: jax.Array,
+    *,
+    alpha: float,
+    betas: tuple[float, ...],
+    inner_iters: int,
+    pad: int | None,
+) -> jax.Array:
+    yp, otf, hw, squeeze = _prepare(blurry, kernel, pad)
+    shape = yp.shape[:2]
+    gh, gv, ktk, dtd, observed = _splitting_operators(otf, shape, hw)
+    clipped = observed & (yp >= clip_threshold)
+    c = lam / rho  # data weight relative to the coupling of v = k (*) x
+
+    def blur(v):
+        return _irfft2(otf * _rfft2(v), shape)
+
+    def inlier_weight(pred):
+        # Posterior inlier probability, in log form so that outlier_prob = 0 gives exactly 1.
+        return jax.nn.sigmoid(
+            jnp.log1p(-outlier_prob)
+            - 0.5 * jnp.square((yp - pred) / outlier_sigma)
+            - jnp.log(outlier_prob * math.sqrt(2.0 * math.pi) * outlier_sigma)
+        )
+
+    def data_prox(p, m):
+        """Pixelwise argmin_v  (c / 2) data(v) + (1 / 2) (v - p)^2."""
+        weighted = (p + c * m * yp) / (1.0 + c * m)
+        one_sided = jnp.where(p >= yp, p, (p + c * yp) / (1.0 + c))
+        return jnp.where(observed, jnp.where(clipped, one_sided, weighted), p)
+
+    def update(carry, beta):
+        x, u = carry
+        gamma = beta / rho
+        kx = blur(x)
+        v = data_prox(kx + u, inlier_weight(kx))
+        u = u + kx - v
+        dh, dv = _forward_diffs(x)
+        wh = hyper_laplacian_prox(dh, beta, alpha=alpha)
+        wv = hyper_laplacian_prox(dv, beta, alpha=alpha)
+        num = jnp.conj(otf) * _rfft2(v - u) + gamma * (
+            jnp.conj(gh) * _rfft2(wh) + jnp.conj(gv) * _rfft2(wv)
+        )
+        return _irfft2(num / (ktk + gamma * dtd), shape), u
+
+    def stage(carry, beta):
+        return jax.lax.fori_loop(0, inner_iters, lambda _, cu: update(cu, beta), carry), None
+
+    (x, _), _ = jax.lax.scan(stage, (yp, jnp.zeros_like(yp)), jnp.asarray(betas, jnp.float32))
+    return _finish(x, hw, squeeze)
+
+
+# ----------------------------------------------------------------------------------------------
+# The final (two-stage) non-blind step of a run.
+
+METHODS = ("auto", "hyper_laplacian", "outlier_robust")
+
+
+def _nonblind_block(cfg):
+    """The ``nonblind`` block from a full run config, the block itself, or None (defaults)."""
+    if cfg is None:
+        return config_lib.default_config().nonblind
+    return cfg.nonblind if "nonblind" in cfg else cfg
+
+
+def choose_method(blurry: ArrayLike, cfg=None) -> str:
+    """The non-blind method ``final_deconv`` uses for ``blurry``: ``cfg.method``, or for
+    ``'auto'`` the outlier-robust one when at least ``cfg.auto_min_clipped_fraction`` of the
+    pixels are clipped (:func:`clipped_fraction` at ``cfg.clip_threshold``)."""
+    nb = _nonblind_block(cfg)
+    if nb.method not in METHODS:
+        raise ValueError(f"nonblind.method must be one of {METHODS}, got {nb.method!r}")
+    if nb.method != "auto":
+        return nb.method
+    frac = clipped_fraction(blurry, threshold=nb.clip_threshold)
+    return "outlier_robust" if frac >= nb.auto_min_clipped_fraction else "hyper_laplacian"
+
+
+def final_deconv(blurry: ArrayLike, kernel: ArrayLike, cfg=None) -> jax.Array:
+    """Non-blind deconvolution of ``blurry`` with ``kernel`` as configured by ``cfg``.
+
+    Args:
+      blurry: 'same'-size blurry image ``[H, W]`` or ``[H, W, C]`` in [0, 1].
+      kernel: correlation kernel ``[K, K]``, K odd, non-negative, summing to one.
+      cfg: a run config (its ``nonblind`` block is used), the ``nonblind`` block itself, or
+        None for the defaults of ``config.default_config()``.
+
+    Returns:
+      The deblurred image, same shape as ``blurry``, float32 clipped to [0, 1].
+    """
+    nb = _nonblind_block(cfg)
+    method = choose_method(blurry, nb)
+    if method == "hyper_laplacian":
+        return hyper_laplacian_deconv(blurry, kernel, lam=nb.lam, alpha=nb.alpha)
+    return outlier_robust_deconv(
+        blurry,
+        kernel,
+        lam=nb.lam,
+        alpha=nb.alpha,
+        clip_threshold=nb.clip_threshold,
+        outlier_sigma=nb.outlier_sigma,
+        outlier_prob=nb.outlier_prob,
+        rho=nb.rho,
+        inner_iters=nb.inner_iters,
+    )

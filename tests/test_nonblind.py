@@ -204,3 +204,90 @@ def test_l0_latent_is_sharper_than_the_blurry_image():
 def test_l0_latent_rejects_a_bad_schedule():
     with pytest.raises(ValueError, match="num_stages"):
         nonblind.l0_gradient_deconv(np.zeros((16, 16)), _motion_kernel(), num_stages=0)
+
+
+# ----------------------------------------------------------------------------------------------
+# Saturated images.
+
+
+@pytest.fixture(scope="module")
+def saturated_problem():
+    """A 40x40 scene with four 3x3 light sources at 4x the clipping level, blurred by a 7x7
+    motion kernel, with noise, then clipped to [0, 1]. The truth is the clipped sharp scene."""
+    size = 40
+    r, c = np.mgrid[0:size, 0:size] / size
+    x = 0.3 + 0.15 * np.sin(3 * r + 1) * np.cos(2 * c)
+    x[8:20, 6:24] += 0.25
+    for i, j in ((9, 30), (25, 12), (30, 28), (16, 20)):
+        x[i - 1 : i + 2, j - 1 : j + 2] = 4.0
+    k = _motion_kernel()
+    y = scipy.ndimage.correlate(x, k.astype(np.float64), mode="nearest")
+    y = y + 0.003 * np.random.default_rng(1).standard_normal(y.shape)
+    return np.clip(x, 0, 1).astype(np.float32), k, np.clip(y, 0, 1).astype(np.float32)
+
+
+def test_outlier_robust_beats_hyper_laplacian_on_clipped_highlights(saturated_problem):
+    truth, k, y = saturated_problem
+    assert nonblind.clipped_fraction(y) > 0.02
+    robust = np.asarray(nonblind.outlier_robust_deconv(y, k))
+    plain = np.asarray(nonblind.hyper_laplacian_deconv(y, k))
+    assert robust.shape == y.shape and robust.dtype == np.float32
+    assert robust.min() >= 0.0 and robust.max() <= 1.0
+    p_robust, p_plain = metrics.psnr(robust, truth), metrics.psnr(plain, truth)
+    # Measured: 20.5 dB against 16.7 (the blurry image: 19.3; the plain solver rings).
+    assert p_robust > p_plain + 2.5, (p_robust, p_plain)
+    assert p_robust > metrics.psnr(y, truth) + 0.5
+
+
+def test_outlier_robust_without_clipping_is_close_to_hyper_laplacian(problem):
+    x, k, y = problem
+    assert nonblind.clipped_fraction(y) == 0.0
+    robust = np.asarray(nonblind.outlier_robust_deconv(y, k))
+    plain = np.asarray(nonblind.hyper_laplacian_deconv(y, k))
+    # Measured: 55.7 dB against 49.9 (more iterations of the same prior).
+    assert metrics.psnr(robust, x) > metrics.psnr(plain, x) - 1.0
+
+
+def test_final_deconv_dispatch(problem, saturated_problem):
+    from jaxdeconv import config as config_lib
+
+    _, k, y = problem
+    _, k_sat, y_sat = saturated_problem
+    cfg = config_lib.default_config()
+    assert cfg.nonblind.method == "auto"
+    assert nonblind.choose_method(y, cfg) == "hyper_laplacian"
+    assert nonblind.choose_method(y_sat, cfg) == "outlier_robust"
+    # Accepts the whole config, its nonblind block, or nothing (the defaults).
+    np.testing.assert_array_equal(
+        np.asarray(nonblind.final_deconv(y, k, cfg)),
+        np.asarray(nonblind.hyper_laplacian_deconv(y, k)),
+    )
+    np.testing.assert_array_equal(
+        np.asarray(nonblind.final_deconv(y_sat, k_sat, cfg.nonblind)),
+        np.asarray(nonblind.outlier_robust_deconv(y_sat, k_sat)),
+    )
+    assert nonblind.choose_method(y_sat, None) == "outlier_robust"
+    cfg.nonblind.method = "hyper_laplacian"
+    assert nonblind.choose_method(y_sat, cfg) == "hyper_laplacian"
+    cfg.nonblind.method = "wiener"
+    with pytest.raises(ValueError, match="nonblind.method"):
+        nonblind.final_deconv(y, k, cfg)
+
+
+def test_nonblind_config_defaults_match_the_module():
+    from jaxdeconv import config as config_lib
+
+    nb = config_lib.default_config().nonblind
+    assert nb.lam == nonblind.DEFAULT_LAM
+    assert nb.clip_threshold == nonblind.DEFAULT_CLIP_THRESHOLD
+    assert nb.outlier_sigma == nonblind.DEFAULT_OUTLIER_SIGMA
+    assert nb.outlier_prob == nonblind.DEFAULT_OUTLIER_PROB
+    assert nb.rho == nonblind.DEFAULT_RHO
+
+
+def test_clipped_fraction():
+    y = np.zeros((10, 10), np.float32)
+    y[:2] = 1.0
+    y[2, :5] = 0.985
+    assert nonblind.clipped_fraction(y) == pytest.approx(0.25)
+    assert nonblind.clipped_fraction(y, threshold=0.99) == pytest.approx(0.2)
