@@ -145,9 +145,16 @@ def collect_inputs(specs: Iterable[str]) -> tuple[list[str], list[dict]]:
     image files (``.DS_Store``, ``.jaxdeconv``) are ignored without a word.
     """
     paths, records = [], []
+    own_by_folder: dict[str, set[str]] = {}
+
+    def own_files(folder: str) -> set[str]:
+        if folder not in own_by_folder:
+            own_by_folder[folder] = written_here(folder)
+        return own_by_folder[folder]
+
     for spec in specs:
         if os.path.isdir(spec):
-            own = written_here(spec)
+            own = own_files(spec)
             found = 0
             for f in sorted(os.listdir(spec)):
                 p = os.path.join(spec, f)
@@ -169,7 +176,7 @@ def collect_inputs(specs: Iterable[str]) -> tuple[list[str], list[dict]]:
         elif glob.has_magic(spec):
             found = 0
             for p in sorted(glob.glob(spec)):
-                why = _classify(p, written_here(os.path.dirname(p) or "."))
+                why = _classify(p, own_files(os.path.dirname(p) or "."))
                 if why:
                     records.append(_skip(p, why))
                 else:
