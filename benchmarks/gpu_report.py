@@ -40,13 +40,14 @@ its time limit still returns what it had measured.
    dot-algorithm names and no setting ('default') all give DEFAULT. On an H100/H200 both
    DEFAULT and HIGH use TF32 tensor cores (``jax.lax.Precision``'s docstring), so no setting
    here makes the convolutions run in bf16: that would need bf16 network dtypes.
-4. batch: B = ``--batches`` (1, 4, 8) images in one step (``jax.vmap`` of the whole per-image
+4. batch: B = ``--batches`` (8, 4, 1) images in one step (``jax.vmap`` of the whole per-image
    step, as ``jaxdeconv.deblur_batch`` trains them), at the Levin run's shape, kernel size and
    precision: compile time, s/step, s/image and images/min for ``num_steps`` steps. The
    compiled steps are kept, so the Levin run below compiles nothing again.
 5. levin: the `paper` preset, ``num_steps`` = 5000 steps, on the 8 Levin images with 23 px
-   kernels (im1..im4 with kernels 7 and 8: where `fast` fails most), at ``--levin_precision``,
-   with the measured batch size that fits the most images into the time left (ties: the
+   kernels (im1..im4 with kernels 7 and 8: where `fast` fails most), at ``--levin_precision``
+   ('default': JAX's own choice, what the library does on a GPU out of the box; TF32 on an
+   H100), with the measured batch size that fits the most images into the time left (ties: the
    quickest). A run that would pass the deadline stops at a log point and saves what it has
    (``steps_done`` records it). Then, time allowing, the same images again at each of
    ``--check_precisions``, to measure what a precision costs in PSNR. One compressed
@@ -57,7 +58,8 @@ its time limit still returns what it had measured.
 Time: ``--deadline_s`` (seconds after start) bounds the whole script: no measurement starts
 that the times measured so far say cannot finish before it; the Levin groups get at most
 ``--levin_budget_s`` of what is left. With the defaults the script ends about 8.5 minutes after
-it starts; give the device call ``timeout_s=600``.
+it starts (a few seconds more for the wrapper's installs); give the device call
+``timeout_s=590``: should something hang, what was saved still comes back.
 """
 
 from __future__ import annotations
@@ -1057,6 +1059,25 @@ def markdown(data: dict) -> str:
                 f"| {g.get('precision')} | {g.get('batch', '-')} | "
                 f"{len(g.get('images_done', []))} | {steps or '-'} | {_f(train_s, '.1f')} | "
                 f"{_f(float(step_s), '.4f')} | {g.get('status')} {g.get('error', '')} |"
+            )
+        lines.append("")
+    single = [r for r in prec.get("rows", []) if r.get("status") == "ok"]
+    batched = [r for r in bat.get("rows", []) if r.get("status") == "ok"]
+    if single or batched:
+        steps = data["settings"].get("num_steps")
+        lines += ["## Against the issue's targets (H100)", ""]
+        if single:
+            r = min(single, key=lambda r: r["step_s"])
+            lines.append(
+                f"- one image, {steps} steps: {_f(steps * r['step_s'], '.1f')} s "
+                f"(+ {_f(r.get('compile_s'), '.1f')} s compile) at '{r['precision']}'; "
+                "target <= 20 s"
+            )
+        if batched:
+            r = max(batched, key=lambda r: r["images_per_min"])
+            lines.append(
+                f"- batched: {_f(r['images_per_min'], '.1f')} images/min at B = {r['batch']}; "
+                "target >= 30"
             )
         lines.append("")
     errors = [f"- {k}: {v['error']}" for k, v in ph.items() if v.get("error")]
