@@ -26,7 +26,7 @@ _INPUT = flags.DEFINE_multi_string(
     None,
     "Image files, folders (their files, not sub-folders) and glob patterns; repeat the flag "
     "or separate with commas. A value naming an existing file is taken whole, commas and all; "
-    "otherwise write a comma in a name as \\,.",
+    "otherwise write a comma in a name as \\, (backslash comma).",
 )
 _OUTPUT_DIR = flags.DEFINE_string(
     "output_dir",
