@@ -105,8 +105,8 @@ def default_config() -> ml_collections.ConfigDict:
     c.nonblind.auto_min_clipped_fraction = 0.005
     c.nonblind.outlier_sigma = 0.02
     c.nonblind.outlier_prob = 0.05
-    c.nonblind.rho = 20.0  # ADMM penalty of the outlier-robust solver
-    c.nonblind.inner_iters = 20  # its iterations per continuation stage
+    c.nonblind.inner_iters = 10  # outlier_robust: weight updates per continuation stage
+    c.nonblind.cg_iters = 10  # outlier_robust: conjugate-gradient steps per update
 
     # Stochastic draws of the trained image net for the mean / uncertainty map. Unset levels
     # use the schedules' values at the last step (the regime the network ended in).
