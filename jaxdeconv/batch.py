@@ -540,6 +540,12 @@ def process(
     name no input (``unmatched_manifest_rows``).
     """
     size = choose_batch_size(batch_size)
+    blocked = foreign_files(output_dir, SUMMARY_FILES)
+    if blocked:
+        raise ValueError(
+            f"{', '.join(blocked)} exists and was not written by jaxdeconv; move it or choose "
+            "another --output_dir"
+        )
     progress = Progress(len(paths), quiet)
     progress.line(
         f"JAX backend: {jax.default_backend()} ({jax.devices()[0].device_kind}); "
@@ -550,12 +556,6 @@ def process(
     unmatched = unmatched_manifest_rows(manifest, paths)
     if unmatched:
         progress.line(f"manifest rows naming no input (ignored): {', '.join(unmatched)}")
-    blocked = foreign_files(output_dir, SUMMARY_FILES)
-    if blocked:
-        raise ValueError(
-            f"{', '.join(blocked)} exists and was not written by jaxdeconv; move it or choose "
-            "another --output_dir"
-        )
     own = written_here(output_dir)
     protected = {os.path.realpath(p) for p in paths}
     run = _Run(output_dir, config, paths, names, earlier or [], unmatched)
@@ -602,11 +602,10 @@ def process(
         for note in notes:
             progress.line(f"warning: {path}: {note}")
         region = _estimation_region(lum, cfg)
-        key = (region.shape, k) if k != "auto" else (region.shape, "auto")
-        groups.setdefault(key, []).append(
-            dict(path=path, blurry=blurry, region=region, cfg=cfg, sha=sha, notes=notes,
-                 fingerprint=fingerprint)
-        )  # fmt: skip
+        member = {"path": path, "blurry": blurry, "region": region, "cfg": cfg}
+        member.update(sha=sha, notes=notes, fingerprint=fingerprint)
+        # A batch holds same-shaped regions and one kernel size ('auto': by shape only).
+        groups.setdefault((region.shape, k), []).append(member)
     progress.todo_images = sum(len(g) for g in groups.values())
     progress.todo_steps = sum(len(g) * g[0]["cfg"].num_steps for g in groups.values())
 
