@@ -213,6 +213,13 @@ def test_split_specs_and_output_folder_rules(tmp_path):
     assert batch.output_dir_problem(str(tmp_path / "out"), [str(src)], [a]) is None
     assert batch.output_dir_problem(str(src / "out"), [str(src)], [a]) is None  # not searched
     assert "not a folder" in batch.output_dir_problem(a, [], [])
+    # Even where the folder rule is not applied (library use), an output never replaces an
+    # input: photo.png's NAME_network.png is the input photo_network.png here.
+    photo = _save(src / "photo.png", _grey(1))
+    look_alike = _save(src / "photo_network.png", _grey(2))
+    assert batch.foreign_files(str(src), batch.output_files("photo"), [photo, look_alike]) == [
+        look_alike
+    ]
 
 
 def test_never_replaces_files_it_did_not_write(cfg, tmp_path):
