@@ -229,6 +229,17 @@ def _type_name(t: type) -> str:
     )
 
 
+def _entry_ok(value, kinds: set) -> bool:
+    """Whether ``value`` may stand in a tuple whose entries have the types ``kinds``."""
+    if not kinds:  # an empty default says nothing
+        return True
+    if kinds <= {int, float}:  # numbers: an integer may stand for a float
+        return not isinstance(value, bool) and (
+            isinstance(value, int) or (float in kinds and isinstance(value, float))
+        )
+    return type(value) in kinds
+
+
 def _typed(field: str, text: str, target: type, current):
     """``text`` parsed as a Python literal and checked against the field's type."""
     import ast
@@ -245,22 +256,14 @@ def _typed(field: str, text: str, target: type, current):
         if isinstance(value, bool):
             return value
     elif target in (tuple, list):
-        if isinstance(value, int | float) and not isinstance(value, bool):
+        if not isinstance(value, tuple | list):
             raise ValueError(f"{field}={text}: expects a tuple, e.g. {field}=({text},)")
-        if isinstance(value, tuple | list):
-            kinds = {type(v) for v in current or ()}
-            for v in value:
-                ok = (
-                    not isinstance(v, bool)
-                    and isinstance(v, int | float)
-                    and (float in kinds or not kinds or isinstance(v, int))
-                    if kinds <= {int, float}
-                    else type(v) in kinds
-                )
-                if not ok:
-                    want = " or ".join(sorted(_type_name(k) for k in kinds)) or "numbers"
-                    raise ValueError(f"{field}={text}: every entry must be {want}, not {v!r}")
-            return tuple(float(v) for v in value) if kinds == {float} else tuple(value)
+        kinds = {type(v) for v in current or ()}
+        for v in value:
+            if not _entry_ok(v, kinds):
+                want = " or ".join(sorted(_type_name(k) for k in kinds))
+                raise ValueError(f"{field}={text}: every entry must be {want}, not {v!r}")
+        return tuple(float(v) for v in value) if kinds == {float} else tuple(value)
     elif target is int:
         if isinstance(value, int) and not isinstance(value, bool):
             return value
@@ -349,15 +352,3 @@ def check_values(cfg: ml_collections.ConfigDict) -> None:
             problems.append(f"{field} must be 0 or more, got {cfg[field]!r}")
     if problems:
         raise ValueError("; ".join(problems))
-
-
-def split_config_args(argv: list[str]) -> tuple[list[str], list[str]]:
-    """Separates ``--config.FIELD=VALUE`` arguments (the launchers' override syntax) from the
-    rest of ``argv``; returns ``(rest, ["FIELD=VALUE", ...])`` for ``apply_overrides``."""
-    rest, overrides = [], []
-    for arg in argv:
-        if arg.startswith("--config.") or arg.startswith("-config."):
-            overrides.append(arg.split("config.", 1)[1])
-        else:
-            rest.append(arg)
-    return rest, overrides
