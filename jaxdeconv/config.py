@@ -336,19 +336,31 @@ def _unset_by_default(field: str) -> bool:
 
 
 def check_values(cfg: ml_collections.ConfigDict) -> None:
-    """Raises ``ValueError`` for field values no run can use (checked before any work)."""
+    """Raises ``ValueError`` for field values no run can use (checked before any work).
+    Fields a config does not have are not checked."""
+
+    def get(field):
+        node = cfg
+        for part in field.split("."):
+            node = node.get(part) if isinstance(node, ml_collections.ConfigDict) else None
+        return node
+
     problems = []
-    if not (isinstance(cfg.num_steps, int) and cfg.num_steps >= 1):
-        problems.append(f"num_steps must be a positive integer, got {cfg.num_steps!r}")
-    k = cfg.kernel_size
-    if k != "auto" and not (isinstance(k, int) and k >= 1 and k % 2 == 1):
+    k = get("kernel_size")
+    if k is not None and k != "auto" and not (isinstance(k, int) and k >= 1 and k % 2 == 1):
         problems.append(f"kernel_size must be a positive odd integer or 'auto', got {k!r}")
-    for field in ("num_draws", "log_every", "sample.num_samples"):
-        node, leaf = (cfg.sample, "num_samples") if "." in field else (cfg, field)
-        if node[leaf] < 1:
-            problems.append(f"{field} must be at least 1, got {node[leaf]!r}")
-    for field in ("checkpoint_every", "snapshot_every", "crop_size"):
-        if cfg[field] < 0:
-            problems.append(f"{field} must be 0 or more, got {cfg[field]!r}")
+    for field, least in [
+        ("num_steps", 1),
+        ("num_draws", 1),
+        ("log_every", 1),
+        ("sample.num_samples", 1),
+        ("checkpoint_every", 0),
+        ("snapshot_every", 0),
+        ("crop_size", 0),
+    ]:
+        value = get(field)
+        if isinstance(value, int) and value < least:
+            what = "a positive integer" if least else "0 or more"
+            problems.append(f"{field} must be {what}, got {value!r}")
     if problems:
         raise ValueError("; ".join(problems))
