@@ -304,7 +304,8 @@ def config_fingerprint(config: ml_collections.ConfigDict, leave_out: tuple = ())
     return hashlib.sha256(text.encode()).hexdigest()
 
 
-def _record_path(output_dir: str, name: str) -> str:
+def record_path(output_dir: str, name: str) -> str:
+    """Where the record of image ``name``'s outputs in ``output_dir`` lives."""
     return os.path.join(output_dir, RECORD_DIR, "images", name + ".json")
 
 
@@ -319,7 +320,7 @@ def outputs_complete(output_dir: str, name: str, fingerprint: str | None = None)
     if fingerprint is None:
         return True
     try:
-        with open(_record_path(output_dir, name)) as f:
+        with open(record_path(output_dir, name)) as f:
             return json.load(f).get("fingerprint") == fingerprint
     except (OSError, ValueError, AttributeError):
         return False
@@ -669,21 +670,23 @@ def _finish(member, result, output_dir, names, run, progress) -> None:
         progress.advance(1, f"FAILED {path}: {_describe(result)}")
         return
     start = time.perf_counter()
+    record = {
+        "input": os.path.abspath(path),
+        "input_sha256": member["sha"],
+        "fingerprint": None,  # until every file is written
+        "seed": cfg.seed,
+        "kernel_size": k,
+        "files": output_files(name),
+    }
     try:
         outputs = _final_stage(member, result)
+        # Recorded before the files exist, so a kill in between never leaves outputs that
+        # look like the user's; the fingerprint comes once all of them are written.
+        image_io.write_json(record_path(output_dir, name), record)
         pipeline.save_outputs(output_dir, name, outputs)
         k = int(np.asarray(outputs.kernel).shape[0]) if k == "auto" else k
-        image_io.write_json(
-            _record_path(output_dir, name),
-            {
-                "input": os.path.abspath(path),
-                "input_sha256": member["sha"],
-                "fingerprint": member["fingerprint"],
-                "seed": cfg.seed,
-                "kernel_size": k,
-                "files": output_files(name),
-            },
-        )
+        record.update(fingerprint=member["fingerprint"], kernel_size=k)
+        image_io.write_json(record_path(output_dir, name), record)
     except Exception as e:  # noqa: BLE001
         what = "cannot write outputs" if isinstance(e, OSError) else "final stage failed"
         run.set(path, _failure(name, path, f"{path}: {what} ({e})", kernel_size=k))

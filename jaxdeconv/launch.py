@@ -103,6 +103,17 @@ def deblur_one(
     problem = batch.kernel_size_problem(config.kernel_size, blurry.shape)
     if problem:
         raise InputError(f"{input_path or 'example'}: {problem}")
+    files = batch.output_files(name) + [f"{name}_run.json"]
+    if example is not None:
+        files += [f"{name}_blurry.png", f"{name}_sharp.png"]
+    blocked = batch.foreign_files(workdir, files, [input_path] if input_path else [])
+    if blocked:
+        raise InputError(
+            f"would replace {', '.join(blocked)}, which jaxdeconv did not write; move it or "
+            "choose another --workdir"
+        )
+    # Recorded first, so these files are never taken for inputs or for the user's own.
+    image_io.write_json(batch.record_path(workdir, name), {"input": input_path, "files": files})
     outputs = pipeline.deblur_image(blurry, config, key=jax.random.key(config.seed))
     paths = pipeline.save_outputs(workdir, name, outputs)
     extra = {"input": input_path or "built-in synthetic example", "files": paths}

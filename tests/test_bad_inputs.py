@@ -158,3 +158,21 @@ def test_bad_input_corpus(tmp_path, jaxdeconv_main, monkeypatch):
 def test_library_refuses_arrays_it_cannot_use(tiny_config, image, words):
     with pytest.raises(ValueError, match=words.replace("[", r"\[").replace("]", r"\]")):
         jaxdeconv.deblur(image, tiny_config)
+
+
+def test_one_image_launcher_refuses_before_any_work(tmp_path, tiny_config):
+    photo = tmp_path / "photo.png"
+    Image.fromarray(_grey(0)).save(photo)
+    with pytest.raises(launch.InputError, match="--workdir=.* is the folder of the input"):
+        launch.deblur_one(tiny_config, str(photo), 5, str(tmp_path))
+    work = tmp_path / "work"
+    work.mkdir()
+    (work / "photo_kernel.png").write_bytes(b"the user's")
+    with pytest.raises(launch.InputError, match="photo_kernel.png, which jaxdeconv did not write"):
+        launch.deblur_one(tiny_config, str(photo), 5, str(work))
+    assert (work / "photo_kernel.png").read_bytes() == b"the user's"
+    with pytest.raises(launch.InputError, match="positive odd integer"):
+        launch.deblur_one(tiny_config, str(photo), 4, str(work))
+    with pytest.raises(launch.InputError, match="missing.png: no such file"):
+        launch.deblur_one(tiny_config, str(tmp_path / "missing.png"), 5, str(work))
+    assert os.listdir(work) == ["photo_kernel.png"]
