@@ -50,7 +50,13 @@ OUTPUT_SUFFIXES = (
     "_uncertainty.png",
     "_uncertainty.npy",
 )
-SUMMARY_FILES = ("summary.json", "summary.csv")
+
+
+def summary_files(summary_name: str = "summary") -> tuple[str, str]:
+    """The run's summary files; processes sharing an output folder give each its own name."""
+    return (f"{summary_name}.json", f"{summary_name}.csv")
+
+
 SUMMARY_FIELDS = (
     "name",
     "input",
@@ -490,8 +496,8 @@ class _Run:
     """The records of one run, written to ``summary.json``/``.csv`` when one changes (at most
     once per ``len(records) / 1000`` seconds, so huge runs do not spend their time on it)."""
 
-    def __init__(self, output_dir, config, paths, names, earlier, unmatched):
-        self.output_dir, self.config = output_dir, config
+    def __init__(self, output_dir, config, paths, names, earlier, unmatched, summary_name):
+        self.output_dir, self.config, self.summary_name = output_dir, config, summary_name
         self.order = list(paths)
         self.earlier = list(earlier)
         self.unmatched = list(unmatched)
@@ -516,6 +522,7 @@ class _Run:
             self.config,
             unmatched_manifest_rows=self.unmatched,
             finished=finished,
+            summary_name=self.summary_name,
         )
         self.last_write = time.perf_counter()
 
@@ -532,16 +539,18 @@ def process(
     quiet: bool = False,
     checkpoints: bool = True,
     earlier: list[dict] | None = None,
+    summary_name: str = "summary",
 ) -> list[dict]:
     """Deblurs every path into ``output_dir``; returns one record per image, after the
-    ``earlier`` records (from ``collect_inputs``), never raising for a bad image.
+    ``earlier`` records (from ``collect_inputs``), never raising for a bad image. The run's
+    records go to ``SUMMARY_NAME.json``/``.csv`` (one name per process sharing the folder).
 
     Images whose record shows outputs from this very run (same input content, config, seed and
     kernel size) are skipped with ``resume``; ``summary.json`` also lists manifest rows that
     name no input (``unmatched_manifest_rows``).
     """
     size = choose_batch_size(batch_size)
-    blocked = foreign_files(output_dir, SUMMARY_FILES)
+    blocked = foreign_files(output_dir, summary_files(summary_name))
     if blocked:
         raise ValueError(
             f"{', '.join(blocked)} exists and was not written by jaxdeconv; move it or choose "
@@ -559,7 +568,7 @@ def process(
         progress.line(f"manifest rows naming no input (ignored): {', '.join(unmatched)}")
     own = written_here(output_dir)
     protected = {os.path.realpath(p) for p in paths}
-    run = _Run(output_dir, config, paths, names, earlier or [], unmatched)
+    run = _Run(output_dir, config, paths, names, earlier or [], unmatched, summary_name)
     run.write()
     groups: dict[tuple, list[dict]] = {}
     for path in paths:
@@ -822,18 +831,20 @@ def write_summary(
     *,
     unmatched_manifest_rows: list[str] = (),
     finished: bool = True,
+    summary_name: str = "summary",
 ) -> None:
-    """``summary.json`` (records, unmatched manifest rows, the config) and ``summary.csv``,
-    each replaced atomically; recorded as this tool's files."""
-    run_record = os.path.join(output_dir, RECORD_DIR, "run.json")
+    """``SUMMARY_NAME.json`` (records, unmatched manifest rows, the config) and ``.csv``, each
+    replaced atomically; recorded as this tool's files (``.jaxdeconv/SUMMARY_NAME.json``)."""
+    files = summary_files(summary_name)
+    run_record = os.path.join(output_dir, RECORD_DIR, f"{summary_name}.json")
     if not os.path.exists(run_record):  # first, so no summary is ever unrecorded
-        image_io.write_json(run_record, {"files": list(SUMMARY_FILES)})
+        image_io.write_json(run_record, {"files": list(files)})
     counts: dict[str, int] = {}
     for r in records:
         key = "skipped" if r["status"].startswith("skipped") else r["status"]
         counts[key] = counts.get(key, 0) + 1
     image_io.write_json(
-        os.path.join(output_dir, "summary.json"),
+        os.path.join(output_dir, files[0]),
         {
             "finished": finished,
             "counts": counts,
@@ -847,4 +858,4 @@ def write_summary(
     writer.writeheader()
     for r in records:
         writer.writerow({f: r.get(f, "") for f in SUMMARY_FIELDS})
-    image_io.write_text(os.path.join(output_dir, "summary.csv"), buf.getvalue())
+    image_io.write_text(os.path.join(output_dir, files[1]), buf.getvalue())

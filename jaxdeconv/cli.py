@@ -118,7 +118,7 @@ def _prepare():
     if problem:
         raise ValueError(problem)
     batch.check_output_dir(_OUTPUT_DIR.value)
-    blocked = batch.foreign_files(_OUTPUT_DIR.value, batch.SUMMARY_FILES)
+    blocked = batch.foreign_files(_OUTPUT_DIR.value, batch.summary_files())
     if blocked:
         raise ValueError(
             f"{', '.join(blocked)} exists and was not written by jaxdeconv; move it or give "

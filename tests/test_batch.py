@@ -238,6 +238,14 @@ def test_never_replaces_files_it_did_not_write(cfg, tmp_path):
     with pytest.raises(ValueError, match="summary.json exists and was not written by jaxdeconv"):
         batch.process([a], cfg, str(other), quiet=True)
     assert os.listdir(other) == ["summary.json"]
+    # Processes sharing a folder each keep their own summary, recorded as jaxdeconv's.
+    shared = str(tmp_path / "shared")
+    batch.process([a], cfg, shared, kernel_size=4, quiet=True, summary_name="part-1")
+    assert json.load(open(os.path.join(shared, "part-1.json")))["images"][0]["status"] == "failed"
+    paths, records = batch.collect_inputs([shared])
+    assert paths == [] and {r["status"] for r in records[:-1]} == {
+        "skipped (written by jaxdeconv in an earlier run)"
+    }
 
 
 def test_resume_redoes_outputs_of_another_seed(cfg, tmp_path, monkeypatch):
