@@ -25,6 +25,13 @@ def default_config() -> ml_collections.ConfigDict:
     c.kernel_size = 27  # odd; the kernel is [kernel_size, kernel_size]
     c.num_steps = 5000
     c.scheme = "alternating"  # 'alternating' (kernel update, then image update) or 'joint'
+    # Alternating scheme: one draw (eps_t, M_t) per iteration for both half-steps (Algorithm 1,
+    # line 4); False: independent draws for the kernel and the image half-steps (a variant).
+    c.shared_draw = True
+    # Data term of the loss: 'sum' (the squared norm of eq. 24) or 'mean' (per pixel, as in
+    # SelfDeblur's code). With 'mean', mu weighs H*W times more against the data; see
+    # docs/fidelity.md for the measurement behind the choice.
+    c.data_term = "mean"
     c.num_draws = 1  # Monte-Carlo draws per loss evaluation
     c.randomize = "image"  # which net the draws sample: 'image' (paper), 'kernel' or 'both'
     c.mu = 1e-4  # weight of ||k||^2
@@ -82,12 +89,21 @@ def default_config() -> ml_collections.ConfigDict:
     c.dropout.boundaries = (0.3,)  # 1500 of 5000
     c.dropout.levels = (0.001,)
 
+    # The kernel net's dropout when it is sampled (randomize='kernel' or 'both'); section 3.5:
+    # 0.1, then 0.001 from step 1500 of 5000. Its input noise follows c.noise.
+    c.kernel_dropout = ml_collections.ConfigDict()
+    c.kernel_dropout.init = 0.1
+    c.kernel_dropout.boundaries = (0.3,)
+    c.kernel_dropout.levels = (0.001,)
+
     c.noise = ml_collections.ConfigDict()
     # Unset: 'large_kernel' for kernel_size >= large_kernel_min_size, else 'small_kernel'.
     c.noise.init = config_dict.placeholder(float)
     c.noise.large_kernel = 0.05
     c.noise.small_kernel = 0.01
-    c.noise.large_kernel_min_size = 25
+    # Between Levin's largest kernel (27, "small" in the paper) and Lai's smallest (31,
+    # "large"); the paper gives no number.
+    c.noise.large_kernel_min_size = 29
     c.noise.boundaries = (0.7,)  # 3500 of 5000
     c.noise.levels = (0.001,)
 
@@ -138,6 +154,9 @@ def _estimate_fields(c: ml_collections.ConfigDict) -> None:
     c.scale.pyramid_factor = 2.0
     # The polish window's side is at least kernel_factor * K (0: polish.crop_size alone).
     c.polish.kernel_factor = 0
+    # For kernels larger than lam_ref_size taps the L0 weight falls as (lam_ref_size / K)^2
+    # (refine.size_scaled_lam); 0: polish.lam for every size.
+    c.polish.lam_ref_size = 0
     # Blind failure checks on the final kernel (jaxdeconv.diagnose) and, for a flagged one, up
     # to `attempts` more network runs with other seeds; the unflagged candidate with the lowest
     # data residual (refine.deconv_residual) wins.

@@ -2,11 +2,13 @@
 
 For N draws of the image net's randomness (input noise ``eps_i`` and dropout masks ``M_i``):
 
-    L = 1/N sum_i mean((valid_correlate(Gx(zx + eps_i; M_i), Gk(zk)) - y)^2) + mu ||Gk(zk)||^2
+    L = 1/N sum_i D(valid_correlate(Gx(zx + eps_i; M_i), Gk(zk)) - y) + mu ||Gk(zk)||^2
 
-The data term is a per-pixel mean (SelfDeblur's MSE, which this method builds on) rather than a
-sum, so ``mu`` means the same at every image size. An optional total-variation term on the
-image gives the MLE + TV baseline (paper eq. 8). Draws are a ``jax.vmap`` over keys.
+where the data term ``D`` is ``data_term='sum'``, the squared norm of eq. 24 (a sum over
+pixels), or ``'mean'``, the per-pixel mean (SelfDeblur's MSE). The choice changes the weight
+of ``mu`` relative to the data by the number of pixels (docs/fidelity.md). An optional
+total-variation term on the image gives the MLE + TV baseline (paper eq. 8). Draws are a
+``jax.vmap`` over keys; :func:`draw_keys` derives one key per draw and network.
 """
 
 from __future__ import annotations
@@ -19,6 +21,9 @@ import jax.numpy as jnp
 
 from jaxdeconv import blur
 
+DATA_TERMS = ("sum", "mean")
+RANDOMIZE = ("image", "kernel", "both")
+
 
 class LossTerms(NamedTuple):
     total: jax.Array
@@ -27,7 +32,32 @@ class LossTerms(NamedTuple):
     tv: jax.Array
 
 
-def _draws(net, params, z, key, num_draws, noise_std, dropout_rate, **kwargs):
+def draw_keys(
+    key: jax.Array, num_draws: int, randomize: str = "image"
+) -> tuple[jax.Array | None, jax.Array | None]:
+    """Per-draw keys ``([N] for the image net, [N] for the kernel net)``; None for a network
+    that is not sampled.
+
+    With both networks sampled, the two sets come from the two halves of ``split(key)``, so no
+    kernel draw can reuse an image draw's key. (Deriving the kernel's from
+    ``fold_in(key, 1)`` beside ``split(key, N)`` for the images, as before, collided for
+    N >= 2: with this JAX, ``fold_in(key, i)`` equals ``split(key, N)[i]``.) With the image
+    net alone (the paper), the image keys are ``split(key, N)``.
+    """
+    if randomize not in RANDOMIZE:
+        raise ValueError(f"randomize must be one of {RANDOMIZE}, got {randomize!r}")
+    if randomize == "image":
+        return jax.random.split(key, num_draws), None
+    if randomize == "kernel":
+        return None, jax.random.split(key, num_draws)
+    key_x, key_k = jax.random.split(key)
+    return jax.random.split(key_x, num_draws), jax.random.split(key_k, num_draws)
+
+
+def _draws(net, params, z, keys, noise_std, dropout_rate, **kwargs):
+    """One stochastic output of ``net`` per key of ``keys [N]``; each key is split into the
+    input-noise and dropout streams."""
+
     def one(k):
         k_noise, k_drop = jax.random.split(k)
         return net.apply(
@@ -39,7 +69,7 @@ def _draws(net, params, z, key, num_draws, noise_std, dropout_rate, **kwargs):
             **kwargs,
         )
 
-    return jax.vmap(one)(jax.random.split(key, num_draws))
+    return jax.vmap(one)(keys)
 
 
 def sample_images(
@@ -51,8 +81,10 @@ def sample_images(
     noise_std: jax.Array | float,
     dropout_rate: jax.Array | float,
 ) -> jax.Array:
-    """``num_draws`` stochastic outputs of Gx, ``[N, Hb, Wb, C]``, one key per draw."""
-    return _draws(image_net, params_x, zx, key, num_draws, noise_std, dropout_rate)
+    """``num_draws`` stochastic outputs of Gx, ``[N, Hb, Wb, C]``, keys ``split(key, N)``."""
+    return _draws(
+        image_net, params_x, zx, jax.random.split(key, num_draws), noise_std, dropout_rate
+    )
 
 
 def sample_kernels(
@@ -64,9 +96,16 @@ def sample_kernels(
     noise_std: jax.Array | float,
     dropout_rate: jax.Array | float,
 ) -> jax.Array:
-    """``num_draws`` stochastic kernels ``[N, K, K]`` (for the randomised-kernel ablation)."""
+    """``num_draws`` stochastic kernels ``[N, K, K]`` (for the randomised-kernel ablation),
+    keys ``split(key, N)``."""
     return _draws(
-        kernel_net, params_k, zk, key, num_draws, noise_std, dropout_rate, deterministic=False
+        kernel_net,
+        params_k,
+        zk,
+        jax.random.split(key, num_draws),
+        noise_std,
+        dropout_rate,
+        deterministic=False,
     )
 
 
@@ -83,14 +122,22 @@ def loss_from_images(
     mu: float,
     tv_weight: float = 0.0,
     blur_method: str = "auto",
+    data_term: str = "mean",
 ) -> LossTerms:
     """The loss for draws ``images [N, Hb, Wb, C]`` and ``kernel [K, K]`` (or one kernel per
-    draw, ``[N, K, K]``) against ``y [H, W, C]``."""
+    draw, ``[N, K, K]``) against ``y [H, W, C]``.
+
+    ``data_term``: ``'sum'`` (squared norm, eq. 24) or ``'mean'`` (per-pixel mean); either
+    way averaged over the draws.
+    """
+    if data_term not in DATA_TERMS:
+        raise ValueError(f"data_term must be one of {DATA_TERMS}, got {data_term!r}")
     kernel_axis = 0 if kernel.ndim == 3 else None
     residual = jax.vmap(
         lambda x, k: blur.valid_correlate(x, k, blur_method) - y, in_axes=(0, kernel_axis)
     )(images, kernel)
-    data = jnp.mean(jnp.square(residual))
+    sq = jnp.square(residual)
+    data = jnp.mean(sq) if data_term == "mean" else jnp.sum(sq) / sq.shape[0]
     kernel_norm = jnp.sum(jnp.square(kernel)) / (kernel.shape[0] if kernel.ndim == 3 else 1)
     tv = jnp.mean(jax.vmap(total_variation)(images)) if tv_weight else jnp.zeros(())
     return LossTerms(data + mu * kernel_norm + tv_weight * tv, data, kernel_norm, tv)
@@ -113,29 +160,34 @@ def mc_loss(
     tv_weight: float = 0.0,
     blur_method: str = "auto",
     randomize: str = "image",
+    kernel_dropout_rate: jax.Array | float | None = None,
+    data_term: str = "mean",
 ) -> LossTerms:
     """Monte-Carlo loss for one blurry image ``y [H, W, C]``; differentiable in both params.
 
     ``randomize``: which network is sampled, ``'image'`` (the paper), ``'kernel'`` or
-    ``'both'``; a network not sampled gives its deterministic output to every draw.
+    ``'both'``; a network not sampled gives its deterministic output to every draw. A sampled
+    kernel net uses the input-noise level ``noise_std`` and its own dropout rate
+    ``kernel_dropout_rate`` (default: ``dropout_rate``). The same ``key`` gives the same draws
+    (:func:`draw_keys`), whatever the parameters.
     """
-    if randomize not in ("image", "kernel", "both"):
-        raise ValueError(f"randomize must be 'image', 'kernel' or 'both', got {randomize!r}")
-    if randomize == "image":
+    keys_x, keys_k = draw_keys(key, num_draws, randomize)
+    if keys_k is None:
         kernel = kernel_net.apply(params_k, zk)
     else:
-        kernel = sample_kernels(
-            kernel_net,
-            params_k,
-            zk,
-            jax.random.fold_in(key, 1),
-            num_draws,
-            noise_std,
-            dropout_rate,
-        )
-    if randomize == "kernel":
+        rate_k = dropout_rate if kernel_dropout_rate is None else kernel_dropout_rate
+        kernel = _draws(kernel_net, params_k, zk, keys_k, noise_std, rate_k, deterministic=False)
+    if keys_x is None:
         images = image_net.apply(params_x, zx, deterministic=True)[None]
         images = jnp.broadcast_to(images, (num_draws,) + images.shape[1:])
     else:
-        images = sample_images(image_net, params_x, zx, key, num_draws, noise_std, dropout_rate)
-    return loss_from_images(images, kernel, y, mu=mu, tv_weight=tv_weight, blur_method=blur_method)
+        images = _draws(image_net, params_x, zx, keys_x, noise_std, dropout_rate)
+    return loss_from_images(
+        images,
+        kernel,
+        y,
+        mu=mu,
+        tv_weight=tv_weight,
+        blur_method=blur_method,
+        data_term=data_term,
+    )

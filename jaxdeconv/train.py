@@ -44,6 +44,7 @@ class Model(NamedTuple):
     tx_k: optax.GradientTransformation
     dropout: schedules.Schedule
     noise: schedules.Schedule
+    kernel_dropout: schedules.Schedule  # the kernel net's rate when it is sampled
     kernel_size: int
     num_draws: int
     mu: float
@@ -51,6 +52,8 @@ class Model(NamedTuple):
     scheme: str
     blur_method: str
     randomize: str
+    shared_draw: bool
+    data_term: str
     image_shape: tuple  # blurry [H, W, C]
     zx_shape: tuple
     zk_shape: tuple
@@ -59,7 +62,9 @@ class Model(NamedTuple):
 
 
 def initial_noise_std(config: ml_collections.ConfigDict) -> float:
-    """The input-noise level at step 0 (the paper: larger for large kernels)."""
+    """The input-noise level at step 0: ``noise.init``, or by default ``noise.large_kernel``
+    for ``kernel_size >= noise.large_kernel_min_size`` and ``noise.small_kernel`` below (the
+    paper: larger for large kernels; Levin's are all small, Lai's all large)."""
     if config.noise.init is not None:
         return float(config.noise.init)
     large = config.kernel_size >= config.noise.large_kernel_min_size
@@ -69,7 +74,10 @@ def initial_noise_std(config: ml_collections.ConfigDict) -> float:
 def _adam(lr: float, optim: ml_collections.ConfigDict, num_steps: int):
     bounds = schedules.fraction_boundaries(optim.decay_boundaries, num_steps)
     lr_schedule = optax.piecewise_constant_schedule(lr, {b: optim.decay_factor for b in bounds})
-    return optax.adam(lr_schedule)
+    # eps_root keeps sqrt(v) differentiable where v == 0 (hyper-gradients through training
+    # were NaN with 0); at 1e-30 it is below float32 resolution of any v above ~1e-23, so the
+    # updates themselves do not change.
+    return optax.adam(lr_schedule, eps_root=1e-30)
 
 
 def validate(config: ml_collections.ConfigDict, blurry_shape: tuple) -> None:
@@ -86,6 +94,11 @@ def validate(config: ml_collections.ConfigDict, blurry_shape: tuple) -> None:
         raise ValueError(f"scheme must be 'alternating' or 'joint', got {config.scheme!r}")
     if config.num_steps < 1 or config.num_draws < 1:
         raise ValueError("num_steps and num_draws must be >= 1")
+    data_term = config.get("data_term", "mean")
+    if data_term not in loss_lib.DATA_TERMS:
+        raise ValueError(f"data_term must be one of {loss_lib.DATA_TERMS}, got {data_term!r}")
+    if config.randomize not in loss_lib.RANDOMIZE:
+        raise ValueError(f"randomize must be one of {loss_lib.RANDOMIZE}, got {config.randomize!r}")
 
 
 def build_model(config: ml_collections.ConfigDict, blurry_shape: tuple) -> Model:
@@ -114,6 +127,9 @@ def build_model(config: ml_collections.ConfigDict, blurry_shape: tuple) -> Model
         tx_k=_adam(config.optim.lr_k, config.optim, config.num_steps),
         dropout=schedules.from_config(config.dropout, config.num_steps),
         noise=schedules.from_config(config.noise, config.num_steps, init=initial_noise_std(config)),
+        kernel_dropout=schedules.from_config(
+            config.get("kernel_dropout", config.dropout), config.num_steps
+        ),
         kernel_size=k,
         num_draws=config.num_draws,
         mu=config.mu,
@@ -121,6 +137,8 @@ def build_model(config: ml_collections.ConfigDict, blurry_shape: tuple) -> Model
         scheme=config.scheme,
         blur_method=config.blur_method,
         randomize=config.randomize,
+        shared_draw=bool(config.get("shared_draw", True)),
+        data_term=config.get("data_term", "mean"),
         image_shape=(h, w, c),
         zx_shape=(h + k - 1, w + k - 1, config.image_net.input_channels),
         zk_shape=networks.kernel_input_shape(kernel_net, k, config.kernel_net.input_channels),
@@ -147,7 +165,7 @@ def init_state(model: Model, key: jax.Array) -> TrainState:
     )
 
 
-def _loss_fn(model: Model, params_x, params_k, state: TrainState, y, key, noise_std, rate):
+def _loss_fn(model: Model, params_x, params_k, state: TrainState, y, key, noise_std, rate, rate_k):
     terms = loss_lib.mc_loss(
         params_x,
         params_k,
@@ -164,8 +182,23 @@ def _loss_fn(model: Model, params_x, params_k, state: TrainState, y, key, noise_
         tv_weight=model.tv_weight,
         blur_method=model.blur_method,
         randomize=model.randomize,
+        kernel_dropout_rate=rate_k,
+        data_term=model.data_term,
     )
     return terms.total, terms
+
+
+def half_step_keys(step_key: jax.Array, shared_draw: bool) -> tuple[jax.Array, jax.Array]:
+    """Keys of the kernel and the image half-steps of one alternating iteration.
+
+    ``shared_draw`` (the paper, Algorithm 1 line 4): both are ``step_key``, so the kernel
+    update and the image update see the same draw (eps_t, M_t). Otherwise the two halves of
+    ``split(step_key)``: independent draws.
+    """
+    if shared_draw:
+        return step_key, step_key
+    key_k, key_x = jax.random.split(step_key)
+    return key_k, key_x
 
 
 def train_step(
@@ -173,14 +206,18 @@ def train_step(
 ) -> tuple[TrainState, dict]:
     """One training iteration on the blurry image ``y [H, W, C]``.
 
-    'alternating': update Gk with one set of draws, then Gx with fresh draws against the new
-    kernel (paper eq. 25-26). 'joint': one gradient step on both with the same draws.
+    'alternating': update Gk, then Gx against the new kernel (paper eq. 25-26, Algorithm 1),
+    both with the same draw (``shared_draw``, the paper) or with independent draws.
+    'joint': one gradient step on both from one loss evaluation.
     Returns the new state and device-side metrics (pull them to the host only when logging).
     """
     step_key = jax.random.fold_in(key, state.step)
     noise_std = model.noise(state.step)
     rate = model.dropout(state.step)
-    loss_fn = functools.partial(_loss_fn, model, state=state, y=y, noise_std=noise_std, rate=rate)
+    rate_k = model.kernel_dropout(state.step)
+    loss_fn = functools.partial(
+        _loss_fn, model, state=state, y=y, noise_std=noise_std, rate=rate, rate_k=rate_k
+    )
 
     if model.scheme == "joint":
         grad_fn = jax.value_and_grad(
@@ -190,7 +227,7 @@ def train_step(
         upd_k, opt_k = model.tx_k.update(g_k, state.opt_k, state.params_k)
         params_k = optax.apply_updates(state.params_k, upd_k)
     else:
-        key_k, key_x = jax.random.split(step_key)
+        key_k, key_x = half_step_keys(step_key, model.shared_draw)
         grad_k = jax.grad(lambda pk: loss_fn(state.params_x, pk, key=key_k), has_aux=True)
         g_k, _ = grad_k(state.params_k)
         upd_k, opt_k = model.tx_k.update(g_k, state.opt_k, state.params_k)

@@ -81,3 +81,85 @@ def test_loss_gradients_are_finite_for_both_networks():
     leaves = jax.tree_util.tree_leaves((gx, gk))
     assert all(bool(jnp.all(jnp.isfinite(g))) for g in leaves)
     assert any(float(jnp.max(jnp.abs(g))) > 0 for g in jax.tree_util.tree_leaves(gk))
+
+
+def test_data_term_sum_is_mean_times_pixels():
+    px, pk, zx, zk, y = _setup()
+    kwargs = dict(
+        image_net=IMAGE_NET,
+        kernel_net=KERNEL_NET,
+        num_draws=2,
+        noise_std=0.05,
+        dropout_rate=0.3,
+        mu=1e-4,
+    )
+    mean = loss.mc_loss(px, pk, y, zx, zk, jax.random.key(0), data_term="mean", **kwargs)
+    total = loss.mc_loss(px, pk, y, zx, zk, jax.random.key(0), data_term="sum", **kwargs)
+    np.testing.assert_allclose(float(total.data), float(mean.data) * y.size, rtol=1e-5)
+    # mu ||k||^2 is the same in both: relative to the data it weighs y.size times less.
+    assert float(total.kernel_norm) == float(mean.kernel_norm)
+    with pytest.raises(ValueError, match="data_term"):
+        kernel = KERNEL_NET.apply(pk, zk)
+        loss.loss_from_images(jnp.zeros((1, 20, 20, 1)), kernel, y, mu=0, data_term="l1")
+
+
+def _as_tuple(key):
+    return tuple(np.asarray(jax.random.key_data(key)).ravel().tolist())
+
+
+def _all_keys(keys):
+    """Each draw's key and the noise and dropout keys split from it, as hashable tuples."""
+    out = []
+    for k in keys:
+        out.append(_as_tuple(k))
+        out.extend(_as_tuple(sub) for sub in jax.random.split(k))
+    return out
+
+
+@pytest.mark.parametrize("n", [1, 2, 3, 4])
+def test_draw_keys_of_both_networks_never_coincide(n):
+    key = jax.random.key(7)
+    keys_x, keys_k = loss.draw_keys(key, n, "both")
+    used = _all_keys(keys_x) + _all_keys(keys_k)
+    assert len(set(used)) == len(used)
+    # The derivation this replaced: kernel draws from fold_in(key, 1) beside image draws from
+    # split(key, n). With this JAX, fold_in(key, 1) is split(key, n)[1], so for n >= 2 the
+    # kernel draws' keys are image draw 1's noise and dropout keys.
+    old = _all_keys(jax.random.split(key, n))
+    old += _all_keys(jax.random.split(jax.random.fold_in(key, 1), n))
+    if n >= 2 and _as_tuple(jax.random.fold_in(key, 1)) == _as_tuple(jax.random.split(key, n)[1]):
+        assert len(set(old)) < len(old)
+
+
+def test_draw_keys_per_randomize_option():
+    key = jax.random.key(0)
+    keys_x, keys_k = loss.draw_keys(key, 3, "image")
+    assert keys_k is None
+    np.testing.assert_array_equal(
+        jax.random.key_data(keys_x), jax.random.key_data(jax.random.split(key, 3))
+    )
+    keys_x, keys_k = loss.draw_keys(key, 3, "kernel")
+    assert keys_x is None and keys_k.shape == (3,)
+    with pytest.raises(ValueError, match="randomize"):
+        loss.draw_keys(key, 3, "neither")
+
+
+def test_sampled_kernel_net_uses_its_own_dropout_rate():
+    px, pk, zx, zk, y = _setup()
+    kwargs = dict(
+        image_net=IMAGE_NET,
+        kernel_net=KERNEL_NET,
+        num_draws=2,
+        noise_std=0.0,
+        dropout_rate=0.3,
+        mu=1e-4,
+        randomize="kernel",
+    )
+    key = jax.random.key(3)
+    no_drop = loss.mc_loss(px, pk, y, zx, zk, key, kernel_dropout_rate=0.0, **kwargs)
+    det = loss.loss_from_images(
+        IMAGE_NET.apply(px, zx, deterministic=True)[None], KERNEL_NET.apply(pk, zk), y, mu=1e-4
+    )
+    np.testing.assert_allclose(float(no_drop.total), float(det.total), rtol=1e-5)
+    dropped = loss.mc_loss(px, pk, y, zx, zk, key, kernel_dropout_rate=0.5, **kwargs)
+    assert float(dropped.total) != float(no_drop.total)

@@ -122,3 +122,90 @@ def test_bad_kernel_sizes_rejected(tiny_config, bad, match):
     tiny_config.kernel_size = bad
     with pytest.raises(ValueError, match=match):
         train.build_model(tiny_config, (32, 32, 1))
+
+
+def test_half_step_keys_shared_or_independent():
+    key = jax.random.key(5)
+    key_k, key_x = train.half_step_keys(key, shared_draw=True)
+    assert key_k is key and key_x is key
+    key_k, key_x = train.half_step_keys(key, shared_draw=False)
+    assert not np.array_equal(jax.random.key_data(key_k), jax.random.key_data(key_x))
+
+
+@pytest.mark.parametrize("shared", [True, False])
+def test_alternating_step_uses_one_draw_for_both_half_steps(tiny_config, shared):
+    """Rebuilds one alternating iteration by hand from the loss: with ``shared_draw`` both
+    half-steps use the step's key (the same eps_t and M_t), otherwise two split keys."""
+    from jaxdeconv import loss as loss_lib
+
+    tiny_config.scheme = "alternating"
+    tiny_config.shared_draw = shared
+    y = _problem(tiny_config)
+    model = train.build_model(tiny_config, tuple(y.shape))
+    state = train.init_state(model, jax.random.key(0))
+    key = jax.random.key(1)
+    new_state, metrics = jax.jit(lambda s: train.train_step(model, s, y, key))(state)
+
+    step_key = jax.random.fold_in(key, state.step)
+    split_keys = tuple(jax.random.split(step_key))
+    key_k, key_x = (step_key, step_key) if shared else split_keys
+
+    def total(px, pk, k):
+        return loss_lib.mc_loss(
+            px,
+            pk,
+            y,
+            state.zx,
+            state.zk,
+            k,
+            image_net=model.image_net,
+            kernel_net=model.kernel_net,
+            num_draws=model.num_draws,
+            noise_std=model.noise(0),
+            dropout_rate=model.dropout(0),
+            mu=model.mu,
+            data_term=model.data_term,
+        ).total
+
+    # Kernel half-step: one Adam step on the loss with key_k. (Adam's first step is about
+    # lr * sign(g), so rounding-level gradients may differ by up to ~lr; a wrong key moves
+    # most entries.)
+    def kernel_step(k):
+        g_k = jax.grad(total, argnums=1)(state.params_x, state.params_k, k)
+        upd_k, _ = model.tx_k.update(g_k, state.opt_k, state.params_k)
+        new = jax.tree_util.tree_map(lambda p, u: p + u, state.params_k, upd_k)
+        return np.concatenate([np.ravel(v) for v in jax.tree_util.tree_leaves(new)])
+
+    got = np.concatenate([np.ravel(v) for v in jax.tree_util.tree_leaves(new_state.params_k)])
+    assert np.mean(np.abs(got - kernel_step(key_k)) > 1e-5) < 0.01
+    assert np.mean(np.abs(got - kernel_step(split_keys[1])) > 1e-5) > 0.2
+    # Image half-step: its reported loss is the loss with key_x against the new kernel.
+    # (Comparing its Adam step instead is fragile: biases before instance norm have gradients
+    # at rounding level, whose sign Adam's first step amplifies to the full learning rate.)
+    loss_x = float(total(state.params_x, new_state.params_k, key_x))
+    np.testing.assert_allclose(float(metrics["loss"]), loss_x, rtol=1e-5)
+    other = split_keys[1] if shared else step_key
+    assert abs(float(total(state.params_x, new_state.params_k, other)) - loss_x) > 1e-6 * loss_x
+
+
+def test_noise_level_switch_lies_between_levin_and_lai_kernels():
+    from jaxdeconv import config as config_lib
+
+    cfg = config_lib.paper()
+    levels = {}
+    for k in (13, 23, 27, 31, 75):
+        cfg.kernel_size = k
+        levels[k] = train.initial_noise_std(cfg)
+    assert levels[13] == levels[23] == levels[27] == 0.01  # Levin: "small kernel size"
+    assert levels[31] == levels[75] == 0.05  # Lai: "large"
+
+
+def test_kernel_dropout_schedule_and_data_term_are_wired(tiny_config):
+    tiny_config.num_steps = 5000
+    model = train.build_model(tiny_config, (24, 24, 1))
+    assert float(model.kernel_dropout(1499)) == pytest.approx(0.1)
+    assert float(model.kernel_dropout(1500)) == pytest.approx(0.001)
+    assert float(model.dropout(0)) == pytest.approx(0.3)
+    tiny_config.data_term = "median"
+    with pytest.raises(ValueError, match="data_term"):
+        train.build_model(tiny_config, (24, 24, 1))
