@@ -15,10 +15,13 @@
 Layer choices (the paper gives no table; SelfDeblur's image net is the model): per level down,
 3x3 conv stride 2 -> norm -> LeakyReLU(0.1) -> 3x3 conv -> norm -> LeakyReLU; a 1x1 skip branch;
 bilinear up-sampling to the skip's exact shape (so odd sizes work); after concatenation
-norm -> 3x3 conv -> norm -> act -> 1x1 conv -> norm -> act; reflection padding. The norm is an
-instance norm: SelfDeblur trains batch norm on a batch of one image, which normalises over
-the spatial axes exactly like this, but instance norm keeps no running statistics, so
-``apply`` stays a pure function with identical behaviour in training and inference.
+norm -> 3x3 conv -> norm -> act, then (``decoder_1x1``, SelfDeblur's default) 1x1 conv -> norm
+-> act; reflection padding. A level whose input has a side under 3 px keeps its size (stride
+1) instead of shrinking to 1 px, where instance norm would erase its input: so the 4-level
+kernel net carries information at every level for K <= 15 too (13 -> 7 -> 4 -> 2 -> 2).
+The norm is an instance norm: SelfDeblur trains batch norm on a batch of one image, which
+normalises over the spatial axes exactly like this, but instance norm keeps no running
+statistics, so ``apply`` stays a pure function with identical behaviour in training and inference.
 """
 
 from __future__ import annotations
@@ -66,11 +69,22 @@ class _ConvNormAct(nn.Module):
         return nn.leaky_relu(x, LEAKY_SLOPE) if self.act else x
 
 
+def _down_stride(height: int, width: int) -> int:
+    """Stride of a level's down-sampling conv for an input of ``height x width``: 2, unless
+    that would leave a 1-pixel side, where instance normalisation maps every input to the
+    same output (the level would carry no information). Then 1: the level keeps its size."""
+    return 2 if min(height, width) >= 3 else 1
+
+
 class _UNetBody(nn.Module):
-    """Recursive encoder-decoder on ``[B, H, W, C]``; returns features at the input size."""
+    """Recursive encoder-decoder on ``[B, H, W, C]``; returns features at the input size.
+
+    ``decoder_1x1``: the 1x1 conv -> norm -> act after each decoder level's 3x3 conv.
+    """
 
     channels: Sequence[int]
     skip_channels: Sequence[int]
+    decoder_1x1: bool = True
 
     @nn.compact
     def __call__(self, x, dropout_rate=None, deterministic: bool = True):
@@ -81,7 +95,8 @@ class _UNetBody(nn.Module):
         parts = []
         if self.skip_channels[i] > 0:
             parts.append(_ConvNormAct(self.skip_channels[i], kernel_size=1, name=f"skip{i}")(h))
-        d = _ConvNormAct(features, stride=2, name=f"down{i}a")(h)
+        stride = _down_stride(h.shape[1], h.shape[2])
+        d = _ConvNormAct(features, stride=stride, name=f"down{i}a")(h)
         d = _ConvNormAct(features, name=f"down{i}b")(d)
         if i + 1 < len(self.channels):
             d = self._level(d, i + 1, dropout_rate, deterministic)
@@ -92,7 +107,9 @@ class _UNetBody(nn.Module):
         u = jnp.concatenate(parts, axis=-1)
         u = nn.InstanceNorm(name=f"up{i}norm")(u)
         u = _ConvNormAct(features, name=f"up{i}a")(u)
-        return _ConvNormAct(features, kernel_size=1, name=f"up{i}b")(u)
+        if self.decoder_1x1:
+            u = _ConvNormAct(features, kernel_size=1, name=f"up{i}b")(u)
+        return u
 
 
 def _input_noise(module: nn.Module, z: jax.Array, noise_std: jax.Array | float) -> jax.Array:
@@ -117,6 +134,7 @@ class ImageUNet(nn.Module):
     out_channels: int = 1
     channels: Sequence[int] = (128,) * 6
     skip_channels: Sequence[int] = (16,) * 6
+    decoder_1x1: bool = True
 
     @nn.compact
     def __call__(
@@ -131,7 +149,7 @@ class ImageUNet(nn.Module):
         x = z[None]
         if not deterministic:
             x = _input_noise(self, x, noise_std)
-        x = _UNetBody(self.channels, self.skip_channels, name="body")(
+        x = _UNetBody(self.channels, self.skip_channels, self.decoder_1x1, name="body")(
             x, jnp.asarray(dropout_rate, x.dtype), deterministic
         )
         x = nn.Conv(self.out_channels, (1, 1), name="head")(x)
@@ -147,6 +165,7 @@ class KernelUNet(nn.Module):
 
     channels: Sequence[int] = (64,) * 4
     skip_channels: Sequence[int] = (16,) * 4
+    decoder_1x1: bool = True
 
     @nn.compact
     def __call__(
@@ -162,7 +181,7 @@ class KernelUNet(nn.Module):
         z = z[None]
         if not deterministic:
             z = _input_noise(self, z, noise_std)
-        x = _UNetBody(self.channels, self.skip_channels, name="body")(
+        x = _UNetBody(self.channels, self.skip_channels, self.decoder_1x1, name="body")(
             z, jnp.asarray(dropout_rate, z.dtype), deterministic
         )
         logits = nn.Conv(1, (1, 1), name="head")(x)[0, :, :, 0]

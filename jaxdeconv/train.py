@@ -110,11 +110,13 @@ def build_model(config: ml_collections.ConfigDict, blurry_shape: tuple) -> Model
         out_channels=c,
         channels=tuple(config.image_net.channels),
         skip_channels=tuple(config.image_net.skip_channels),
+        decoder_1x1=bool(config.image_net.get("decoder_1x1", True)),
     )
     if config.kernel_net.type == "unet":
         kernel_net = networks.KernelUNet(
             channels=tuple(config.kernel_net.channels),
             skip_channels=tuple(config.kernel_net.skip_channels),
+            decoder_1x1=bool(config.kernel_net.get("decoder_1x1", True)),
         )
     elif config.kernel_net.type == "mlp":
         kernel_net = networks.KernelMLP(kernel_size=k, hidden=config.kernel_net.hidden)

@@ -95,3 +95,42 @@ def test_mismatched_levels_rejected():
     net = networks.ImageUNet(channels=(4, 8), skip_channels=(2,))
     with pytest.raises(ValueError, match="one skip width per level"):
         net.init(jax.random.key(0), jnp.zeros((8, 8, 2)), deterministic=True)
+
+
+def _perturbed_output(net, params, z, name):
+    """The output after adding 0.5 to every conv weight of the sub-module ``name``."""
+
+    def bump(path, leaf):
+        keys = [getattr(p, "key", None) for p in path]
+        return leaf + 0.5 if name in keys and keys[-1] == "kernel" else leaf
+
+    return net.apply(jax.tree_util.tree_map_with_path(bump, params), z)
+
+
+@pytest.mark.parametrize("k", [13, 7])
+def test_kernel_unet_every_level_carries_information(k):
+    """At K = 13 the 4-level kernel net's deepest level used to be 1x1, where instance norm
+    erased its input: its conv weights did not change the kernel. Now every level's do."""
+    net = networks.KernelUNet(channels=(8,) * 4, skip_channels=(4,) * 4)
+    z = jax.random.uniform(jax.random.key(0), (k, k, 8), maxval=0.1)
+    params = net.init(jax.random.key(1), z)
+    base = net.apply(params, z)
+    for level in range(4):
+        for part in ("a", "b"):
+            out = _perturbed_output(net, params, z, f"down{level}{part}")
+            assert float(jnp.abs(out - base).max()) > 1e-6, (k, level, part)
+    # And the deepest level's features depend on the input.
+    z2 = jax.random.uniform(jax.random.key(2), (k, k, 8), maxval=0.1)
+    assert float(jnp.abs(net.apply(params, z2) - base).max()) > 1e-6
+
+
+def test_decoder_1x1_is_optional_and_counted():
+    z = jnp.zeros((16, 16, 2))
+
+    def count(decoder_1x1):
+        net = networks.ImageUNet(channels=(8, 8), skip_channels=(2, 2), decoder_1x1=decoder_1x1)
+        params = net.init(jax.random.key(0), z, deterministic=True)
+        return sum(int(np.prod(p.shape)) for p in jax.tree_util.tree_leaves(params))
+
+    # Each level's 1x1 conv: 8 * 8 weights + 8 biases, and its norm's scale and bias.
+    assert count(True) - count(False) == 2 * (8 * 8 + 8 + 2 * 8)
