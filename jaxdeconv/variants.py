@@ -18,61 +18,93 @@ def _fixed(block, value):
     block.levels = ()
 
 
+# The method's two schedules (section 3.1), set explicitly so a variant means the same on any
+# base preset (``fast`` has no input noise, for instance).
+def _paper_dropout(c):  # 0.3, then 0.001 from step 1500 of 5000
+    c.dropout.init, c.dropout.boundaries, c.dropout.levels = 0.3, (0.3,), (0.001,)
+
+
+def _paper_noise(c):  # 0.01 (K < 29) or 0.05, then 0.001 from step 3500 of 5000
+    c.noise.init = None  # by kernel size: noise.small_kernel / noise.large_kernel
+    c.noise.small_kernel, c.noise.large_kernel = 0.01, 0.05
+    c.noise.boundaries, c.noise.levels = (0.7,), (0.001,)
+
+
 def _no_randomness(c):
     _fixed(c.dropout, 0.0)
     _fixed(c.noise, 0.0)
 
 
+# Table 5: each variant sets both sources.
 def _table5_none(c):  # neither dropout nor input noise
     _no_randomness(c)
 
 
 def _table5_dropout(c):  # dropout only
+    _paper_dropout(c)
     _fixed(c.noise, 0.0)
 
 
 def _table5_noise(c):  # input noise only
     _fixed(c.dropout, 0.0)
+    _paper_noise(c)
 
 
-def _table5_both(c):  # the method as published
-    del c
+def _table5_both(c):  # the method as published: both
+    _paper_dropout(c)
+    _paper_noise(c)
 
 
-def _s1(c):  # dropout 0.5 throughout
+# Section 3.5, S1-S6: ONE source of randomness each, the other off.
+def _s1(c):  # dropout 0.5 throughout, no input noise
     _fixed(c.dropout, 0.5)
+    _fixed(c.noise, 0.0)
 
 
-def _s2(c):  # dropout 0.001 throughout
+def _s2(c):  # dropout 0.001 throughout, no input noise
     _fixed(c.dropout, 0.001)
+    _fixed(c.noise, 0.0)
 
 
-def _s3(c):  # dropout 0.3, then 0.001 from step 1500 of 5000 (the default)
-    c.dropout.init, c.dropout.boundaries, c.dropout.levels = 0.3, (0.3,), (0.001,)
+def _s3(c):  # dropout 0.3, then 0.001 from step 1500 of 5000; no input noise
+    _paper_dropout(c)
+    _fixed(c.noise, 0.0)
 
 
-def _s4(c):  # noise 0.05 throughout
+def _s4(c):  # input noise 0.05 throughout, no dropout
+    _fixed(c.dropout, 0.0)
     _fixed(c.noise, 0.05)
 
 
-def _s5(c):  # noise 0.001 throughout
+def _s5(c):  # input noise 0.001 throughout, no dropout
+    _fixed(c.dropout, 0.0)
     _fixed(c.noise, 0.001)
 
 
-def _s6(c):  # noise 0.01, then 0.0001 from step 3500 of 5000
+def _s6(c):  # input noise 0.01, then 0.0001 from step 3500 of 5000; no dropout
+    _fixed(c.dropout, 0.0)
     c.noise.init, c.noise.boundaries, c.noise.levels = 0.01, (0.7,), (0.0001,)
 
 
-def _randomize_image(c):  # sample the image net only (the default)
+# Randomisation options (section 3.5, Figures 9-10). A sampled kernel net has its own dropout
+# (0.1, then 0.001 from step 1500) and the image net's input noise.
+def _kernel_dropout(c):
+    c.kernel_dropout.init, c.kernel_dropout.boundaries = 0.1, (0.3,)
+    c.kernel_dropout.levels = (0.001,)
+
+
+def _randomize_image(c):  # sample the image net only (the method)
     c.randomize = "image"
 
 
 def _randomize_kernel(c):  # sample the kernel net only
     c.randomize = "kernel"
+    _kernel_dropout(c)
 
 
 def _randomize_both(c):  # sample both networks
     c.randomize = "both"
+    _kernel_dropout(c)
 
 
 def _ren_fc(c):
@@ -81,13 +113,40 @@ def _ren_fc(c):
     c.kernel_net.hidden = 1000
 
 
-def _ren_fc_mc(c):  # Table 6: Ren et al.'s kernel net with the MC sampling
+def _ren_fc_mc(c):  # Table 6 "[43] + MC": the method's image net and training, Ren's FC Gk
     _ren_fc(c)
 
 
-def _ren_fc_no_mc(c):  # Table 6: Ren et al.'s kernel net, no sampling (SelfDeblur-like)
+def _ren_fc_no_mc(c):  # the method's image net and training, Ren's FC Gk, no sampling
     _ren_fc(c)
     _no_randomness(c)
+
+
+def _selfdeblur(c):
+    """Table 6 "[43]": SelfDeblur (Ren et al., CVPR 2020) as its released Levin script
+    (csdwren/SelfDeblur, selfdeblur_levin.py) runs it: a 5-level skip net, 128 channels, 16-
+    channel skips, with its decoder 1x1 convs; the FC kernel net (200 -> 1000 -> K*K);
+    both nets updated together by Adam (lr 1e-2 for Gx, 1e-4 for Gk) for 5000 steps, both
+    rates halved at steps 2000, 3000 and 4000; fresh Gaussian noise of std 0.001 on zx at
+    every step; no dropout. Its MSE data term is a per-pixel mean, without the mu ||k||^2
+    term. Not reproduced: the script's switch to a 1 - SSIM loss after step 1000 (our loss
+    has no SSIM term), and the TV term of SelfDeblur's paper, whose weight the released
+    script does not give (its TVLoss.py is unused there); set ``tv_weight`` to add one."""
+    _ren_fc(c)
+    c.image_net.channels = (128,) * 5
+    c.image_net.skip_channels = (16,) * 5
+    c.image_net.decoder_1x1 = True
+    c.scheme = "joint"
+    c.num_steps = 5000
+    c.num_draws = 1
+    c.randomize = "image"
+    c.mu = 0.0
+    c.data_term = "mean"
+    c.tv_weight = 0.0
+    c.optim.lr_x, c.optim.lr_k = 1e-2, 1e-4
+    c.optim.decay_boundaries, c.optim.decay_factor = (0.4, 0.6, 0.8), 0.5
+    _fixed(c.dropout, 0.0)
+    _fixed(c.noise, 0.001)
 
 
 def _mle(c):  # Figure 1: plain MLE loss, eq. 7, no randomness
@@ -115,6 +174,7 @@ VARIANTS: dict[str, Callable] = {
     "randomize_both": _randomize_both,
     "ren_fc_mc": _ren_fc_mc,
     "ren_fc_no_mc": _ren_fc_no_mc,
+    "selfdeblur": _selfdeblur,
     "mle": _mle,
     "mle_tv": _mle_tv,
 }

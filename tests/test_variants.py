@@ -35,6 +35,9 @@ def test_variant_builds_and_trains_two_steps(path):
     paper = module.get_config()  # the faithful base builds too
     train.build_model(paper, (64, 64, 1))
     cfg = module.get_config("tiny")
+    # Keep the variant's depth but not its width (selfdeblur: 5 x 128 channels).
+    cfg.image_net.channels = tuple(min(c, 16) for c in cfg.image_net.channels)
+    cfg.kernel_net.hidden = min(cfg.kernel_net.hidden, 64)
     y = jnp.asarray(synthetic.make_example(20, 20, cfg.kernel_size, seed=0).blurry)
     model = train.build_model(cfg, tuple(y.shape))
     state = train.init_state(model, jax.random.key(0))
@@ -75,3 +78,68 @@ def test_randomized_kernel_draws_differ(tiny_config):
     assert kernels.shape == (3, 5, 5)
     assert float(jnp.abs(kernels[0] - kernels[1]).max()) > 1e-6
     np.testing.assert_allclose(kernels.sum(axis=(1, 2)), 1.0, atol=1e-5)
+
+
+def _sources(cfg):
+    """(dropout at step 0, input noise at step 0) of the model built from ``cfg``."""
+    model = train.build_model(cfg, (32, 32, 1))
+    return float(model.dropout(0)), float(model.noise(0))
+
+
+@pytest.mark.parametrize("base", ["paper", "fast"])
+def test_schedules_s1_to_s6_have_one_source_each(base):
+    from jaxdeconv import config
+
+    b = config.PRESETS[base]()
+    want = {
+        "s1": (0.5, 0.0),
+        "s2": (0.001, 0.0),
+        "s3": (0.3, 0.0),
+        "s4": (0.0, 0.05),
+        "s5": (0.0, 0.001),
+        "s6": (0.0, 0.01),
+    }
+    for name, (drop, noise) in want.items():
+        got = _sources(variants.apply(name, b))
+        assert got == pytest.approx((drop, noise)), (base, name, got)
+    s3 = train.build_model(variants.apply("s3", b), (32, 32, 1))
+    assert float(s3.dropout(1500 * b.num_steps // 5000)) == pytest.approx(0.001)
+
+
+@pytest.mark.parametrize("base", ["paper", "fast", "tiny"])
+def test_table5_variants_mean_the_same_on_every_base(base):
+    from jaxdeconv import config
+
+    b = config.PRESETS[base]()
+    b.kernel_size = 13  # Levin-sized: "small kernel" input noise 0.01
+    assert _sources(variants.apply("table5_none", b)) == (0.0, 0.0)
+    assert _sources(variants.apply("table5_dropout", b)) == pytest.approx((0.3, 0.0))
+    assert _sources(variants.apply("table5_noise", b)) == pytest.approx((0.0, 0.01))
+    assert _sources(variants.apply("table5_both", b)) == pytest.approx((0.3, 0.01))
+    b.kernel_size = 31  # Lai-sized: 0.05
+    assert _sources(variants.apply("table5_both", b)) == pytest.approx((0.3, 0.05))
+
+
+def test_randomized_kernel_net_has_its_own_dropout_schedule():
+    from jaxdeconv import config
+
+    for name in ("randomize_kernel", "randomize_both"):
+        model = train.build_model(variants.apply(name, config.fast()), (32, 32, 1))
+        steps = config.fast().num_steps
+        assert float(model.kernel_dropout(0)) == pytest.approx(0.1)
+        assert float(model.kernel_dropout(int(0.3 * steps))) == pytest.approx(0.001)
+        assert float(model.dropout(0)) == pytest.approx(0.3)  # the image net's, unchanged
+
+
+def test_selfdeblur_is_not_the_paper_with_an_fc_kernel_net():
+    from jaxdeconv import config
+
+    sd = variants.apply("selfdeblur", config.paper())
+    fc = variants.apply("ren_fc_mc", config.paper())
+    assert sd.kernel_net.type == fc.kernel_net.type == "mlp"
+    assert len(sd.image_net.channels) == 5 and len(fc.image_net.channels) == 6
+    assert sd.image_net.decoder_1x1 and sd.scheme == "joint" and sd.mu == 0.0
+    train.build_model(sd, (32, 32, 1))
+    assert _sources(sd) == pytest.approx((0.0, 0.001))
+    bounds = train.schedules.fraction_boundaries(sd.optim.decay_boundaries, sd.num_steps)
+    assert bounds == (2000, 3000, 4000)
