@@ -614,8 +614,10 @@ def process(
         region = _estimation_region(lum, cfg)
         member = {"path": path, "blurry": blurry, "region": region, "cfg": cfg}
         member.update(sha=sha, notes=notes, fingerprint=fingerprint)
-        # A batch holds same-shaped regions and one kernel size ('auto': by shape only).
-        groups.setdefault((region.shape, k), []).append(member)
+        # A batch holds same-shaped regions and one kernel size ('auto': by shape only), and
+        # one network kernel size (pipeline.network_config: the size at the working scale).
+        net_k = pipeline.network_config(cfg, blurry.shape).kernel_size
+        groups.setdefault((region.shape, k, net_k), []).append(member)
     progress.todo_images = sum(len(g) for g in groups.values())
     progress.todo_steps = sum(len(g) * g[0]["cfg"].num_steps for g in groups.values())
 
@@ -809,6 +811,9 @@ def _estimation_region(luminance: np.ndarray, cfg: ml_collections.ConfigDict) ->
 
 def _network_stage(chunk, cfg, ckpt, report) -> list[api.DeblurResult]:
     """Trains the networks of one batch (``chunk``: same-shaped regions, one config)."""
+    # The networks' kernel side at the working scale (pipeline.plan; the given size, or the
+    # upper bound for 'auto', when the estimate runs at full resolution).
+    cfg = pipeline.network_config(cfg, chunk[0]["blurry"].shape)
     if len(chunk) == 1:
         key = jax.random.key(cfg.seed)
         return [api.deblur(chunk[0]["region"], cfg, key=key, checkpoint_dir=ckpt, callback=report)]
