@@ -15,6 +15,7 @@ import time
 from collections.abc import Callable, Sequence
 from typing import NamedTuple
 
+import chex
 import jax
 import jax.numpy as jnp
 import ml_collections
@@ -35,6 +36,9 @@ class DeblurResult(NamedTuple):
     seconds: float  # wall clock of the whole run, compilation included
     state: train.TrainState  # final training state, a host (NumPy) copy (for research use)
     snapshots: dict | None = None  # step -> [H, W, C] network image (config.snapshot_every)
+    metrics: dict | None = None  # every metric the step returns, name -> [num_steps]
+    model: train.Model | None = None  # the static model the state belongs to
+    key: jax.Array | None = None  # the loop key: step(state, y, key) continues the run
 
 
 class NonFiniteLossError(FloatingPointError):
@@ -93,6 +97,29 @@ def _checkpoint_manager(directory: str, every: int):
     return ocp.CheckpointManager(os.path.abspath(directory), options=options)
 
 
+def _typed_keys(keys) -> jax.Array:
+    """Typed keys (``jax.random.key``); raw ``uint32 [..., 2]`` keys (``PRNGKey``) are wrapped."""
+    keys = jnp.asarray(keys)
+    if jax.dtypes.issubdtype(keys.dtype, jax.dtypes.prng_key):
+        return keys
+    if keys.dtype == jnp.uint32 and keys.ndim >= 1 and keys.shape[-1] == 2:
+        return jax.random.wrap_key_data(keys)
+    raise ValueError(f"keys must be jax.random.key(...) keys, got {keys.dtype} {keys.shape}")
+
+
+def _check_batch(ys: jax.Array, keys: jax.Array) -> None:
+    """Shapes and dtypes at the API boundary: ``ys [B, H, W, C]`` float32, ``keys [B]``."""
+    try:
+        chex.assert_rank(ys, 4)
+        chex.assert_type(ys, jnp.float32)
+        chex.assert_shape(keys, (ys.shape[0],))
+    except AssertionError as e:
+        raise ValueError(
+            f"expected images [B, H, W, C] float32 and keys [B]; got images {ys.shape} "
+            f"{ys.dtype} and keys {getattr(keys, 'shape', None)} ({e})"
+        ) from None
+
+
 def _run(
     ys: jax.Array,
     config: ml_collections.ConfigDict,
@@ -103,14 +130,19 @@ def _run(
     checkpoint_dir: str | None,
     num_devices: int | None = None,
     num_real: int | None = None,
+    model: train.Model | None = None,
+    step_fn: Callable | None = None,
 ) -> list[DeblurResult]:
     """Trains ``ys [B, H, W, C]``; ``num_real``: results for the first ones only (padding)."""
     start = time.perf_counter()
+    _check_batch(ys, keys)
     fns = runner_lib.get_runner(
         config,
         ys.shape[1:],
         batch_size=ys.shape[0] if batched else None,
         num_devices=num_devices,
+        model=model,
+        step_fn=step_fn,
     )
     model = fns.model
     split = jax.vmap(lambda k: jax.random.split(k, 3))(keys)
@@ -122,7 +154,13 @@ def _run(
     state = fns.init(k_state)
 
     num_steps = config.num_steps
-    history = np.full((num_steps,) + ys.shape[:1] * batched, np.nan, np.float32)
+    # One host array per metric the step returns: [num_steps] (or [num_steps, B]).
+    shapes = jax.eval_shape(fns.step, state, y, k_loop)[1]
+    history = {
+        name: np.full((num_steps, *s.shape), np.nan, np.float32) for name, s in shapes.items()
+    }
+    if "loss" not in history:
+        raise ValueError(f"the train step must return a 'loss' metric, got {sorted(history)}")
     manager = None
     first = 0
     if checkpoint_dir and config.checkpoint_every > 0:
@@ -133,7 +171,8 @@ def _run(
         if latest is not None:
             target = {"state": state, "history": history}
             restored = manager.restore(latest, args=ocp.args.StandardRestore(target))
-            state, history = restored["state"], np.asarray(restored["history"])
+            state = restored["state"]
+            history = {k: np.asarray(v) for k, v in restored["history"].items()}
             if batched:
                 state = fns.place(state)
             first = int(latest)
@@ -153,9 +192,12 @@ def _run(
         if not (save or done % log_every == 0 or done == num_steps):
             continue
         pulled = jax.device_get(pending)
-        losses = np.stack([np.asarray(m["loss"], np.float32) for m in pulled])
+        for name in history:
+            history[name][done - len(pending) : done] = np.stack(
+                [np.asarray(m[name], np.float32) for m in pulled]
+            )
+        losses = history["loss"][done - len(pending) : done]
         check_finite(losses[:, :num_real] if batched else losses, done + 1 - len(pending))
-        history[done - len(pending) : done] = losses
         pending = []
         if save:
             import orbax.checkpoint as ocp
@@ -175,9 +217,8 @@ def _run(
     rate = np.float32(model.dropout(last_step) if rate is None else rate)
     kernel, big, mean, std = jax.device_get(fns.outputs(state, k_sample, noise_std, rate))
     if not batched:
-        kernel, big, mean, std, history = (a[None] for a in (kernel, big, mean, std, history))
-    else:
-        history = history.T
+        kernel, big, mean, std = (a[None] for a in (kernel, big, mean, std))
+        history = {k: v[:, None] for k, v in history.items()}
     seconds = time.perf_counter() - start
     snapshots = jax.device_get(snapshots)
     if not batched:
@@ -188,6 +229,7 @@ def _run(
     results = []
     for b in range(num_real):
         state_b = jax.tree_util.tree_map(lambda a, b=b: a[b], state) if batched else state
+        metrics_b = {k: np.ascontiguousarray(v[:, b]) for k, v in history.items()}
         results.append(
             DeblurResult(
                 kernel=np.asarray(kernel[b]),
@@ -195,10 +237,13 @@ def _run(
                 image_big=np.asarray(big[b]),
                 mean=np.asarray(mean[b]),
                 std=np.asarray(std[b]),
-                loss_history=np.asarray(history[b]),
+                loss_history=metrics_b["loss"],
                 seconds=seconds / num_real,
                 state=state_b,
                 snapshots={k: np.asarray(v[b]) for k, v in snapshots.items()} or None,
+                metrics=metrics_b,
+                model=model,
+                key=key_loop[b],
             )
         )
     return results
@@ -211,6 +256,8 @@ def deblur(
     key: jax.Array | None = None,
     callback: Callable[[int, dict], None] | None = None,
     checkpoint_dir: str | None = None,
+    model: train.Model | None = None,
+    step: Callable | None = None,
 ) -> DeblurResult:
     """Blind deblurring of one image by training Gx and Gk on it.
 
@@ -221,15 +268,29 @@ def deblur(
       callback: called at every log point with ``(step, metrics)`` (host floats).
       checkpoint_dir: with ``config.checkpoint_every > 0``, an Orbax checkpoint is kept here
         and a run finding one resumes from it.
+      model: your own ``train.Model`` in place of ``train.build_model(config, shape)``, e.g.
+        ``build_model(config, shape)._replace(kernel_net=MyNet(), zk_shape=...)``: your
+        networks go through the same loop, checkpoints and outputs.
+      step: your own ``step(model, state, y, key) -> (state, metrics)`` in place of
+        ``train.train_step`` (e.g. with an extra loss term); every metric it returns is
+        recorded per step in ``DeblurResult.metrics``; it must return ``'loss'``.
 
     Returns:
-      A ``DeblurResult``.
+      A ``DeblurResult``. Compiled functions are cached (``jaxdeconv.runner``): a second image
+      of the same shape and config compiles nothing.
     """
     y = as_image(blurry)[None]
     if key is None:
         key = jax.random.key(config.seed)
     return _run(
-        y, config, key[None], batched=False, callback=callback, checkpoint_dir=checkpoint_dir
+        y,
+        config,
+        _typed_keys(key)[None],
+        batched=False,
+        callback=callback,
+        checkpoint_dir=checkpoint_dir,
+        model=model,
+        step_fn=step,
     )[0]
 
 
@@ -241,6 +302,8 @@ def deblur_batch(
     callback: Callable[[int, dict], None] | None = None,
     checkpoint_dir: str | None = None,
     num_devices: int | None = None,
+    model: train.Model | None = None,
+    step: Callable | None = None,
 ) -> list[DeblurResult]:
     """Trains one pair of networks per image, all images in one vmapped step.
 
@@ -254,6 +317,7 @@ def deblur_batch(
       keys: ``[B]`` keys; defaults to ``jax.random.key(config.seed)`` for every image, so each
         image gets exactly what ``deblur`` alone would give it.
       num_devices: how many local devices to use (default: all).
+      model, step: as for ``deblur``.
 
     Returns:
       One ``DeblurResult`` per image (``seconds`` is the batch's time divided by B).
@@ -261,6 +325,8 @@ def deblur_batch(
     ys = jnp.stack([as_image(b) for b in blurry])
     if keys is None:
         keys = jnp.stack([jax.random.key(config.seed)] * ys.shape[0])
+    keys = _typed_keys(keys)
+    _check_batch(ys, keys)
     n = len(jax.local_devices()) if num_devices is None else int(num_devices)
     size = runner_lib.padded_size(ys.shape[0], n)
     return _run(
@@ -272,4 +338,6 @@ def deblur_batch(
         checkpoint_dir=checkpoint_dir,
         num_devices=n,
         num_real=ys.shape[0],
+        model=model,
+        step_fn=step,
     )

@@ -116,11 +116,15 @@ def build_runner(
     *,
     batch_size: int | None = None,
     num_devices: int | None = None,
+    step_fn: Callable | None = None,
 ) -> Runner:
-    """Jits (without compiling yet) the functions of a run; see ``get_runner`` for caching."""
+    """Jits (without compiling yet) the functions of a run; see ``get_runner`` for caching.
+
+    ``step_fn(model, state, y, key) -> (state, metrics)`` replaces ``train.train_step``.
+    """
     runtime.default_compilation_cache()
     init = functools.partial(train.init_state, model)
-    step = functools.partial(train.train_step, model)
+    step = functools.partial(step_fn or train.train_step, model)
     outputs = functools.partial(_outputs, model, num_samples)
     snapshot = functools.partial(train.image_estimate, model)
     mesh = None
@@ -163,11 +167,13 @@ def get_runner(
     batch_size: int | None = None,
     num_devices: int | None = None,
     model: train.Model | None = None,
+    step_fn: Callable | None = None,
 ) -> Runner:
     """The cached runner for ``config`` and a blurry image of ``shape [H, W, C]``.
 
     ``model`` (optional) replaces ``train.build_model(config, shape)``, e.g. with your own
     networks (``model._replace(kernel_net=...)``); such runners are cached by the model object.
+    ``step_fn`` (optional) replaces ``train.train_step`` (cached by the function object).
     At most ``MAX_CACHED`` runners are kept (least recently used dropped).
     """
     shape = tuple(int(s) for s in shape)
@@ -175,7 +181,7 @@ def get_runner(
         num_devices = len(jax.local_devices())
     devices = None if batch_size is None else num_devices
     ident = fingerprint(config) if model is None else model
-    key = (ident, shape, batch_size, devices, int(config.sample.num_samples))
+    key = (ident, step_fn, shape, batch_size, devices, int(config.sample.num_samples))
     with _lock:
         hit = _cache.get(key)
         if hit is not None:
@@ -187,6 +193,7 @@ def get_runner(
         int(config.sample.num_samples),
         batch_size=batch_size,
         num_devices=devices,
+        step_fn=step_fn,
     )
     with _lock:
         stats["misses"] += 1

@@ -4,9 +4,9 @@ Process ``i`` of ``n`` takes the inputs at positions ``i, i + n, i + 2n, ...`` o
 ordered input list (round robin: balanced, and the same on every process because every process
 expands the same ``--input`` the same way). Output names are chosen over the full list, so
 two shards never write the same file. Each process writes
-``summary.shard-IIIII-of-NNNNN.json`` (and ``.csv``); whichever process finds all ``n`` shards
-present merges them into ``summary.json``/``summary.csv`` in the original input order, and
-``merge`` (``python -m jaxdeconv.shards OUTPUT_DIR``) does the same by hand.
+``summary.shard-IIIII-of-NNNNN.json`` (and ``.csv``); the last process to finish (it finds all
+``n`` shards finished) merges them into ``summary.json``/``summary.csv``, in input order, and
+``python -m jaxdeconv.shards OUTPUT_DIR`` does the same by hand (shard order then).
 
 ``n`` and ``i`` come from ``--num_shards/--shard_index`` when given, else from
 ``jax.process_count()/jax.process_index()`` (1 and 0 unless ``jax.distributed`` is
@@ -16,9 +16,7 @@ re-derives its share and skips the images whose outputs are complete.
 
 from __future__ import annotations
 
-import csv
 import glob
-import io
 import json
 import os
 import re
@@ -81,25 +79,34 @@ def shard_files(output_dir: str) -> dict[int, dict[int, str]]:
     return found
 
 
-def merge_records(shard_records: Sequence[Sequence[dict]]) -> list[dict]:
-    """One list from the shards' records: records without a ``position`` (failures of input
-    specs that matched nothing) first, then the others by their position in the input list."""
-    loose = [r for recs in shard_records for r in recs if "position" not in r]
-    placed = sorted(
-        (r for recs in shard_records for r in recs if "position" in r),
-        key=lambda r: r["position"],
-    )
+def merge_records(
+    shard_records: Sequence[Sequence[dict]], order: Sequence[str] | None = None
+) -> list[dict]:
+    """One list from the shards' records. With ``order`` (the full input list): records of
+    inputs outside it (input specs that matched nothing) first, then the others in input order;
+    without it, the shards' records one shard after the other."""
+    every = [r for recs in shard_records for r in recs]
+    if order is None:
+        return every
+    index = {p: i for i, p in enumerate(order)}
+    loose = [r for r in every if r.get("input") not in index]
+    placed = sorted((r for r in every if r.get("input") in index), key=lambda r: index[r["input"]])
     return loose + placed
 
 
-def merge(output_dir: str, *, num_shards: int | None = None, fields: Sequence[str] = ()) -> dict:
-    """Merges all ``num_shards`` summary shards into ``summary.json`` and ``summary.csv``.
+def merge(
+    output_dir: str, *, num_shards: int | None = None, order: Sequence[str] | None = None
+) -> dict:
+    """Merges the ``num_shards`` summary shards into ``summary.json`` and ``summary.csv``
+    (written by ``batch.write_summary``, so later runs know them as this tool's files).
 
-    ``num_shards``: which set to merge (default: the only one present). ``fields``: CSV columns
-    (default: ``batch.SUMMARY_FIELDS``). Raises ``FileNotFoundError`` naming missing shards.
-    Returns the merged summary.
+    ``num_shards``: which set (default: the only one present); ``order``: the full input list
+    (see ``merge_records``). Raises ``FileNotFoundError`` naming missing shards and
+    ``ValueError`` when one has not finished. Returns the merged summary.
     """
-    from jaxdeconv import image_io
+    import ml_collections
+
+    from jaxdeconv import batch
 
     found = shard_files(output_dir)
     if num_shards is None:
@@ -120,48 +127,23 @@ def merge(output_dir: str, *, num_shards: int | None = None, fields: Sequence[st
     for i in range(num_shards):
         with open(present[i]) as f:
             parts.append(json.load(f))
-    records = merge_records([p["images"] for p in parts])
-    summary = {"config": parts[0].get("config"), "num_shards": num_shards, "images": records}
-    image_io.write_json(os.path.join(output_dir, "summary.json"), summary)
-    if not fields:
-        from jaxdeconv import batch
-
-        fields = batch.SUMMARY_FIELDS
-    image_io.write_text(os.path.join(output_dir, "summary.csv"), records_csv(records, fields))
-    return summary
-
-
-def records_csv(records: Sequence[dict], fields: Sequence[str]) -> str:
-    buf = io.StringIO()
-    writer = csv.DictWriter(buf, fieldnames=list(fields), extrasaction="ignore")
-    writer.writeheader()
-    for r in records:
-        writer.writerow({f: r.get(f, "") for f in fields})
-    return buf.getvalue()
+    running = [i for i, part in enumerate(parts) if not part.get("finished", True)]
+    if running:
+        raise ValueError(f"{output_dir}: summary shards {running} of {num_shards} not finished")
+    records = merge_records([part["images"] for part in parts], order)
+    unmatched = sorted({r for part in parts for r in part.get("unmatched_manifest_rows", [])})
+    config = ml_collections.ConfigDict(parts[0].get("config") or {})
+    batch.write_summary(output_dir, records, config, unmatched_manifest_rows=unmatched)
+    with open(os.path.join(output_dir, "summary.json")) as f:
+        return {**json.load(f), "num_shards": num_shards}
 
 
-def write_shard_summary(
-    output_dir: str, records: Sequence[dict], config, shard: Shard, fields: Sequence[str]
-) -> bool:
-    """Writes this shard's summary (JSON + CSV), then merges when every shard is present.
-
-    Returns whether ``summary.json`` was (re)written by the merge.
-    """
-    from jaxdeconv import image_io
-
-    payload = {
-        "config": config.to_dict(),
-        "shard": {"index": shard.index, "count": shard.count},
-        "images": list(records),
-    }
-    image_io.write_json(os.path.join(output_dir, summary_name(shard)), payload)
-    image_io.write_text(
-        os.path.join(output_dir, summary_name(shard, ".csv")), records_csv(records, fields)
-    )
+def try_merge(output_dir: str, shard: Shard, order: Sequence[str] | None = None) -> bool:
+    """``merge`` when every shard has finished (the last process to finish does it)."""
     try:
-        merge(output_dir, num_shards=shard.count, fields=fields)
-    except FileNotFoundError:
-        return False  # another shard will merge when it finishes
+        merge(output_dir, num_shards=shard.count, order=order)
+    except (FileNotFoundError, ValueError):
+        return False
     return True
 
 

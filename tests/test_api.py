@@ -1,4 +1,5 @@
 import jax
+import jax.numpy as jnp
 import numpy as np
 import pytest
 
@@ -38,12 +39,18 @@ def test_same_seed_same_result(tiny_config):
     np.testing.assert_array_equal(a.std, b.std)
 
 
+def _nan_from_step_2(model, state, y, key):
+    state, metrics = jaxdeconv.train_step(model, state, y, key)
+    metrics["loss"] = jnp.where(state.step >= 2, jnp.nan, metrics["loss"])
+    return state, metrics
+
+
 def test_non_finite_loss_names_the_step(tiny_config):
     tiny_config.num_steps = 6
     tiny_config.log_every = 4
-    blurry = np.full((24, 24), np.nan, np.float32)
-    with pytest.raises(jaxdeconv.NonFiniteLossError, match="at step 1;"):
-        jaxdeconv.deblur(blurry, tiny_config)
+    blurry = synthetic.make_example(16, 16, 5, seed=0).blurry
+    with pytest.raises(jaxdeconv.NonFiniteLossError, match="at step 2;"):
+        jaxdeconv.deblur(blurry, tiny_config, step=_nan_from_step_2)
 
 
 def test_bad_input_shapes(tiny_config):

@@ -4,10 +4,8 @@ import os
 
 import pytest
 
+from jaxdeconv import batch, shards
 from jaxdeconv import config as config_lib
-from jaxdeconv import shards
-
-FIELDS = ("name", "input", "status")
 
 
 def test_select_is_a_balanced_deterministic_partition():
@@ -31,8 +29,8 @@ def test_resolve_defaults_and_errors():
 
 def _records(shard, paths):
     return [
-        {"name": os.path.basename(p), "input": p, "status": "ok", "position": i}
-        for i, p in shards.select(paths, shard)
+        {"name": os.path.basename(p), "input": p, "status": "ok"}
+        for _, p in shards.select(paths, shard)
     ]
 
 
@@ -41,18 +39,27 @@ def test_shard_summaries_merge_in_input_order(tmp_path):
     paths = [f"in/{c}.png" for c in "abcde"]
     out = str(tmp_path)
     loose = {"name": "missing/*.png", "input": "missing/*.png", "status": "failed"}
-    first = [loose] + _records(shards.Shard(2, 0), paths)
-    assert not shards.write_shard_summary(out, first, cfg, shards.Shard(2, 0), FIELDS)
+
+    def write(index, records, finished=True):
+        shard = shards.Shard(2, index)
+        name = shards.summary_name(shard, "")
+        batch.write_summary(out, records, cfg, finished=finished, summary_name=name)
+        return shards.try_merge(out, shard, order=paths)
+
+    assert not write(0, [loose] + _records(shards.Shard(2, 0), paths))
     assert not os.path.exists(tmp_path / "summary.json")
     with pytest.raises(FileNotFoundError, match=r"\[1\] of 2 are missing"):
         shards.merge(out)
     assert shards.main(["x", out]) == 1
-    second = _records(shards.Shard(2, 1), paths)
-    assert shards.write_shard_summary(out, second, cfg, shards.Shard(2, 1), FIELDS)
+    assert not write(1, _records(shards.Shard(2, 1), paths)[:1], finished=False)
+    assert not os.path.exists(tmp_path / "summary.json")
+    assert write(1, _records(shards.Shard(2, 1), paths))
     merged = json.load(open(tmp_path / "summary.json"))
     assert [r["input"] for r in merged["images"]] == ["missing/*.png"] + paths
-    assert merged["num_shards"] == 2 and merged["config"]["kernel_size"] == cfg.kernel_size
+    assert merged["finished"] and merged["config"]["kernel_size"] == cfg.kernel_size
     rows = list(csv.DictReader(open(tmp_path / "summary.csv")))
     assert [r["name"] for r in rows] == ["missing/*.png"] + [f"{c}.png" for c in "abcde"]
     assert os.path.exists(tmp_path / "summary.shard-00001-of-00002.csv")
-    assert shards.main(["x", out, "2"]) == 0
+    assert shards.main(["x", out, "2"]) == 0  # by hand: shard order
+    merged = json.load(open(tmp_path / "summary.json"))
+    assert [r["input"] for r in merged["images"]][:4] == ["missing/*.png"] + paths[0:5:2]
