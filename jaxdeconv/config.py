@@ -150,7 +150,7 @@ def _estimate_fields(c: ml_collections.ConfigDict) -> None:
     c.auto_size.min_size = 5
     c.auto_size.mass = 0.99  # the support box holds this fraction of the cleaned mass
     c.auto_size.margin = 2  # taps added on each side of the support box
-    c.auto_size.threshold = 0.05  # taps below this fraction of the largest are noise
+    c.auto_size.threshold = 0.02  # taps below this fraction of the largest are noise
     # Coarse-to-fine: the network estimates at scale s = min(1, max_kernel / K) on the most
     # textured (crop_size / s)-pixel window down-sampled by s, so its kernel has at most
     # max_kernel taps a side; the kernel is then polished up a pyramid (factor pyramid_factor

@@ -47,7 +47,7 @@ def _components(mask: np.ndarray) -> np.ndarray:
     return labels
 
 
-def clean(kernel: np.ndarray, threshold: float = 0.05, keep: float = 0.1) -> np.ndarray:
+def clean(kernel: np.ndarray, threshold: float = 0.02, keep: float = 0.1) -> np.ndarray:
     """``kernel`` without its isolated weak taps: taps below ``threshold * max`` are dropped,
     then every 8-connected group of the rest holding less than ``keep`` times the heaviest
     group's mass. Not renormalised."""
@@ -63,7 +63,7 @@ def clean(kernel: np.ndarray, threshold: float = 0.05, keep: float = 0.1) -> np.
 
 
 def support_box(
-    kernel: np.ndarray, mass: float = 0.99, threshold: float = 0.05
+    kernel: np.ndarray, mass: float = 0.99, threshold: float = 0.02
 ) -> tuple[int, int, int, int]:
     """``(top, left, height, width)`` of the blur's support in ``kernel [K, K]``: the box of
     the :func:`clean` taps, trimmed on each side to the rows/columns holding ``mass`` of the
@@ -92,7 +92,7 @@ def choose_size(
     mass: float = 0.99,
     margin: int = 2,
     min_size: int = 5,
-    threshold: float = 0.05,
+    threshold: float = 0.02,
 ) -> int:
     """Odd kernel side for the blur in ``kernel [K, K]``: the support's longer side plus
     ``margin`` taps on each side, between ``min_size`` and K."""
@@ -102,7 +102,7 @@ def choose_size(
     return int(min(max(size, min_size), kernel.shape[0]))
 
 
-def recentre(kernel: np.ndarray, size: int, *, mass: float = 0.99, threshold: float = 0.05):
+def recentre(kernel: np.ndarray, size: int, *, mass: float = 0.99, threshold: float = 0.02):
     """The ``[size, size]`` cut of ``kernel [K, K]`` centred on its support box (zeros where
     the cut leaves the grid), renormalised to sum one."""
     k = np.asarray(kernel, np.float64)

@@ -85,10 +85,14 @@ def estimation_region(
     return multiscale.downscale(window, p.scale), box
 
 
-def _polish_args(config: ml_collections.ConfigDict) -> dict:
+def _polish_args(config: ml_collections.ConfigDict, size: int | None = None) -> dict:
+    """The polish's arguments; with ``size``, the L0 weight for a kernel of that side."""
+    lam = config.polish.lam
+    if size is not None:
+        lam = refine.size_scaled_lam(lam, size, config.polish.lam_ref_size)
     return dict(
         iters=config.polish.iters,
-        lam=config.polish.lam,
+        lam=lam,
         reg=config.polish.reg,
         threshold=config.polish.threshold,
     )
@@ -147,14 +151,20 @@ def kernel_from_network(
     # The polish refits on the image's interior, which needs more than twice the kernel's
     # side; on smaller images the (refit) network kernel is kept.
     if min(image.shape[:2]) > 2 * p.kernel_size:
-        args = _polish_args(config)
         if ratio < 1.0:
             polished = np.asarray(
                 refine.polish_coarse_to_fine(
-                    image, coarse, p.kernel_size, ratio, factor=config.scale.pyramid_factor, **args
+                    image,
+                    coarse,
+                    p.kernel_size,
+                    ratio,
+                    factor=config.scale.pyramid_factor,
+                    lam_ref_size=config.polish.lam_ref_size,
+                    **_polish_args(config),
                 )
             )
         else:
+            args = _polish_args(config, p.kernel_size)
             polished = np.asarray(refine.polish_kernel(image, kernel, **args))
         better = True
         if config.polish.select:
@@ -175,7 +185,7 @@ def _auto_trim(kernel, p: Plan, config, image, facts) -> tuple[np.ndarray, dict]
     )
     facts["kernel_size_bound"] = p.kernel_size
     if image is not None and size < p.kernel_size and min(image.shape[:2]) > 2 * size:
-        args = _polish_args(config)
+        args = _polish_args(config, size)
         args["iters"] = max(1, args["iters"] // 2)
         polished = np.asarray(refine.polish_kernel(image, cut, **args))
         if not config.polish.select or _residual(image, polished) < _residual(image, cut):

@@ -201,6 +201,19 @@ def polish_or_keep(blurry: jax.Array, kernel: jax.Array, **polish_args) -> tuple
     return (polished if better else jnp.asarray(kernel, jnp.float32)), better
 
 
+def size_scaled_lam(lam: float, kernel_size: int, ref_size: int) -> float:
+    """The L0 weight for a ``kernel_size`` kernel: ``lam`` up to ``ref_size`` taps, then
+    falling as ``(ref_size / kernel_size)^2`` (``ref_size`` 0: ``lam`` always).
+
+    The polish's weight was tuned on Levin (K <= 27); on Lai's 51-75 px blurs the L0 latent
+    with that weight loses so much texture that ten rounds from the TRUE kernel end at a
+    similarity of 0.5 (manmade_01_kernel_04); a weight 8x lower keeps 0.93
+    (docs/performance.md)."""
+    if ref_size <= 0 or kernel_size <= ref_size:
+        return float(lam)
+    return float(lam) * (ref_size / kernel_size) ** 2
+
+
 def polish_coarse_to_fine(
     blurry: np.ndarray,
     kernel: np.ndarray,
@@ -210,6 +223,7 @@ def polish_coarse_to_fine(
     factor: float = 2.0,
     iters: int = 10,
     lam: float = 2e-3,
+    lam_ref_size: int = 0,
     reg: float = 1e-3,
     threshold: float = 0.05,
 ) -> jax.Array:
@@ -218,7 +232,8 @@ def polish_coarse_to_fine(
     ``kernel`` was estimated on ``blurry [H, W(, 1)]`` down-sampled by ``scale`` (< 1). At
     each level (``scale * factor^i``, then 1) the kernel is re-sampled to that level's grid
     (:func:`jaxdeconv.multiscale.resize_kernel`) and polished on the image down-sampled to it;
-    levels whose image is under twice the kernel's side are skipped. Returns ``[K, K]``.
+    levels whose image is under twice the kernel's side are skipped; the L0 weight follows
+    each level's kernel side (:func:`size_scaled_lam`). Returns ``[K, K]``.
     """
     y = np.asarray(blurry, np.float32)
     y = y.reshape(y.shape[:2] + (1,))
@@ -236,7 +251,8 @@ def polish_coarse_to_fine(
         previous = s
         level = multiscale.downscale(y, s)
         if min(level.shape[:2]) > 2 * size:
+            level_lam = size_scaled_lam(lam, size, lam_ref_size)
             k = np.asarray(
-                polish_kernel(level, k, iters=iters, lam=lam, reg=reg, threshold=threshold)
+                polish_kernel(level, k, iters=iters, lam=level_lam, reg=reg, threshold=threshold)
             )
     return jnp.asarray(k)

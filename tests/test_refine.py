@@ -77,3 +77,9 @@ def test_coarse_to_fine_polish_returns_a_full_size_kernel_near_the_truth():
     k = np.asarray(refine.polish_coarse_to_fine(ex.blurry, coarse, 11, 0.5, iters=3))
     assert k.shape == (11, 11) and k.min() >= 0 and abs(k.sum() - 1) < 1e-5
     assert metrics.kernel_similarity(k, ex.kernel) > metrics.kernel_similarity(start, ex.kernel)
+
+
+def test_l0_weight_falls_with_the_kernel_size_only_above_the_reference():
+    assert refine.size_scaled_lam(2e-3, 27, 27) == 2e-3
+    assert refine.size_scaled_lam(2e-3, 75, 0) == 2e-3
+    assert np.isclose(refine.size_scaled_lam(2e-3, 54, 27), 5e-4)
