@@ -14,7 +14,7 @@ import os
 import sys
 import time
 
-from absl import app, flags
+from absl import app, flags, logging
 
 _DEVICES = flags.DEFINE_list("devices", ["1", "4"], "Device counts to compare.")
 _BATCH = flags.DEFINE_integer("batch", 4, "Images per call (padded to a device multiple).")
@@ -27,6 +27,7 @@ _CACHE = flags.DEFINE_bool("persistent_cache", False, "Use the persistent compil
 
 def main(argv):
     del argv
+    logging.set_verbosity(logging.WARNING)
     wanted = max(int(d) for d in _DEVICES.value)
     if "xla_force_host_platform_device_count" not in os.environ.get("XLA_FLAGS", ""):
         os.environ["XLA_FLAGS"] = (

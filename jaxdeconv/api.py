@@ -92,7 +92,7 @@ def _checkpoint_manager(directory: str, every: int):
     import orbax.checkpoint as ocp  # only needed when checkpointing
 
     options = ocp.CheckpointManagerOptions(
-        max_to_keep=1, save_interval_steps=every, enable_async_checkpointing=False
+        max_to_keep=1, save_interval_steps=every, enable_async_checkpointing=True
     )
     return ocp.CheckpointManager(os.path.abspath(directory), options=options)
 
@@ -182,33 +182,44 @@ def _run(
     snapshots: dict[int, np.ndarray] = {}
     pending: list[dict] = []
     log_every = max(1, int(config.log_every))
-    for i in range(first, num_steps):
-        state, metrics = fns.step(state, y, k_loop)
-        pending.append(metrics)
-        done = i + 1
-        save = manager is not None and done % config.checkpoint_every == 0 and done < num_steps
-        if snapshot_every and done % snapshot_every == 0:
-            snapshots[done] = fns.snapshot(state)
-        if not (save or done % log_every == 0 or done == num_steps):
-            continue
-        pulled = jax.device_get(pending)
-        for name in history:
-            history[name][done - len(pending) : done] = np.stack(
-                [np.asarray(m[name], np.float32) for m in pulled]
-            )
-        losses = history["loss"][done - len(pending) : done]
-        check_finite(losses[:, :num_real] if batched else losses, done + 1 - len(pending))
-        pending = []
-        if save:
-            import orbax.checkpoint as ocp
+    try:
+        for i in range(first, num_steps):
+            state, metrics = fns.step(state, y, k_loop)
+            pending.append(metrics)
+            done = i + 1
+            save = manager is not None and done % config.checkpoint_every == 0 and done < num_steps
+            if snapshot_every and done % snapshot_every == 0:
+                snapshots[done] = fns.snapshot(state)
+            if not (save or done % log_every == 0 or done == num_steps):
+                continue
+            pulled = jax.device_get(pending)
+            for name in history:
+                history[name][done - len(pending) : done] = np.stack(
+                    [np.asarray(m[name], np.float32) for m in pulled]
+                )
+            losses = history["loss"][done - len(pending) : done]
+            check_finite(losses[:, :num_real] if batched else losses, done + 1 - len(pending))
+            pending = []
+            if save:
+                import orbax.checkpoint as ocp
 
-            manager.save(done, args=ocp.args.StandardSave({"state": state, "history": history}))
-        last = {k: float(np.mean(v[:num_real] if batched else v)) for k, v in pulled[-1].items()}
-        logging.info("step %d: %s", done, last)
-        if callback is not None:
-            callback(done, last)
-    if manager is not None:
-        manager.wait_until_finished()
+                # Asynchronous: the files are written while training goes on. Saved from host
+                # copies: the next step donates the state's buffers and the loop keeps filling
+                # the history.
+                saved = {
+                    "state": jax.device_get(state),
+                    "history": {k: v.copy() for k, v in history.items()},
+                }
+                manager.save(done, args=ocp.args.StandardSave(saved))
+            last = {
+                k: float(np.mean(v[:num_real] if batched else v)) for k, v in pulled[-1].items()
+            }
+            logging.info("step %d: %s", done, last)
+            if callback is not None:
+                callback(done, last)
+    finally:  # also when a callback or a bad loss stops the run
+        if manager is not None:
+            manager.wait_until_finished()
 
     last_step = num_steps - 1
     noise_std, rate = config.sample.noise_std, config.sample.dropout_rate

@@ -1,3 +1,5 @@
+import os
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -58,3 +60,15 @@ def test_bad_input_shapes(tiny_config):
         jaxdeconv.deblur(np.zeros((2, 8, 8, 1)), tiny_config)
     with pytest.raises(ValueError, match="smaller than the 5x5 kernel"):
         jaxdeconv.deblur(np.zeros((4, 12)), tiny_config)
+
+
+def test_async_checkpoints_every_step_change_nothing(tiny_config, tmp_path):
+    """Saves run in the background from host copies, so the donating step cannot delete them."""
+    tiny_config.num_steps = 4
+    tiny_config.checkpoint_every = 1
+    blurry = synthetic.make_example(16, 16, 5, seed=0).blurry
+    plain = jaxdeconv.deblur(blurry, tiny_config)
+    saved = jaxdeconv.deblur(blurry, tiny_config, checkpoint_dir=str(tmp_path / "ckpt"))
+    assert os.listdir(tmp_path / "ckpt")
+    np.testing.assert_array_equal(saved.kernel, plain.kernel)
+    np.testing.assert_array_equal(saved.loss_history, plain.loss_history)
