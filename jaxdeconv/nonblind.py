@@ -643,10 +643,13 @@ METHODS = ("auto", "hyper_laplacian", "outlier_robust")
 
 
 def _nonblind_block(cfg):
-    """The ``nonblind`` block from a full run config, the block itself, or None (defaults)."""
-    if cfg is None:
+    """The ``nonblind`` block from a full run config, the block itself, or None (defaults).
+    A run config without the block (saved by an older version) gets the defaults."""
+    if cfg is not None and "nonblind" in cfg:
+        return cfg.nonblind
+    if cfg is None or "method" not in cfg:
         return config_lib.default_config().nonblind
-    return cfg.nonblind if "nonblind" in cfg else cfg
+    return cfg
 
 
 def choose_method(blurry: ArrayLike, cfg=None) -> str:

@@ -267,6 +267,9 @@ def test_final_deconv_dispatch(problem, saturated_problem):
         np.asarray(nonblind.outlier_robust_deconv(y_sat, k_sat)),
     )
     assert nonblind.choose_method(y_sat, None) == "outlier_robust"
+    old_run = config_lib.default_config()
+    del old_run["nonblind"]  # a config saved before the block existed
+    assert nonblind.choose_method(y_sat, old_run) == "outlier_robust"
     cfg.nonblind.method = "hyper_laplacian"
     assert nonblind.choose_method(y_sat, cfg) == "hyper_laplacian"
     cfg.nonblind.method = "wiener"
