@@ -1,4 +1,4 @@
-"""Variant `ren_fc_no_mc`: Table 6: Ren et al.'s kernel net, no sampling (SelfDeblur-like).
+"""Variant `ren_fc_no_mc`: Ren et al.'s FC kernel net, no sampling (not SelfDeblur: selfdeblur.py).
 
 jaxdeconv.variants.apply('ren_fc_no_mc', base), with the `paper` preset as the default base;
 another base goes after a colon:

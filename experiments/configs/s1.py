@@ -1,4 +1,4 @@
-"""Variant `s1`: dropout 0.5 throughout.
+"""Variant `s1`: dropout 0.5 throughout, no input noise (section 3.5, S1).
 
 jaxdeconv.variants.apply('s1', base), with the `paper` preset as the default base;
 another base goes after a colon:

@@ -1,4 +1,4 @@
-"""Variant `s2`: dropout 0.001 throughout.
+"""Variant `s2`: dropout 0.001 throughout, no input noise (section 3.5, S2).
 
 jaxdeconv.variants.apply('s2', base), with the `paper` preset as the default base;
 another base goes after a colon:

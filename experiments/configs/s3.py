@@ -1,4 +1,4 @@
-"""Variant `s3`: dropout 0.3, then 0.001 from step 1500 of 5000 (the default).
+"""Variant `s3`: dropout 0.3, then 0.001 from step 1500 of 5000; no input noise (S3).
 
 jaxdeconv.variants.apply('s3', base), with the `paper` preset as the default base;
 another base goes after a colon:

@@ -1,4 +1,4 @@
-"""Variant `s4`: noise 0.05 throughout.
+"""Variant `s4`: input noise 0.05 throughout, no dropout (section 3.5, S4).
 
 jaxdeconv.variants.apply('s4', base), with the `paper` preset as the default base;
 another base goes after a colon:

@@ -1,4 +1,4 @@
-"""Variant `s5`: noise 0.001 throughout.
+"""Variant `s5`: input noise 0.001 throughout, no dropout (section 3.5, S5).
 
 jaxdeconv.variants.apply('s5', base), with the `paper` preset as the default base;
 another base goes after a colon:

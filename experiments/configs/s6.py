@@ -1,4 +1,4 @@
-"""Variant `s6`: noise 0.01, then 0.0001 from step 3500 of 5000.
+"""Variant `s6`: input noise 0.01, then 0.0001 from step 3500 of 5000; no dropout (S6).
 
 jaxdeconv.variants.apply('s6', base), with the `paper` preset as the default base;
 another base goes after a colon:

@@ -1,4 +1,4 @@
-"""Variant `table5_both`: the method as published.
+"""Variant `table5_both`: the method as published, both sources set explicitly (Table 5).
 
 jaxdeconv.variants.apply('table5_both', base), with the `paper` preset as the default base;
 another base goes after a colon:

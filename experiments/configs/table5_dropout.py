@@ -1,4 +1,4 @@
-"""Variant `table5_dropout`: dropout only.
+"""Variant `table5_dropout`: dropout 0.3 -> 0.001 at 1500, input noise off (Table 5).
 
 jaxdeconv.variants.apply('table5_dropout', base), with the `paper` preset as the default base;
 another base goes after a colon:
