@@ -196,7 +196,10 @@ def fast() -> ml_collections.ConfigDict:
     images tried, no loss on the fourth); dropout without input noise; the kernel then
     polished by classical L0-latent / NNLS alternation where that fits the data better.
     2500 steps rather than 1000: +0.52 dB on the 32 Levin images (30.96 -> 31.48) at 2.6x the
-    time. See docs/performance.md.
+    time. Kernels above 27 px are estimated coarse-to-fine (the cost of the network stage no
+    longer grows with K); a kernel flagged as a failure (jaxdeconv.diagnose) is re-estimated
+    once with another key. ``kernel_size="auto"`` finds the size (jaxdeconv.kernel_size).
+    See docs/performance.md.
     """
     c = default_config()
     c.num_steps = 2500
@@ -214,6 +217,15 @@ def fast() -> ml_collections.ConfigDict:
     c.noise.boundaries = ()
     c.noise.levels = ()
     c.polish.enabled = True
+    # Kernels above 27 px (Levin's largest, where this preset was tuned) are estimated
+    # coarse-to-fine: the network at scale 27 / K on a (128 K / 27)-pixel window, then the
+    # polish up a pyramid on a window of at least 4 K (docs/performance.md, "Photographs").
+    # Kernels up to 27 px take exactly the path measured on Levin.
+    c.scale.max_kernel = 27
+    c.polish.kernel_factor = 4
+    # A kernel flagged as a delta or piled on its border gets one more network run (another
+    # key); the unflagged candidate with the better data fit is kept.
+    c.recover.attempts = 1
     return c
 
 

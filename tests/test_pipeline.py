@@ -91,3 +91,11 @@ def test_a_flagged_kernel_triggers_another_run_and_a_clean_one_does_not():
     cfg.recover.delta_peak = 0.0  # every kernel now counts as a delta
     _, facts = pipeline.robust_kernel(result, lum, cfg, lum)
     assert facts["recovery_runs"] == 1
+
+
+def test_fast_preset_estimates_large_kernels_coarse_to_fine_and_small_ones_as_before():
+    cfg = config_lib.fast()
+    for k, net_k in ((13, 13), (27, 27), (55, 27), (75, 27)):
+        p = pipeline.plan((700, 1000), pipeline.with_kernel_size(cfg, k))
+        assert (p.kernel_size, p.net_kernel_size) == (k, net_k)
+        assert p.window == (128 if k <= 27 else round(128 * k / 27))
