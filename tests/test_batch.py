@@ -34,8 +34,10 @@ def test_batch_result_equals_single_run(cfg):
     for image, got in zip(images, batched, strict=True):
         alone = jaxdeconv.deblur(image, cfg, key=jax.random.key(cfg.seed))
         np.testing.assert_allclose(got.kernel, alone.kernel, rtol=1e-3, atol=1e-5)
-        np.testing.assert_allclose(got.image, alone.image, atol=1e-4)
-        # float32 summation order differs under vmap; see tests/test_train.py
+        # float32 summation order differs under vmap and Adam (lr 1e-2) amplifies it over the
+        # steps: up to 9e-4 here, while the same comparison in float64 agrees to 2e-8 (checked
+        # 2026-11-26), so this is rounding; a wrong key or state per image would differ by ~0.1.
+        np.testing.assert_allclose(got.image, alone.image, atol=3e-3)
         np.testing.assert_allclose(got.loss_history, alone.loss_history, rtol=1e-3)
 
 
