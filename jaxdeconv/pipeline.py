@@ -278,13 +278,16 @@ def finish(
     region: np.ndarray,
     config: ml_collections.ConfigDict,
 ) -> Outputs:
-    """Final kernel, then non-blind deconvolution of every channel of ``blurry [H, W, C]``.
+    """Final kernel, then non-blind deconvolution (``nonblind.final_deconv``) of every channel
+    of ``blurry [H, W, C]``.
 
     ``result`` is the network run on ``region`` (from :func:`estimation_region`, trained with
     :func:`network_config`)."""
     luminance = image_io.luminance(blurry)
     kernel, facts = robust_kernel(result, region, config, luminance)
-    deblurred = np.asarray(nonblind.hyper_laplacian_deconv(blurry, kernel))
+    # The configured non-blind step (config.nonblind: hyper-Laplacian, or the outlier-robust
+    # solver where clipped pixels are found).
+    deblurred = np.asarray(nonblind.final_deconv(blurry, kernel, config))
     _, box = estimation_region(luminance, config)
     full = _full_resolution(result, box[2:])
     return Outputs(
