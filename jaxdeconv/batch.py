@@ -39,7 +39,7 @@ import jax
 import ml_collections
 import numpy as np
 
-from jaxdeconv import api, image_io, pipeline
+from jaxdeconv import api, image_io, pipeline, shards
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".webp")
 OUTPUT_SUFFIXES = (
@@ -355,8 +355,9 @@ def check_output_dir(output_dir: str) -> None:
     """Raises ``OSError`` with a clear message if ``output_dir`` cannot be written."""
     try:
         os.makedirs(output_dir, exist_ok=True)
-        image_io.write_json(os.path.join(output_dir, ".write_test.json"), {})
-        os.remove(os.path.join(output_dir, ".write_test.json"))
+        probe = os.path.join(output_dir, f".write_test-{os.getpid()}.json")  # one per process
+        image_io.write_json(probe, {})
+        os.remove(probe)
     except OSError as e:
         raise OSError(
             f"{output_dir}: output folder cannot be written ({e.strerror or e})"
@@ -481,12 +482,17 @@ class _StepTracker:
 
 
 def choose_batch_size(requested: int | None) -> int:
-    """``requested`` if given; else 8 on an accelerator and 1 (sequential) on a CPU."""
+    """``requested`` if given; else 8 on an accelerator (at least one image per local device,
+    a multiple of their count) and 1 (sequential) on a CPU with one device (one per device
+    with several)."""
     if requested is not None:
         if isinstance(requested, bool) or not isinstance(requested, int) or requested < 1:
             raise ValueError(f"batch size must be a positive integer, got {requested!r}")
         return requested
-    return 1 if jax.default_backend() == "cpu" else 8
+    n = jax.local_device_count()
+    if jax.default_backend() == "cpu":
+        return n
+    return -(-max(8, n) // n) * n
 
 
 # ----------------------------------------------------------------------------- the run
@@ -540,6 +546,8 @@ def process(
     checkpoints: bool = True,
     earlier: list[dict] | None = None,
     summary_name: str = "summary",
+    num_shards: int = 1,
+    shard_index: int = 0,
 ) -> list[dict]:
     """Deblurs every path into ``output_dir``; returns one record per image, after the
     ``earlier`` records (from ``collect_inputs``), never raising for a bad image. The run's
@@ -549,6 +557,10 @@ def process(
     kernel size) are skipped with ``resume``; ``summary.json`` also lists manifest rows that
     name no input (``unmatched_manifest_rows``).
     """
+    # Output names over every input, so processes sharing the folder never collide; then
+    # this process's share (jaxdeconv.shards: positions shard_index, + num_shards, ...).
+    all_paths, names = list(paths), output_names(paths)
+    paths = [p for _, p in shards.select(all_paths, shards.Shard(num_shards, shard_index))]
     size = choose_batch_size(batch_size)
     blocked = foreign_files(output_dir, summary_files(summary_name))
     if blocked:
@@ -561,13 +573,12 @@ def process(
         f"JAX backend: {jax.default_backend()} ({jax.devices()[0].device_kind}); "
         f"{len(paths)} image(s)"
     )
-    names = output_names(paths)
     manifest = manifest or {}
-    unmatched = unmatched_manifest_rows(manifest, paths)
+    unmatched = unmatched_manifest_rows(manifest, all_paths)
     if unmatched:
         progress.line(f"manifest rows naming no input (ignored): {', '.join(unmatched)}")
     own = written_here(output_dir)
-    protected = {os.path.realpath(p) for p in paths}
+    protected = {os.path.realpath(p) for p in all_paths}
     run = _Run(output_dir, config, paths, names, earlier or [], unmatched, summary_name)
     run.write()
     groups: dict[tuple, list[dict]] = {}

@@ -19,7 +19,7 @@ import sys
 
 from absl import app, flags, logging
 
-from jaxdeconv import batch, launch, runtime
+from jaxdeconv import batch, launch, runtime, shards
 
 _INPUT = flags.DEFINE_multi_string(
     "input",
@@ -79,6 +79,40 @@ _CHECKPOINT_EVERY = flags.DEFINE_integer(
 )
 
 
+_NUM_SHARDS = flags.DEFINE_integer(
+    "num_shards",
+    None,
+    "Split the inputs over this many processes sharing --output_dir, each writing "
+    "summary.shard-I-of-N.json (default: jax.process_count(); 1 without --distributed).",
+)
+_SHARD_INDEX = flags.DEFINE_integer(
+    "shard_index", None, "This process's share, 0..num_shards-1 (default: jax.process_index())."
+)
+_DISTRIBUTED = flags.DEFINE_bool(
+    "distributed",
+    False,
+    "Call jax.distributed.initialize() first: cluster auto-detection (SLURM, Open MPI, "
+    "Kubernetes, Cloud TPU), or --coordinator_address, --num_processes and --process_id.",
+)
+_COORDINATOR = flags.DEFINE_string(
+    "coordinator_address", None, "With --distributed: host:port of process 0."
+)
+_NUM_PROCESSES = flags.DEFINE_integer("num_processes", None, "With --distributed.")
+_PROCESS_ID = flags.DEFINE_integer("process_id", None, "With --distributed.")
+
+
+def _shard() -> shards.Shard:
+    """This process's share: --distributed first, then the flags or the process index."""
+    if _DISTRIBUTED.value:
+        given = {
+            "coordinator_address": _COORDINATOR.value,
+            "num_processes": _NUM_PROCESSES.value,
+            "process_id": _PROCESS_ID.value,
+        }
+        shards.initialize_distributed(**{k: v for k, v in given.items() if v is not None})
+    return shards.resolve(_NUM_SHARDS.value, _SHARD_INDEX.value)
+
+
 def load_config(spec: str, overrides: list[str]):
     """A preset by name or a config file's ``get_config()``, with ``FIELD=VALUE`` overrides
     (``config.apply_overrides``: unknown fields and wrong types raise ``ValueError``)."""
@@ -134,11 +168,14 @@ def main(argv):
         raise app.UsageError("--input is required (files, folders or globs)")
     logging.set_verbosity(logging.WARNING)
     try:
+        shard = _shard()  # jax.distributed.initialize must come before any JAX work
         cfg, kernel_size, manifest, paths, earlier = _prepare()
     except (ValueError, OSError) as e:
         print(f"jaxdeconv: {e}", file=sys.stderr)
         return 2
     runtime.enable_compilation_cache()
+    if shard.index:  # input specs matching nothing: reported once, by shard 0
+        earlier = []
     for line in [r["error"] for r in earlier if r["status"] == "failed"] + batch.skip_lines(
         earlier
     ):
@@ -153,7 +190,16 @@ def main(argv):
         resume=_RESUME.value,
         quiet=_QUIET.value,
         earlier=earlier,
+        summary_name=shards.summary_name(shard, ""),
+        num_shards=shard.count,
+        shard_index=shard.index,
     )
+    if shard.count > 1:
+        merged = shards.try_merge(_OUTPUT_DIR.value, shard, order=paths)
+        print(
+            f"jaxdeconv: shard {shard.index} of {shard.count}: "
+            + ("all shards done, merged into summary.json" if merged else "summary shard written")
+        )
     failed = [r for r in records if r["status"] == "failed"]
     ok = sum(r["status"] == "ok" for r in records)
     skipped = [r for r in records if r["status"].startswith("skipped")]

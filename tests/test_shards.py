@@ -1,10 +1,14 @@
 import csv
 import json
 import os
+import socket
+import subprocess
+import sys
 
 import pytest
+from PIL import Image
 
-from jaxdeconv import batch, shards
+from jaxdeconv import batch, image_io, shards, synthetic
 from jaxdeconv import config as config_lib
 
 
@@ -63,3 +67,71 @@ def test_shard_summaries_merge_in_input_order(tmp_path):
     assert shards.main(["x", out, "2"]) == 0  # by hand: shard order
     merged = json.load(open(tmp_path / "summary.json"))
     assert [r["input"] for r in merged["images"]][:4] == ["missing/*.png"] + paths[0:5:2]
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _command(src, out, *extra):
+    return [
+        sys.executable, "-m", "jaxdeconv.cli", f"--input={src}", f"--output_dir={out}",
+        "--config=tiny", "--config.num_steps=2", "--checkpoint_every=0", "--quiet", *extra,
+    ]  # fmt: skip
+
+
+def test_two_processes_with_a_local_coordinator(tmp_path):
+    """jax.distributed on the CPU: two processes, a coordinator on 127.0.0.1; each deblurs its
+    share and writes its summary shard, the last one merges; then one shard resumes alone."""
+    src, out = tmp_path / "in", tmp_path / "out"
+    src.mkdir()
+    for s in range(3):
+        ex = synthetic.make_example(16, 16, 5, seed=s)
+        Image.fromarray(image_io.to_uint8(ex.blurry[..., 0])).save(src / f"im{s}.png")
+    env = dict(os.environ)
+    env.setdefault("XLA_FLAGS", "--xla_backend_optimization_level=0")
+    env.setdefault(
+        "JAXDECONV_CACHE_DIR", os.path.join(os.path.dirname(__file__), "..", ".jax_cache")
+    )
+    port = _free_port()
+    procs = [
+        subprocess.Popen(
+            _command(
+                src,
+                out,
+                "--distributed",
+                f"--coordinator_address=127.0.0.1:{port}",
+                "--num_processes=2",
+                f"--process_id={i}",
+            ),
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )  # fmt: skip
+        for i in range(2)
+    ]
+    outputs = [p.communicate(timeout=300) for p in procs]
+    for p, (stdout, stderr) in zip(procs, outputs, strict=True):
+        assert p.returncode == 0, stdout + stderr[-3000:]
+    assert "2 deblurred" in outputs[0][0] and "1 deblurred" in outputs[1][0]
+    shard0 = json.load(open(out / "summary.shard-00000-of-00002.json"))
+    assert [os.path.basename(r["input"]) for r in shard0["images"]] == ["im0.png", "im2.png"]
+    merged = json.load(open(out / "summary.json"))
+    assert [r["name"] for r in merged["images"]] == ["im0", "im1", "im2"]
+    assert all(r["status"] == "ok" for r in merged["images"])
+    for name in ("im0", "im1", "im2"):
+        assert batch.outputs_complete(str(out), name)
+
+    # Shard 1 again, by explicit flags, with --resume: skipped, and the merge redone.
+    os.remove(out / "summary.json")
+    again = subprocess.run(
+        _command(src, out, "--num_shards=2", "--shard_index=1", "--resume"),
+        env=env, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert "0 deblurred, 1 skipped" in again.stdout
+    merged = json.load(open(out / "summary.json"))
+    assert [r["status"] for r in merged["images"]] == ["ok", "skipped (complete)", "ok"]
