@@ -3,6 +3,7 @@ r"""The ``jaxdeconv`` command: blind deblurring of files, folders and globs.
   jaxdeconv --input=photos/ --output_dir=out/ --kernel_size=31
   jaxdeconv --input='shots/*.jpg' --output_dir=out/ --manifest=sizes.csv --resume
   jaxdeconv --input=a.png --input='name, with comma.png' --config=tiny --config.num_steps=50
+  jaxdeconv --input=photos/ --output_dir=out/ --num_shards=8 --shard_index=3   # 1 of 8 processes
 
 For each image NAME it writes NAME_deblurred.png (kernel estimated on the luminance, then
 non-blind deconvolution of every channel), NAME_network.png, NAME_kernel.png/.npy and
