@@ -21,7 +21,7 @@ def test_rejects_mismatched_schedule():
         schedules.piecewise_constant(1.0, (20, 10), (0.5, 0.1))
 
 
-@pytest.mark.parametrize("kernel_size,noise0", [(27, 0.05), (13, 0.01)])
+@pytest.mark.parametrize("kernel_size,noise0", [(31, 0.05), (27, 0.01), (13, 0.01)])
 def test_paper_switch_points(kernel_size, noise0):
     cfg = config_lib.paper()
     cfg.kernel_size = kernel_size
