@@ -85,10 +85,13 @@ def deblur_one(
         raise InputError(f"--kernel_size: {problem}")
     example = None
     if input_path is None:
-        k = kernel_size or EXAMPLE_KERNEL_SIZE
+        # The example's blur is --kernel_size when that is a number; with "auto" (flag or
+        # config) the example keeps its own blur size and the estimate searches for it.
+        k = kernel_size if isinstance(kernel_size, int) else EXAMPLE_KERNEL_SIZE
         example = synthetic.make_example(EXAMPLE_SIZE, EXAMPLE_SIZE, k, seed=config.seed)
         blurry, name = example.blurry, "example"
-        kernel_size = k
+        if kernel_size is None and config.kernel_size != "auto":
+            kernel_size = k
     else:
         problem = batch.output_dir_problem(workdir, [], [input_path])
         if problem:
@@ -99,7 +102,7 @@ def deblur_one(
             raise InputError(str(e)) from None
         name = os.path.splitext(os.path.basename(input_path))[0]
     if kernel_size is not None:
-        config.kernel_size = kernel_size
+        config = pipeline.with_kernel_size(config, kernel_size)
     problem = batch.kernel_size_problem(config.kernel_size, blurry.shape)
     if problem:
         raise InputError(f"{input_path or 'example'}: {problem}")

@@ -23,6 +23,21 @@ def test_builtin_example_writes_all_outputs(tmp_path, monkeypatch):
     assert kernel.shape == (5, 5) and abs(kernel.sum() - 1) < 1e-5
 
 
+
+def test_builtin_example_with_automatic_kernel_size(tmp_path, monkeypatch):
+    # config.kernel_size = "auto" and no --kernel_size: the example keeps its own blur and the
+    # run reports the size it chose (this raised a TypeError before).
+    monkeypatch.setattr(launch, "EXAMPLE_SIZE", 32)
+    monkeypatch.setattr(launch, "EXAMPLE_KERNEL_SIZE", 5)
+    cfg = config_lib.tiny()
+    cfg.num_steps = 3
+    cfg.kernel_size = "auto"
+    launch.deblur_one(cfg, None, None, str(tmp_path))
+    with open(tmp_path / "example_run.json") as f:
+        saved = json.load(f)
+    used = saved["kernel_size_used"]
+    assert used % 2 == 1 and np.load(tmp_path / "example_kernel.npy").shape == (used, used)
+
 def test_colour_input_keeps_colour_and_input_untouched(tmp_path):
     rgb = (np.random.default_rng(0).uniform(size=(24, 28, 3)) * 255).astype(np.uint8)
     path = tmp_path / "photo.png"
