@@ -122,6 +122,10 @@ def default_config() -> ml_collections.ConfigDict:
     c.nonblind = ml_collections.ConfigDict()
     c.nonblind.method = "auto"
     c.nonblind.lam = 5000.0
+    # Lower the data weight to noise_lam_scale / sigma on noisy images (sigma: the blurry
+    # image's estimated noise std, nonblind.estimate_noise); 5000 stays for sigma < 0.004.
+    c.nonblind.noise_adaptive = True
+    c.nonblind.noise_lam_scale = 20.0
     c.nonblind.alpha = 2.0 / 3.0
     c.nonblind.clip_threshold = 0.98
     c.nonblind.auto_min_clipped_fraction = 0.005

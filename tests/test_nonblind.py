@@ -264,7 +264,9 @@ def test_final_deconv_dispatch(problem, saturated_problem):
     )
     np.testing.assert_array_equal(
         np.asarray(nonblind.final_deconv(y_sat, k_sat, cfg.nonblind)),
-        np.asarray(nonblind.outlier_robust_deconv(y_sat, k_sat)),
+        np.asarray(
+            nonblind.outlier_robust_deconv(y_sat, k_sat, lam=nonblind.adapted_lam(y_sat, cfg))
+        ),
     )
     assert nonblind.choose_method(y_sat, None) == "outlier_robust"
     old_run = config_lib.default_config()
@@ -293,3 +295,30 @@ def test_clipped_fraction():
     y[2, :5] = 0.985
     assert nonblind.clipped_fraction(y) == pytest.approx(0.25)
     assert nonblind.clipped_fraction(y, threshold=0.99) == pytest.approx(0.2)
+
+
+def test_estimate_noise_reads_the_added_noise():
+    x = scipy.ndimage.gaussian_filter(_sharp_image(96), 1.5)
+    assert nonblind.estimate_noise(x) < 0.003
+    for sigma in (0.01, 0.02):
+        y = x + sigma * np.random.default_rng(1).standard_normal(x.shape).astype(np.float32)
+        assert nonblind.estimate_noise(y) == pytest.approx(sigma, rel=0.2)
+        # Colour: the channels' estimates are averaged.
+        assert nonblind.estimate_noise(np.stack([y, y], -1)) == pytest.approx(
+            nonblind.estimate_noise(y), rel=1e-5
+        )
+
+
+def test_noise_adapted_weight_helps_a_noisy_image_and_keeps_a_clean_one():
+    from jaxdeconv import config as config_lib
+
+    x, k = _sharp_image(), _motion_kernel()
+    cfg = config_lib.default_config()
+    fixed = config_lib.default_config()
+    fixed.nonblind.noise_adaptive = False
+    clean = _blur(x, k, noise=0.001)
+    assert nonblind.adapted_lam(clean, cfg) == cfg.nonblind.lam
+    noisy = _blur(x, k, noise=0.02)
+    assert nonblind.adapted_lam(noisy, cfg) < 0.25 * cfg.nonblind.lam
+    adapted = metrics.psnr(nonblind.final_deconv(noisy, k, cfg), x)
+    assert adapted > metrics.psnr(nonblind.final_deconv(noisy, k, fixed), x) + 1.0
