@@ -166,13 +166,22 @@ def kernel_from_network(
         else:
             args = _polish_args(config, p.kernel_size)
             polished = np.asarray(refine.polish_kernel(image, kernel, **args))
-        better = True
-        if config.polish.select:
-            better = _residual(image, polished) < _residual(image, kernel)
+        better = _keep_polished(image, kernel, polished, config)
         if better:
             kernel = polished
         facts["polished"] = bool(better)
     return _auto_trim(kernel, p, config, image if config.polish.enabled else None, facts)
+
+
+def _keep_polished(image, kernel, polished, config) -> bool:
+    """Whether the polish's kernel replaces ``kernel``: never when it is flagged by
+    ``diagnose`` (a delta or border-piled kernel) while ``kernel`` is not, since a delta fits
+    the data well and would win on the residual (measured: synthetic quick case
+    07_k33t_n1_smooth_128, a clean network kernel polished into a single tap); otherwise, with
+    ``polish.select``, only where the final non-blind step fits ``image`` better."""
+    if not _check(polished, config).ok and _check(kernel, config).ok:
+        return False
+    return not config.polish.select or _residual(image, polished) < _residual(image, kernel)
 
 
 def _auto_trim(kernel, p: Plan, config, image, facts) -> tuple[np.ndarray, dict]:
@@ -188,7 +197,7 @@ def _auto_trim(kernel, p: Plan, config, image, facts) -> tuple[np.ndarray, dict]
         args = _polish_args(config, size)
         args["iters"] = max(1, args["iters"] // 2)
         polished = np.asarray(refine.polish_kernel(image, cut, **args))
-        if not config.polish.select or _residual(image, polished) < _residual(image, cut):
+        if _keep_polished(image, cut, polished, config):
             cut = polished
     facts["kernel_size_used"] = int(size)
     return np.asarray(cut, np.float32), facts

@@ -99,3 +99,22 @@ def test_fast_preset_estimates_large_kernels_coarse_to_fine_and_small_ones_as_be
         p = pipeline.plan((700, 1000), pipeline.with_kernel_size(cfg, k))
         assert (p.kernel_size, p.net_kernel_size) == (k, net_k)
         assert p.window == (128 if k <= 27 else round(128 * k / 27))
+
+
+def test_a_polish_that_collapses_to_a_delta_is_not_kept(monkeypatch):
+    # A delta explains the blurry image well, so the residual alone would keep it (seen on a
+    # synthetic case); the diagnosis vetoes it while the unpolished kernel is clean.
+    ex = synthetic.make_example(40, 40, 5, noise=0.002, seed=1)
+    lum = ex.blurry.astype(np.float32)
+    cfg = _tiny()
+    result, _, _ = pipeline.estimate(lum, cfg)
+    delta = np.zeros((5, 5), np.float32)
+    delta[2, 2] = 1.0
+    monkeypatch.setattr(pipeline.refine, "polish_kernel", lambda image, kernel, **kw: delta)
+    monkeypatch.setattr(pipeline, "_residual", lambda image, k: float(np.max(k) < 1.0))
+    kernel, facts = pipeline.kernel_from_network(result, lum, cfg, lum)
+    assert np.max(kernel) < 0.5 and not facts["polished"]
+    # Without the veto (a delta allowed), the same residual would have kept it.
+    cfg.recover.delta_peak = 1.5
+    kernel, facts = pipeline.kernel_from_network(result, lum, cfg, lum)
+    assert np.max(kernel) == 1.0 and facts["polished"]
