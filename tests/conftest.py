@@ -12,10 +12,11 @@ if "xla_backend_optimization_level" not in os.environ.get("XLA_FLAGS", ""):
 
 import numpy as np
 import pytest
+from absl import flags
 from PIL import Image
 
+from jaxdeconv import cli, launch, runtime, synthetic
 from jaxdeconv import config as config_lib
-from jaxdeconv import runtime, synthetic
 
 runtime.enable_compilation_cache(
     os.environ.get("JAXDECONV_CACHE_DIR")
@@ -50,3 +51,20 @@ def small_levin(tmp_path):
             root / "blurry" / f"im1_kernel{j}.png"
         )
     return str(tmp_path / "data")
+
+
+@pytest.fixture
+def jaxdeconv_main(monkeypatch, capsys):
+    """Runs ``jaxdeconv ARGS`` in this process; returns (exit code, stdout, stderr)."""
+    monkeypatch.setattr(cli.runtime, "enable_compilation_cache", lambda *a: None)
+
+    def run(*args):
+        flags.FLAGS.unparse_flags()
+        try:
+            code = cli.main(launch.parse_flags(["jaxdeconv", *args]))
+        finally:
+            flags.FLAGS.unparse_flags()
+        out = capsys.readouterr()
+        return code, out.out, out.err
+
+    return run

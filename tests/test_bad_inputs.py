@@ -10,11 +10,10 @@ import os
 
 import numpy as np
 import pytest
-from absl import flags
 from PIL import Image
 
 import jaxdeconv
-from jaxdeconv import batch, cli, image_io, launch, synthetic
+from jaxdeconv import batch, image_io, launch, synthetic
 
 SIZE = 24
 
@@ -63,23 +62,6 @@ def _snapshot(folder):
             else:
                 state[p] = "folder"
     return state
-
-
-@pytest.fixture
-def jaxdeconv_main(monkeypatch, capsys):
-    """Runs ``jaxdeconv ARGS`` in this process; returns (exit code, stdout, stderr)."""
-    monkeypatch.setattr(cli.runtime, "enable_compilation_cache", lambda *a: None)
-
-    def run(*args):
-        flags.FLAGS.unparse_flags()
-        try:
-            code = cli.main(launch.parse_flags(["jaxdeconv", *args]))
-        finally:
-            flags.FLAGS.unparse_flags()
-        out = capsys.readouterr()
-        return code, out.out, out.err
-
-    return run
 
 
 def test_bad_input_corpus(tmp_path, jaxdeconv_main, monkeypatch):

@@ -7,10 +7,9 @@ import sys
 
 import numpy as np
 import pytest
-from absl import flags
 from PIL import Image
 
-from jaxdeconv import cli, launch, synthetic
+from jaxdeconv import cli, synthetic
 from jaxdeconv import config as config_lib
 
 EXE = shutil.which("jaxdeconv") or os.path.join(os.path.dirname(sys.executable), "jaxdeconv")
@@ -127,23 +126,6 @@ def test_overrides_accept_what_the_field_takes():
         config_lib.check_values(config_lib.apply_overrides(config_lib.tiny(), ["num_steps=0"]))
 
 
-@pytest.fixture
-def run_main(monkeypatch):
-    """``jaxdeconv ARGS`` in this process: (exit code, stdout, stderr)."""
-    monkeypatch.setattr(cli.runtime, "enable_compilation_cache", lambda *a: None)
-
-    def run(*args, capsys):
-        flags.FLAGS.unparse_flags()
-        try:
-            code = cli.main(launch.parse_flags(["jaxdeconv", *args]))
-        finally:
-            flags.FLAGS.unparse_flags()
-        out = capsys.readouterr()
-        return code, out.out, out.err
-
-    return run
-
-
 @pytest.mark.parametrize(
     "args,words",
     [
@@ -159,11 +141,11 @@ def run_main(monkeypatch):
         (["--config=nonsense"], "not a preset"),
     ],
 )
-def test_bad_command_lines_exit_2_before_any_work(tmp_path, run_main, capsys, args, words):
+def test_bad_command_lines_exit_2_before_any_work(tmp_path, jaxdeconv_main, args, words):
     image = tmp_path / "a.png"
     Image.fromarray(np.zeros((24, 24), np.uint8)).save(image)
     out = tmp_path / "out"
-    code, _, err = run_main(f"--input={image}", f"--output_dir={out}", *args, capsys=capsys)
+    code, _, err = jaxdeconv_main(f"--input={image}", f"--output_dir={out}", *args)
     assert code == 2 and words in err and "Traceback" not in err
     assert not out.exists()
 
