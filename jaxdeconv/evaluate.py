@@ -27,6 +27,7 @@ import io
 import json
 import os
 import platform
+import shutil
 import subprocess
 import time
 import traceback
@@ -123,12 +124,15 @@ def nonblind_deconv(method: str, blurry: np.ndarray, kernel: np.ndarray) -> np.n
 
 
 def blind_estimate(
-    blurry: np.ndarray, config: ml_collections.ConfigDict, key: jax.Array | None
+    blurry: np.ndarray,
+    config: ml_collections.ConfigDict,
+    key: jax.Array | None,
+    checkpoint_dir: str | None = None,
 ) -> tuple:
     """The benchmark's one call into the pipeline: ``(result, box, kernel)`` as returned by
     ``pipeline.estimate`` (the network's result on the estimation window, the window's box
     ``(top, left, h, w)`` and the final kernel, whatever size the pipeline chose)."""
-    return pipeline.estimate(blurry, config, key=key)
+    return pipeline.estimate(blurry, config, key=key, checkpoint_dir=checkpoint_dir)
 
 
 def _image_config(
@@ -154,12 +158,15 @@ def evaluate_image(
     config: ml_collections.ConfigDict,
     *,
     key: jax.Array | None = None,
+    checkpoint_dir: str | None = None,
 ) -> tuple[dict, dict]:
-    """Deblurs one benchmark image and scores it. Returns ``(row, arrays)``."""
+    """Deblurs one benchmark image and scores it. Returns ``(row, arrays)``. With
+    ``config.checkpoint_every > 0`` the network run keeps a checkpoint in ``checkpoint_dir``
+    and resumes from it (a long run stopped half-way)."""
     cfg = _image_config(config, item)
     method = nonblind_method(item.category)
     start = time.perf_counter()
-    result, box, kernel = blind_estimate(item.blurry, cfg, key)
+    result, box, kernel = blind_estimate(item.blurry, cfg, key, checkpoint_dir)
     kernel = np.asarray(kernel)
     two_stage = nonblind_deconv(method, item.blurry, kernel)
     # What a user waits for: training, kernel refit/polish and the final deconvolution.
@@ -305,7 +312,14 @@ def run_benchmark(
                 continue
         try:
             item = lazy.load()
-            row, arrays = evaluate_image(item, config, key=jax.random.key(config.seed))
+            ckpt = None
+            if int(config.checkpoint_every) > 0:  # long runs resume mid-image
+                ckpt = os.path.join(workdir, "checkpoints", f"{lazy.name}-{chash}")
+            row, arrays = evaluate_image(
+                item, config, key=jax.random.key(config.seed), checkpoint_dir=ckpt
+            )
+            if ckpt is not None:
+                shutil.rmtree(ckpt, ignore_errors=True)
             arrays["true_kernel"] = item.kernel
             # network_kernel (before refit and polish) is kept for offline studies of the
             # post-processing.

@@ -271,12 +271,19 @@ def _full_resolution(result: api.DeblurResult, shape: tuple[int, int]) -> api.De
 
 
 def estimate(
-    luminance: np.ndarray, config: ml_collections.ConfigDict, *, key: jax.Array | None = None
+    luminance: np.ndarray,
+    config: ml_collections.ConfigDict,
+    *,
+    key: jax.Array | None = None,
+    checkpoint_dir: str | None = None,
 ) -> tuple[api.DeblurResult, tuple[int, int, int, int], np.ndarray]:
     """Blind estimate on ``[H, W, 1]``: the result (its images cover the estimation window,
-    at full resolution), the window's box and the final kernel."""
+    at full resolution), the window's box and the final kernel. ``checkpoint_dir`` (with
+    ``config.checkpoint_every > 0``) lets a stopped network run resume (``api.deblur``)."""
     region, box = estimation_region(luminance, config)
-    result = api.deblur(region, network_config(config, luminance.shape), key=key)
+    result = api.deblur(
+        region, network_config(config, luminance.shape), key=key, checkpoint_dir=checkpoint_dir
+    )
     kernel, _ = robust_kernel(result, region, config, luminance, key=key)
     return _full_resolution(result, box[2:]), box, kernel
 

@@ -128,7 +128,7 @@ def test_tiny_synthetic_benchmark_writes_bucket_tables(tmp_path, tiny_config, mo
     # stand-in estimate: the true kernel, no training).
     calls = []
 
-    def counting(blurry, config, key):
+    def counting(blurry, config, key, checkpoint_dir=None):
         calls.append(config.kernel_size)
         kernel = synthetic.shake_kernel(7, seed=5)
         result = types.SimpleNamespace(
@@ -156,7 +156,7 @@ def test_kernel_size_is_read_from_the_result(small_levin, tiny_config, monkeypat
     wide[2:7, 2:7] = item.kernel  # the true 5x5 kernel inside a larger window
     seen = {}
 
-    def fake_estimate(blurry, config, key):
+    def fake_estimate(blurry, config, key, checkpoint_dir=None):
         seen["kernel_size"] = config.kernel_size
         result = types.SimpleNamespace(
             image=blurry, kernel=wide, seconds=1.0, loss_history=[0.1], snapshots={}
@@ -222,3 +222,27 @@ def test_lai_summary_has_category_kernel_and_bucket_rows(tiny_config):
     assert "| **all** | 3 | 67% | +6.00 |" in text
     assert "hyper_laplacian 2, outlier_robust 1" in text
     assert "1 kernels collapsed towards a delta" in text
+
+
+def test_long_runs_keep_a_checkpoint_per_image(tmp_path, tiny_config, monkeypatch):
+    """With ``checkpoint_every`` the network run of each image checkpoints under the workdir
+    (so a stopped benchmark resumes mid-image); the checkpoint goes once the image is done."""
+    from jaxdeconv import api
+
+    tiny_config.num_steps, tiny_config.checkpoint_every = 6, 3
+    root, workdir = _synthetic_root(tmp_path), str(tmp_path / "syn")
+    seen, deblur = [], api.deblur
+
+    def recording(region, config, *, key=None, checkpoint_dir=None, **kw):
+        result = deblur(region, config, key=key, checkpoint_dir=checkpoint_dir, **kw)
+        seen.append((checkpoint_dir, os.path.isdir(checkpoint_dir) and os.listdir(checkpoint_dir)))
+        return result
+
+    monkeypatch.setattr(api, "deblur", recording)
+    rows = evaluate.run_benchmark(
+        "synthetic", root, tiny_config, workdir, suite=_specs()[:1], log=lambda s: None
+    )
+    assert rows[0]["status"] == "ok"
+    (path, contents), = seen
+    assert path.startswith(os.path.join(workdir, "checkpoints")) and contents  # written ...
+    assert not os.path.exists(path)  # ... and removed once the image was scored
