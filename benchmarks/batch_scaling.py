@@ -45,9 +45,11 @@ def main(argv):
     state = train.init_state(model, jax.random.key(0))
     y = jnp.asarray(rng.uniform(size=shape), jnp.float32)
     t1 = _time(single, state, y, jax.random.key(1), _STEPS.value)
-    print(f"# {time.strftime('%Y-%m-%d')} backend={jax.default_backend()} "
-          f"device={jax.devices()[0].device_kind} preset={_PRESET.value} "
-          f"size={_SIZE.value} K={_KERNEL_SIZE.value} steps/image={cfg.num_steps}")
+    print(
+        f"# {time.strftime('%Y-%m-%d')} backend={jax.default_backend()} "
+        f"device={jax.devices()[0].device_kind} preset={_PRESET.value} "
+        f"size={_SIZE.value} K={_KERNEL_SIZE.value} steps/image={cfg.num_steps}"
+    )
     print("| B | strategy | s/step | images/min |")
     print("|---|---|---|---|")
     print(f"| 1 | one image at a time | {t1:.3f} | {60 / (t1 * cfg.num_steps):.2f} |", flush=True)

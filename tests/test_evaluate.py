@@ -243,6 +243,6 @@ def test_long_runs_keep_a_checkpoint_per_image(tmp_path, tiny_config, monkeypatc
         "synthetic", root, tiny_config, workdir, suite=_specs()[:1], log=lambda s: None
     )
     assert rows[0]["status"] == "ok"
-    (path, contents), = seen
+    ((path, contents),) = seen
     assert path.startswith(os.path.join(workdir, "checkpoints")) and contents  # written ...
     assert not os.path.exists(path)  # ... and removed once the image was scored

@@ -23,7 +23,6 @@ def test_builtin_example_writes_all_outputs(tmp_path, monkeypatch):
     assert kernel.shape == (5, 5) and abs(kernel.sum() - 1) < 1e-5
 
 
-
 def test_builtin_example_with_automatic_kernel_size(tmp_path, monkeypatch):
     # config.kernel_size = "auto" and no --kernel_size: the example keeps its own blur and the
     # run reports the size it chose (this raised a TypeError before).
@@ -37,6 +36,7 @@ def test_builtin_example_with_automatic_kernel_size(tmp_path, monkeypatch):
         saved = json.load(f)
     used = saved["kernel_size_used"]
     assert used % 2 == 1 and np.load(tmp_path / "example_kernel.npy").shape == (used, used)
+
 
 def test_colour_input_keeps_colour_and_input_untouched(tmp_path):
     rgb = (np.random.default_rng(0).uniform(size=(24, 28, 3)) * 255).astype(np.uint8)
