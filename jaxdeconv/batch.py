@@ -31,6 +31,7 @@ import os
 import re
 import shutil
 import sys
+import threading
 import time
 from collections.abc import Iterable
 from typing import Any
@@ -39,7 +40,7 @@ import jax
 import ml_collections
 import numpy as np
 
-from jaxdeconv import api, image_io, pipeline, shards
+from jaxdeconv import api, image_io, overlap, pipeline, shards
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".webp")
 OUTPUT_SUFFIXES = (
@@ -397,6 +398,8 @@ class Progress:
         self.steps_measured = 0
         self.finish_seconds: list[float] = []
         self._transient = False
+        # Lines come from the training thread and the reader/finisher threads (overlap).
+        self._lock = threading.RLock()
 
     def fmt(self, s: float | None) -> str:
         if s is None:
@@ -420,10 +423,11 @@ class Progress:
     def line(self, text: str) -> None:
         if self.quiet:
             return
-        if self._transient:
-            self.stream.write("\r\033[K")
-            self._transient = False
-        print(text, file=self.stream, flush=True)
+        with self._lock:
+            if self._transient:
+                self.stream.write("\r\033[K")
+                self._transient = False
+            print(text, file=self.stream, flush=True)
 
     def status(self, text: str) -> None:
         """A line that the next update replaces, on a terminal."""
@@ -432,11 +436,16 @@ class Progress:
         if not self.tty:
             self.line(text)
             return
-        self.stream.write("\r\033[K" + text)
-        self.stream.flush()
-        self._transient = True
+        with self._lock:
+            self.stream.write("\r\033[K" + text)
+            self.stream.flush()
+            self._transient = True
 
     def advance(self, n: int, text: str) -> None:
+        with self._lock:
+            self._advance(n, text)
+
+    def _advance(self, n: int, text: str) -> None:
         self.done += n
         elapsed = time.perf_counter() - self.start
         eta = self.eta() if self.steps_measured or self.done >= self.total else None
@@ -512,25 +521,28 @@ class _Run:
         }
         self.interval = min(5.0, (len(self.order) + len(self.earlier)) / 1000)
         self.last_write = -float("inf")
+        self._lock = threading.RLock()  # records are set from the overlap's threads too
 
     def set(self, path: str, record: dict) -> None:
-        self.records[path] = record
-        if time.perf_counter() - self.last_write >= self.interval:
-            self.write()
+        with self._lock:
+            self.records[path] = record
+            if time.perf_counter() - self.last_write >= self.interval:
+                self.write()
 
     def ordered(self) -> list[dict]:
         return self.earlier + [self.records[p] for p in self.order]
 
     def write(self, finished: bool = False) -> None:
-        write_summary(
-            self.output_dir,
-            self.ordered(),
-            self.config,
-            unmatched_manifest_rows=self.unmatched,
-            finished=finished,
-            summary_name=self.summary_name,
-        )
-        self.last_write = time.perf_counter()
+        with self._lock:
+            write_summary(
+                self.output_dir,
+                self.ordered(),
+                self.config,
+                unmatched_manifest_rows=self.unmatched,
+                finished=finished,
+                summary_name=self.summary_name,
+            )
+            self.last_write = time.perf_counter()
 
 
 def process(
@@ -548,6 +560,7 @@ def process(
     summary_name: str = "summary",
     num_shards: int = 1,
     shard_index: int = 0,
+    overlapped: bool = True,
 ) -> list[dict]:
     """Deblurs every path into ``output_dir``; returns one record per image, after the
     ``earlier`` records (from ``collect_inputs``), never raising for a bad image. The run's
@@ -556,6 +569,10 @@ def process(
     Images whose record shows outputs from this very run (same input content, config, seed and
     kernel size) are skipped with ``resume``; ``summary.json`` also lists manifest rows that
     name no input (``unmatched_manifest_rows``).
+
+    Files are grouped from their headers; pixels are decoded one batch ahead of training and
+    the previous batch is finished meanwhile (``jaxdeconv.overlap``; ``overlapped=False`` runs
+    the stages in turn), so memory does not grow with the number of inputs.
     """
     # Output names over every input, so processes sharing the folder never collide; then
     # this process's share (jaxdeconv.shards: positions shard_index, + num_shards, ...).
@@ -600,13 +617,14 @@ def process(
             continue
         if resume and outputs_complete(output_dir, name):
             progress.line(f"{name}: outputs made by another run (input, config or seed): redone")
+        # Only the header is read here (shape for grouping); pixels are decoded batch by batch.
         try:
-            blurry, notes = image_io.read_image_with_notes(path)
+            shape = image_io.probe_shape(path)
         except image_io.ImageReadError as e:
             run.set(path, _failure(name, path, str(e), kernel_size=k))
             progress.advance(1, f"FAILED {e}")
             continue
-        problem = kernel_size_problem(k, blurry.shape)
+        problem = kernel_size_problem(k, shape)
         blocked = foreign_files(output_dir, output_files(name), protected, own)
         if blocked:
             problem = (
@@ -617,32 +635,58 @@ def process(
             run.set(path, _failure(name, path, f"{path}: {problem}", kernel_size=k))
             progress.advance(1, f"FAILED {path}: {problem}")
             continue
-        lum = image_io.luminance(blurry)
-        if float(np.ptp(lum)) <= 1.0 / 255.0:
-            notes.append("the image is constant (no detail): its kernel is arbitrary")
-        for note in notes:
-            progress.line(f"warning: {path}: {note}")
-        region = _estimation_region(lum, cfg)
-        member = {"path": path, "blurry": blurry, "region": region, "cfg": cfg}
-        member.update(sha=sha, notes=notes, fingerprint=fingerprint)
+        member = {"path": path, "shape": shape, "cfg": cfg, "sha": sha, "fingerprint": fingerprint}
         # A batch holds same-shaped regions and one kernel size ('auto': by shape only), and
         # one network kernel size (pipeline.network_config: the size at the working scale).
-        net_k = pipeline.network_config(cfg, blurry.shape).kernel_size
-        groups.setdefault((region.shape, k, net_k), []).append(member)
+        net_k = pipeline.plan(shape, cfg).net_kernel_size
+        groups.setdefault((pipeline.region_shape(shape, cfg), k, net_k), []).append(member)
     progress.todo_images = sum(len(g) for g in groups.values())
     progress.todo_steps = sum(len(g) * g[0]["cfg"].num_steps for g in groups.values())
+    chunks = [g[i : i + size] for g in groups.values() for i in range(0, len(g), size)]
 
-    for members in groups.values():
-        for start in range(0, len(members), size):
-            chunk = members[start : start + size]
-            results = _train_isolated(chunk, output_dir, names, checkpoints, progress)
-            for member, result in zip(chunk, results, strict=True):
-                _finish(member, result, output_dir, names, run, progress)
-            ckpt = _checkpoint_dir(chunk, output_dir, names, checkpoints)
-            if ckpt and all(run.records[m["path"]]["status"] == "ok" for m in chunk):
-                _remove_checkpoint(ckpt)
+    def load(chunk):
+        return [m for m in (_load(m, names, run, progress) for m in chunk) if m is not None]
+
+    def train(chunk):
+        return _train_isolated(chunk, output_dir, names, checkpoints, progress) if chunk else []
+
+    def finish(chunk, results):
+        for member, result in zip(chunk, results, strict=True):
+            _finish(member, result, output_dir, names, run, progress)
+        ckpt = _checkpoint_dir(chunk, output_dir, names, checkpoints) if chunk else None
+        if ckpt and all(run.records[m["path"]]["status"] == "ok" for m in chunk):
+            _remove_checkpoint(ckpt)
+
+    # Decoding the next batch and finishing the previous one overlap with training.
+    overlap.run_overlapped(chunks, load, train, finish, overlap=overlapped)
     run.write(finished=True)
     return run.ordered()
+
+
+def _load(member: dict, names: dict, run: _Run, progress: Progress) -> dict | None:
+    """Decodes one member's image and its estimation region; ``None`` (failure recorded) when
+    the file cannot be decoded after all."""
+    path, cfg = member["path"], member["cfg"]
+    name, k = names[path], cfg.kernel_size
+    try:
+        blurry, notes = image_io.read_image_with_notes(path)
+        if blurry.shape[:2] != tuple(member["shape"]):
+            raise image_io.ImageReadError(
+                f"{path}: decoded as {blurry.shape[0]}x{blurry.shape[1]}, but its header says "
+                f"{member['shape'][0]}x{member['shape'][1]}"
+            )
+    except image_io.ImageReadError as e:
+        run.set(path, _failure(name, path, str(e), kernel_size=k))
+        progress.todo_images -= 1
+        progress.todo_steps -= cfg.num_steps
+        progress.advance(1, f"FAILED {e}")
+        return None
+    lum = image_io.luminance(blurry)
+    if float(np.ptp(lum)) <= 1.0 / 255.0:
+        notes.append("the image is constant (no detail): its kernel is arbitrary")
+    for note in notes:
+        progress.line(f"warning: {path}: {note}")
+    return {**member, "blurry": blurry, "region": _estimation_region(lum, cfg), "notes": notes}
 
 
 def _config_for(config: ml_collections.ConfigDict, k: int | str) -> ml_collections.ConfigDict:
@@ -824,7 +868,7 @@ def _network_stage(chunk, cfg, ckpt, report) -> list[api.DeblurResult]:
     """Trains the networks of one batch (``chunk``: same-shaped regions, one config)."""
     # The networks' kernel side at the working scale (pipeline.plan; the given size, or the
     # upper bound for 'auto', when the estimate runs at full resolution).
-    cfg = pipeline.network_config(cfg, chunk[0]["blurry"].shape)
+    cfg = pipeline.network_config(cfg, chunk[0]["shape"])
     if len(chunk) == 1:
         key = jax.random.key(cfg.seed)
         return [api.deblur(chunk[0]["region"], cfg, key=key, checkpoint_dir=ckpt, callback=report)]

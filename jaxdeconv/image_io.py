@@ -68,6 +68,33 @@ def read_image_with_notes(path: str) -> tuple[np.ndarray, list[str]]:
     return arr, notes
 
 
+def probe_shape(path: str) -> tuple[int, int]:
+    """``(H, W)`` of the image ``read_image`` would return, from the file's header only (no
+    decoding; EXIF orientation applied). Raises ``ImageReadError`` naming the file."""
+    if not os.path.exists(path):
+        raise ImageReadError(f"{path}: {missing_reason(path)}")
+    if os.path.isdir(path):
+        raise ImageReadError(f"{path}: is a folder, not an image")
+    try:
+        with Image.open(path) as img:
+            w, h = img.size
+            try:  # a PNG may keep its EXIF after the pixels: a truncated one fails to decode
+                orientation = img.getexif().get(_EXIF_ORIENTATION, 1)
+            except (OSError, SyntaxError, ValueError):
+                orientation = 1
+    except UnidentifiedImageError:
+        raise ImageReadError(f"{path}: not an image file (format not recognised)") from None
+    except (OSError, SyntaxError, ValueError) as e:
+        raise ImageReadError(f"{path}: cannot read the image header ({e})") from None
+    if h < 1 or w < 1:
+        raise ImageReadError(f"{path}: empty image")
+    # Orientations 5-8 are stored rotated by a quarter turn (ImageOps.exif_transpose).
+    return (w, h) if orientation in (5, 6, 7, 8) else (h, w)
+
+
+_EXIF_ORIENTATION = 0x0112
+
+
 def _scaled(data: np.ndarray, notes: list[str], kind: str) -> np.ndarray:
     """``data`` mapped to [0, 1] by the range it holds; refuses what cannot be mapped safely."""
     if not np.all(np.isfinite(data)):

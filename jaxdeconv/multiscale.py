@@ -41,13 +41,19 @@ def scaled_kernel_size(kernel_size: int, scale: float) -> int:
     return max(odd(kernel_size * scale), min(3, int(kernel_size)))
 
 
+def downscaled_shape(hw: tuple[int, int], scale: float) -> tuple[int, int]:
+    """``(h, w)`` of :func:`downscale`'s output for an input of ``hw``."""
+    if scale >= 1.0:
+        return int(hw[0]), int(hw[1])
+    return max(1, round(hw[0] * scale)), max(1, round(hw[1] * scale))
+
+
 def downscale(image: np.ndarray, scale: float) -> np.ndarray:
     """Anti-aliased (triangle filter) down-sampling of ``[H, W, C]`` by ``scale <= 1``."""
     img = np.asarray(image, np.float32)
     if scale >= 1.0:
         return img
-    h, w = img.shape[:2]
-    shape = (max(1, round(h * scale)), max(1, round(w * scale))) + img.shape[2:]
+    shape = downscaled_shape(img.shape[:2], scale) + img.shape[2:]
     out = jax.image.resize(jnp.asarray(img), shape, method="linear", antialias=True)
     return np.clip(np.asarray(out), 0.0, 1.0)
 

@@ -85,6 +85,18 @@ def estimation_region(
     return multiscale.downscale(window, p.scale), box
 
 
+def region_shape(shape: tuple[int, ...], config: ml_collections.ConfigDict) -> tuple[int, int]:
+    """``(h, w)`` of :func:`estimation_region` for an image of ``shape``, without the image
+    (so a folder can be grouped into batches before anything is decoded)."""
+    p = plan(shape, config)
+    h, w = shape[:2]
+    if p.window and p.window < max(h, w):
+        h, w = min(p.window, h), min(p.window, w)
+    if p.scale < 1.0:
+        h, w = multiscale.downscaled_shape((h, w), p.scale)
+    return h, w
+
+
 def _polish_args(config: ml_collections.ConfigDict, size: int | None = None) -> dict:
     """The polish's arguments; with ``size``, the L0 weight for a kernel of that side."""
     lam = config.polish.lam

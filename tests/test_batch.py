@@ -365,3 +365,35 @@ def test_progress_redraws_in_place_only_on_a_terminal():
             assert text.count("\n") == 1 and "\r\033[Kstep 2\r\033[K[" in text
         else:
             assert text.splitlines()[:2] == ["step 1", "step 2"]  # one line per update
+
+
+def test_decoding_is_bounded_and_overlapping_changes_no_output(cfg, tmp_path, monkeypatch):
+    """Files are decoded a batch ahead, not all up front: never more than three batches'
+    images held (training, read ahead, finishing); the outputs equal a run without overlap."""
+    paths = [_save(tmp_path / f"p{i}.png", _grey(i)) for i in range(6)]
+    held, peak = set(), [0]
+    read, finish = image_io.read_image_with_notes, batch._finish
+
+    def reading(path):
+        held.add(path)
+        peak[0] = max(peak[0], len(held))
+        return read(path)
+
+    def finishing(member, *args):
+        finish(member, *args)
+        held.discard(member["path"])
+
+    monkeypatch.setattr(image_io, "read_image_with_notes", reading)
+    monkeypatch.setattr(batch, "_finish", finishing)
+    outputs = {}
+    for overlapped in (True, False):
+        out = tmp_path / f"out_{overlapped}"
+        records = batch.process(
+            paths, cfg, str(out), batch_size=1, quiet=True, overlapped=overlapped
+        )
+        assert [r["status"] for r in records] == ["ok"] * 6
+        outputs[overlapped] = [np.load(out / f"p{i}_kernel.npy") for i in range(6)]
+        assert peak[0] <= (3 if overlapped else 1) and not held
+        peak[0] = 0
+    for a, b in zip(outputs[True], outputs[False], strict=True):
+        np.testing.assert_array_equal(a, b)

@@ -39,6 +39,21 @@ def test_exif_orientation_is_applied(tmp_path):
     exif[0x0112] = 6  # rotate 90 degrees clockwise for display
     Image.fromarray(img).save(tmp_path / "o.jpg", exif=exif, quality=100)
     assert image_io.read_image(str(tmp_path / "o.jpg")).shape == (4, 2, 1)
+    assert image_io.probe_shape(str(tmp_path / "o.jpg")) == (4, 2)  # header only, same answer
+
+
+def test_probe_reads_the_header_only(tmp_path):
+    Image.fromarray(np.zeros((30, 50, 3), np.uint8)).save(tmp_path / "a.png")
+    data = (tmp_path / "a.png").read_bytes()
+    (tmp_path / "cut.png").write_bytes(data[: len(data) // 2])  # pixels missing, header fine
+    assert image_io.probe_shape(str(tmp_path / "a.png")) == (30, 50)
+    assert image_io.probe_shape(str(tmp_path / "cut.png")) == (30, 50)
+    with pytest.raises(image_io.ImageReadError, match="cut.png: cannot decode"):
+        image_io.read_image(str(tmp_path / "cut.png"))
+    (tmp_path / "x.png").write_bytes(b"nonsense")
+    for name, why in (("x.png", "not an image"), ("none.png", "no such file")):
+        with pytest.raises(image_io.ImageReadError, match=f"{name}: {why}"):
+            image_io.probe_shape(str(tmp_path / name))
 
 
 def test_errors_name_the_file(tmp_path):

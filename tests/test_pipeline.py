@@ -118,3 +118,20 @@ def test_a_polish_that_collapses_to_a_delta_is_not_kept(monkeypatch):
     cfg.recover.delta_peak = 1.5
     kernel, facts = pipeline.kernel_from_network(result, lum, cfg, lum)
     assert np.max(kernel) == 1.0 and facts["polished"]
+
+
+def test_region_shape_is_known_before_decoding():
+    """``region_shape`` (used to group a folder from headers) equals the region's shape."""
+    for crop, k, max_kernel, shape in (
+        (0, 9, 0, (40, 57)),
+        (32, 9, 0, (40, 57)),
+        (32, 9, 0, (20, 57)),
+        (64, 9, 0, (40, 57)),
+        (32, 35, 15, (97, 130)),
+        (32, 35, 15, (40, 41)),
+    ):
+        cfg = config_lib.tiny()
+        cfg.crop_size, cfg.kernel_size, cfg.scale.max_kernel = crop, k, max_kernel
+        lum = np.random.default_rng(0).random(shape + (1,)).astype(np.float32)
+        region, _ = pipeline.estimation_region(lum, cfg)
+        assert pipeline.region_shape(shape, cfg) == region.shape[:2], (crop, k, shape)
