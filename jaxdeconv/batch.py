@@ -2,10 +2,12 @@
 
 Every image is handled on its own terms: a file that cannot be read, an image smaller than
 its kernel or a bad kernel size is reported in one line naming the file, and the others go
-on. Images are grouped by (estimation shape, kernel size); on an accelerator a group is trained
-``batch_size`` images at a time with ``jax.vmap``, on a CPU one after another (measured
-faster there); each image always gets the key ``jax.random.key(seed)``, so its result does
-not depend on which batch it ran in.
+on. Images are grouped by (estimation shape, kernel size) from their headers; a group is
+trained ``batch_size`` images at a time with ``jax.vmap``, sharded over the local devices (on
+a CPU: one image per device, the command splitting the host into one device per core, see
+``runtime.split_host_cpu``; vmapped batches on one CPU device measured slower); each image
+always gets the key ``jax.random.key(seed)``. Pixels are decoded one batch ahead and the
+previous batch is finished while a batch trains (``jaxdeconv.overlap``).
 
 What is the user's stays the user's:
 * Outputs are written atomically, and only over files this tool wrote: every image's record
@@ -587,8 +589,8 @@ def process(
         )
     progress = Progress(len(paths), quiet)
     progress.line(
-        f"JAX backend: {jax.default_backend()} ({jax.devices()[0].device_kind}); "
-        f"{len(paths)} image(s)"
+        f"JAX backend: {jax.default_backend()} ({jax.devices()[0].device_kind}, "
+        f"{jax.local_device_count()} local device(s)); {len(paths)} image(s)"
     )
     manifest = manifest or {}
     unmatched = unmatched_manifest_rows(manifest, all_paths)

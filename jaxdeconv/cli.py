@@ -63,7 +63,8 @@ _SEED = flags.DEFINE_integer("seed", None, "Random seed (default: the preset's).
 _BATCH_SIZE = flags.DEFINE_integer(
     "batch_size",
     None,
-    "Images trained together with vmap, at least 1 (default: 8 on GPU/TPU, 1 on CPU).",
+    "Images trained together with vmap, at least 1 (default: 8 on GPU/TPU; on a CPU the "
+    "number of CPU devices, one per core: see JAXDECONV_CPU_DEVICES in the README).",
 )
 _RESUME = flags.DEFINE_bool(
     "resume",
@@ -111,7 +112,11 @@ def _shard() -> shards.Shard:
             "process_id": _PROCESS_ID.value,
         }
         shards.initialize_distributed(**{k: v for k, v in given.items() if v is not None})
-    return shards.resolve(_NUM_SHARDS.value, _SHARD_INDEX.value)
+        return shards.resolve(_NUM_SHARDS.value, _SHARD_INDEX.value)
+    # Without a cluster runtime there is one JAX process: no need to start JAX to know it
+    # (JAX's backends must not start before runtime.split_host_cpu).
+    count = 1 if _NUM_SHARDS.value is None else _NUM_SHARDS.value
+    return shards.resolve(count, 0 if _SHARD_INDEX.value is None else _SHARD_INDEX.value)
 
 
 def load_config(spec: str, overrides: list[str]):
@@ -171,6 +176,8 @@ def main(argv):
     try:
         shard = _shard()  # jax.distributed.initialize must come before any JAX work
         cfg, kernel_size, manifest, paths, earlier = _prepare()
+        # Before JAX starts: one CPU device per core for this process's images (runtime).
+        runtime.split_host_cpu(len(shards.select(paths, shard)))
     except (ValueError, OSError) as e:
         print(f"jaxdeconv: {e}", file=sys.stderr)
         return 2

@@ -16,8 +16,9 @@ EXE = shutil.which("jaxdeconv") or os.path.join(os.path.dirname(sys.executable),
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
-def _cmd(*args):
-    return subprocess.run([EXE, *args], capture_output=True, text=True, timeout=300)
+def _cmd(*args, env=None):
+    env = None if env is None else {**os.environ, **env}
+    return subprocess.run([EXE, *args], capture_output=True, text=True, timeout=300, env=env)
 
 
 def test_help_explains_every_flag():
@@ -42,7 +43,10 @@ def test_folder_run_reports_failures_and_exits_non_zero(tmp_path):
     src = tmp_path / "photos"
     src.mkdir()
     ex = synthetic.make_example(24, 24, 5, seed=0)
-    Image.fromarray(np.round(ex.blurry[..., 0] * 255).astype(np.uint8)).save(src / "good.png")
+    for name in ("good", "good2"):
+        Image.fromarray(np.round(ex.blurry[..., 0] * 255).astype(np.uint8)).save(
+            src / f"{name}.png"
+        )
     (src / "bad.jpg").write_bytes(b"garbage")
     out = tmp_path / "out"
     r = _cmd(
@@ -52,15 +56,18 @@ def test_folder_run_reports_failures_and_exits_non_zero(tmp_path):
         "--config=tiny",
         "--set=num_steps=6",
         "--set=log_every=3",
+        env={"JAXDECONV_CPU_DEVICES": "2", "XLA_FLAGS": ""},
     )
     assert r.returncode == 1, r.stderr
-    assert "1 deblurred, 0 skipped, 1 failed" in r.stdout
+    assert "2 deblurred, 0 skipped, 1 failed" in r.stdout
     assert "bad.jpg: not an image file" in r.stderr
-    assert "JAX backend" in r.stderr  # progress names the device
-    assert "good: step 6/6" in r.stderr and "ETA" in r.stderr  # per-batch and overall
+    # Progress names the backend; the host was split before JAX started (runtime), and the
+    # two images trained side by side, one per CPU device.
+    assert "JAX backend: cpu (cpu, 2 local device(s))" in r.stderr
+    assert "good, good2: step 6/6" in r.stderr and "ETA" in r.stderr  # per-batch and overall
     assert os.path.isfile(out / "good_deblurred.png")
     summary = json.load(open(out / "summary.json"))
-    assert [i["status"] for i in summary["images"]] == ["failed", "ok"]
+    assert [i["status"] for i in summary["images"]] == ["failed", "ok", "ok"]
 
 
 def test_missing_input_and_bad_config():
