@@ -97,6 +97,16 @@ def _checkpoint_manager(directory: str, every: int):
     return ocp.CheckpointManager(os.path.abspath(directory), options=options)
 
 
+def _snapshot_array(fns, state, num_steps: int, every: int, taken: dict | None = None):
+    """The snapshots as one array ``[num_steps // every, ...]`` for a checkpoint (NaN where
+    none was taken yet)."""
+    shape = jax.eval_shape(fns.snapshot, state)
+    out = np.full((num_steps // every, *shape.shape), np.nan, np.float32)
+    for step, snap in (taken or {}).items():
+        out[step // every - 1] = snap
+    return out
+
+
 def _typed_keys(keys) -> jax.Array:
     """Typed keys (``jax.random.key``); raw ``uint32 [..., 2]`` keys (``PRNGKey``) are wrapped."""
     keys = jnp.asarray(keys)
@@ -161,6 +171,8 @@ def _run(
     }
     if "loss" not in history:
         raise ValueError(f"the train step must return a 'loss' metric, got {sorted(history)}")
+    snapshot_every = int(config.snapshot_every)
+    snapshots: dict[int, np.ndarray] = {}
     manager = None
     first = 0
     if checkpoint_dir and config.checkpoint_every > 0:
@@ -170,16 +182,20 @@ def _run(
         latest = manager.latest_step()
         if latest is not None:
             target = {"state": state, "history": history}
+            if snapshot_every:
+                target["snapshots"] = _snapshot_array(fns, state, num_steps, snapshot_every)
             restored = manager.restore(latest, args=ocp.args.StandardRestore(target))
             state = restored["state"]
             history = {k: np.asarray(v) for k, v in restored["history"].items()}
+            if snapshot_every:  # the curve keeps the points taken before the stop
+                for i, snap in enumerate(np.asarray(restored["snapshots"])):
+                    if (i + 1) * snapshot_every <= latest:
+                        snapshots[(i + 1) * snapshot_every] = snap
             if batched:
                 state = fns.place(state)
             first = int(latest)
             logging.info("resumed from the checkpoint at step %d in %s", first, checkpoint_dir)
 
-    snapshot_every = int(config.snapshot_every)
-    snapshots: dict[int, np.ndarray] = {}
     pending: list[dict] = []
     log_every = max(1, int(config.log_every))
     try:
@@ -210,6 +226,10 @@ def _run(
                     "state": jax.device_get(state),
                     "history": {k: v.copy() for k, v in history.items()},
                 }
+                if snapshot_every:
+                    saved["snapshots"] = _snapshot_array(
+                        fns, state, num_steps, snapshot_every, jax.device_get(snapshots)
+                    )
                 manager.save(done, args=ocp.args.StandardSave(saved))
             last = {
                 k: float(np.mean(v[:num_real] if batched else v)) for k, v in pulled[-1].items()

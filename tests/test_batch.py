@@ -43,6 +43,7 @@ def test_batch_result_equals_single_run(cfg):
 
 def test_checkpoint_resume_reproduces_uninterrupted_run(cfg, tmp_path):
     blurry = synthetic.make_example(24, 24, 5, seed=0).blurry
+    cfg.snapshot_every = 2
     full = jaxdeconv.deblur(blurry, cfg)
     cfg.checkpoint_every = 4
     # An interrupted run: train 4 of 8 steps, checkpointing at step 4.
@@ -63,6 +64,10 @@ def test_checkpoint_resume_reproduces_uninterrupted_run(cfg, tmp_path):
     resumed = jaxdeconv.deblur(blurry, cfg, checkpoint_dir=ckpt)
     np.testing.assert_allclose(resumed.kernel, full.kernel, rtol=1e-5, atol=1e-7)
     np.testing.assert_allclose(resumed.loss_history, full.loss_history, rtol=1e-5)
+    # The snapshot curve survives the stop: the points before it come from the checkpoint.
+    assert sorted(resumed.snapshots) == sorted(full.snapshots) == [2, 4, 6, 8]
+    for step in (2, 4, 6, 8):
+        np.testing.assert_allclose(resumed.snapshots[step], full.snapshots[step], atol=1e-6)
 
 
 def test_folder_with_good_colour_and_broken_files(cfg, tmp_path):
