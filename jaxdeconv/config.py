@@ -34,6 +34,9 @@ def default_config() -> ml_collections.ConfigDict:
     # (per pixel, as in SelfDeblur's code; kept here so the other presets are unchanged). With
     # 'mean', mu weighs H*W times more against the data; docs/fidelity.md has the measurement.
     c.data_term = "mean"
+    # From this step on the data term is 1 - SSIM of the re-blurred image (SelfDeblur's released
+    # Levin script: 1000); 0: never.
+    c.ssim_after = 0
     c.num_draws = 1  # Monte-Carlo draws per loss evaluation
     c.randomize = "image"  # which net the draws sample: 'image' (paper), 'kernel' or 'both'
     c.mu = 1e-4  # weight of ||k||^2
@@ -407,6 +410,7 @@ def check_values(cfg: ml_collections.ConfigDict) -> None:
         ("checkpoint_every", 0),
         ("snapshot_every", 0),
         ("crop_size", 0),
+        ("ssim_after", 0),
     ]:
         value = get(field)
         if isinstance(value, int) and value < least:

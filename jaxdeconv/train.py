@@ -59,6 +59,7 @@ class Model(NamedTuple):
     zk_shape: tuple
     input_scale_x: float
     input_scale_k: float
+    ssim_after: int = 0  # from this step on the data term is 1 - SSIM (0: never)
 
 
 def initial_noise_std(config: ml_collections.ConfigDict) -> float:
@@ -146,6 +147,7 @@ def build_model(config: ml_collections.ConfigDict, blurry_shape: tuple) -> Model
         zk_shape=networks.kernel_input_shape(kernel_net, k, config.kernel_net.input_channels),
         input_scale_x=config.image_net.input_scale,
         input_scale_k=config.kernel_net.input_scale,
+        ssim_after=int(config.get("ssim_after", 0)),
     )
 
 
@@ -186,8 +188,17 @@ def _loss_fn(model: Model, params_x, params_k, state: TrainState, y, key, noise_
         randomize=model.randomize,
         kernel_dropout_rate=rate_k,
         data_term=model.data_term,
+        ssim_weight=ssim_weight(model, state.step),
     )
     return terms.total, terms
+
+
+def ssim_weight(model: Model, step: jax.Array) -> jax.Array | float:
+    """Weight of ``1 - SSIM`` in the data term at ``step``: 1 from ``model.ssim_after`` on
+    (SelfDeblur's switch), else 0; a plain 0 when the switch is off (SSIM never computed)."""
+    if not model.ssim_after:
+        return 0.0
+    return (step >= model.ssim_after).astype(jnp.float32)
 
 
 def half_step_keys(step_key: jax.Array, shared_draw: bool) -> tuple[jax.Array, jax.Array]:

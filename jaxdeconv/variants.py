@@ -129,9 +129,10 @@ def _selfdeblur(c):
     both nets updated together by Adam (lr 1e-2 for Gx, 1e-4 for Gk) for 5000 steps, both
     rates halved at steps 2000, 3000 and 4000; fresh Gaussian noise of std 0.001 on zx at
     every step; no dropout. Its MSE data term is a per-pixel mean, without the mu ||k||^2
-    term. Not reproduced: the script's switch to a 1 - SSIM loss after step 1000 (our loss
-    has no SSIM term), and the TV term of SelfDeblur's paper, whose weight the released
-    script does not give (its TVLoss.py is unused there); set ``tv_weight`` to add one."""
+    term, and becomes 1 - SSIM from step 1000 on (``ssim_after``; its SSIM pads windows with
+    zeros at the border, ours uses whole windows only). Not reproduced: the TV term of
+    SelfDeblur's paper, whose weight the released script does not give (its TVLoss.py is
+    unused there); set ``tv_weight`` to add one."""
     _ren_fc(c)
     c.image_net.channels = (128,) * 5
     c.image_net.skip_channels = (16,) * 5
@@ -142,6 +143,7 @@ def _selfdeblur(c):
     c.randomize = "image"
     c.mu = 0.0
     c.data_term = "mean"
+    c.ssim_after = 1000
     c.tv_weight = 0.0
     c.optim.lr_x, c.optim.lr_k = 1e-2, 1e-4
     c.optim.decay_boundaries, c.optim.decay_factor = (0.4, 0.6, 0.8), 0.5

@@ -163,3 +163,29 @@ def test_sampled_kernel_net_uses_its_own_dropout_rate():
     np.testing.assert_allclose(float(no_drop.total), float(det.total), rtol=1e-5)
     dropped = loss.mc_loss(px, pk, y, zx, zk, key, kernel_dropout_rate=0.5, **kwargs)
     assert float(dropped.total) != float(no_drop.total)
+
+
+def test_ssim_is_one_for_equal_images_and_falls_with_noise():
+    x = jax.random.uniform(jax.random.key(0), (24, 24, 1))
+    noise = jax.random.normal(jax.random.key(1), x.shape)
+    assert float(loss.ssim(x, x)) == pytest.approx(1.0, abs=1e-5)
+    values = [float(loss.ssim(x, x + s * noise)) for s in (0.01, 0.05, 0.2)]
+    assert 1.0 > values[0] > values[1] > values[2] > -1.0
+    g = jax.grad(lambda a: loss.ssim(a, x + 0.05 * noise))(x)
+    assert bool(jnp.all(jnp.isfinite(g))) and float(jnp.abs(g).max()) > 0
+
+
+def test_ssim_weight_switches_the_data_term():
+    """w = 0: squares only (SSIM not computed); w = 1: 1 - SSIM of the re-blurred draws;
+    in between a blend (SelfDeblur switches from the first to the second at step 1000)."""
+    images = jax.random.uniform(jax.random.key(2), (2, 20, 20, 1))
+    kernel = jnp.full((5, 5), 1 / 25)
+    y = blur.valid_correlate(images[0], kernel) + 0.02
+    kw = dict(mu=0.0, blur_method="direct")
+    mse = loss.loss_from_images(images, kernel, y, **kw).data
+    dis = 1.0 - np.mean([loss.ssim(blur.valid_correlate(x, kernel, "direct"), y) for x in images])
+    one = loss.loss_from_images(images, kernel, y, ssim_weight=jnp.float32(1.0), **kw).data
+    half = loss.loss_from_images(images, kernel, y, ssim_weight=0.5, **kw).data
+    np.testing.assert_allclose(float(one), dis, rtol=1e-5)
+    np.testing.assert_allclose(float(half), 0.5 * float(mse) + 0.5 * dis, rtol=1e-5)
+    assert abs(float(one) - float(mse)) > 1e-3  # the two terms differ here

@@ -209,3 +209,19 @@ def test_kernel_dropout_schedule_and_data_term_are_wired(tiny_config):
     tiny_config.data_term = "median"
     with pytest.raises(ValueError, match="data_term"):
         train.build_model(tiny_config, (24, 24, 1))
+
+
+def test_ssim_switch_changes_the_loss_at_its_step(tiny_config):
+    """``ssim_after``: the step's data term is the squared error before it, 1 - SSIM after."""
+    y = _problem(tiny_config)
+    plain = train.build_model(tiny_config, tuple(y.shape))
+    switched = plain._replace(ssim_after=2)
+    assert train.ssim_weight(plain, jnp.int32(5)) == 0.0
+    assert [float(train.ssim_weight(switched, jnp.int32(s))) for s in (0, 1, 2, 3)] == [0, 0, 1, 1]
+    state = train.init_state(plain, jax.random.key(0))
+    key = jax.random.key(1)
+    for s in (0, 1, 2):
+        at = state.replace(step=jnp.int32(s))
+        a = train.train_step(plain, at, y, key)[1]["data"]
+        b = train.train_step(switched, at, y, key)[1]["data"]
+        assert (float(a) == float(b)) == (s < 2)

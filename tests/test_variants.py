@@ -143,3 +143,4 @@ def test_selfdeblur_is_not_the_paper_with_an_fc_kernel_net():
     assert _sources(sd) == pytest.approx((0.0, 0.001))
     bounds = train.schedules.fraction_boundaries(sd.optim.decay_boundaries, sd.num_steps)
     assert bounds == (2000, 3000, 4000)
+    assert sd.ssim_after == 1000 and config.paper().ssim_after == 0  # MSE, then 1 - SSIM
