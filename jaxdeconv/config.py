@@ -48,6 +48,11 @@ def default_config() -> ml_collections.ConfigDict:
     # Estimate the kernel on the most textured crop_size x crop_size window (0: whole image);
     # the two-stage result still covers the whole image. Cost per step grows with the area.
     c.crop_size = 0
+    # How that window is chosen (crops.most_textured_crop): 'gradient' (most total gradient, the
+    # paper's advice) or 'structure' (strong edges in every direction after smoothing by
+    # crop_sigma pixels of the working scale; avoids fences and foliage).
+    c.crop_select = "gradient"
+    c.crop_sigma = 1.5
     # Refit the network's kernel by non-negative least squares on image gradients
     # (jaxdeconv.refine); used by the two-stage result, not by the network's own image.
     c.refine = ml_collections.ConfigDict()

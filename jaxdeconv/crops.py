@@ -9,31 +9,66 @@ image. Cost per training step grows with the crop's area.
 from __future__ import annotations
 
 import numpy as np
+import scipy.ndimage
+
+SELECTIONS = ("gradient", "structure")
 
 
-def most_textured_crop(image: np.ndarray, size: int, stride: int = 8) -> tuple[int, int, int, int]:
-    """``(top, left, height, width)`` of the ``size x size`` window with the most gradient.
+def _window_sums(maps, size: int, shape: tuple[int, int], stride: int):
+    """Sums of each ``[H, W]`` map over every candidate ``size`` window; and the candidates."""
+    h, w = shape
+    ch, cw = min(size, h), min(size, w)
+    tops = sorted(set(range(0, h - ch + 1, stride)) | {h - ch})
+    lefts = sorted(set(range(0, w - cw + 1, stride)) | {w - cw})
+    t = np.asarray(tops)[:, None]
+    l = np.asarray(lefts)[None, :]  # noqa: E741
+    sums = []
+    for m in maps:
+        a = np.pad(m.cumsum(0).cumsum(1), ((1, 0), (1, 0)))
+        sums.append(a[t + ch, l + cw] - a[t, l + cw] - a[t + ch, l] + a[t, l])
+    return sums, tops, lefts, ch, cw
+
+
+def most_textured_crop(
+    image: np.ndarray,
+    size: int,
+    stride: int = 8,
+    *,
+    select: str = "gradient",
+    sigma: float = 1.5,
+) -> tuple[int, int, int, int]:
+    """``(top, left, height, width)`` of the best ``size x size`` window.
 
     Args:
       image: ``[H, W, C]`` or ``[H, W]``.
       size: side of the window; clipped to the image's sides.
       stride: step between candidate windows (the last row/column is always a candidate).
+      select: ``'gradient'``: the most total gradient magnitude (the paper's "most textured");
+        ``'structure'``: the largest smaller eigenvalue of the window's structure tensor (the
+        summed outer products of the gradients) of the image smoothed by a Gaussian of
+        ``sigma`` pixels, i.e. strong edges in every direction: a window of parallel bars (a
+        fence) or of fine texture the smoothing flattens (foliage) scores low.
     """
+    if select not in SELECTIONS:
+        raise ValueError(f"select must be one of {SELECTIONS}, got {select!r}")
     img = np.asarray(image, np.float64)
     if img.ndim == 3:
         img = img.mean(axis=-1)
-    h, w = img.shape
-    ch, cw = min(size, h), min(size, w)
-    grad = np.zeros_like(img)
-    grad[:, :-1] += np.abs(np.diff(img, axis=1))
-    grad[:-1, :] += np.abs(np.diff(img, axis=0))
-    integral = np.pad(grad.cumsum(0).cumsum(1), ((1, 0), (1, 0)))
-    tops = sorted(set(range(0, h - ch + 1, stride)) | {h - ch})
-    lefts = sorted(set(range(0, w - cw + 1, stride)) | {w - cw})
-    t = np.asarray(tops)[:, None]
-    l = np.asarray(lefts)[None, :]  # noqa: E741
-    sums = integral[t + ch, l + cw] - integral[t, l + cw] - integral[t + ch, l] + integral[t, l]
-    i, j = np.unravel_index(int(np.argmax(sums)), sums.shape)
+    if select == "structure":
+        img = scipy.ndimage.gaussian_filter(img, sigma)
+    gx, gy = np.zeros_like(img), np.zeros_like(img)
+    gx[:, :-1] = np.diff(img, axis=1)
+    gy[:-1, :] = np.diff(img, axis=0)
+    if select == "gradient":
+        (score,), tops, lefts, ch, cw = _window_sums(
+            [np.abs(gx) + np.abs(gy)], size, img.shape, stride
+        )
+    else:
+        (a, b, c), tops, lefts, ch, cw = _window_sums(
+            [gx * gx, gy * gy, gx * gy], size, img.shape, stride
+        )
+        score = (a + b) / 2 - np.sqrt(((a - b) / 2) ** 2 + c**2)
+    i, j = np.unravel_index(int(np.argmax(score)), score.shape)
     return int(tops[i]), int(lefts[j]), ch, cw
 
 
@@ -42,11 +77,14 @@ def crop(image: np.ndarray, box: tuple[int, int, int, int]) -> np.ndarray:
     return image[top : top + h, left : left + w]
 
 
-def textured_window(image: np.ndarray, size: int) -> tuple[np.ndarray, tuple[int, int, int, int]]:
+def textured_window(
+    image: np.ndarray, size: int, **select
+) -> tuple[np.ndarray, tuple[int, int, int, int]]:
     """The most textured ``size x size`` window of ``image`` and its box, or the whole image
-    (box ``(0, 0, H, W)``) when ``size`` is 0 or not smaller than the image's longer side."""
+    (box ``(0, 0, H, W)``) when ``size`` is 0 or not smaller than the image's longer side.
+    ``select``: :func:`most_textured_crop`'s ``select`` and ``sigma``."""
     h, w = image.shape[:2]
     box = (0, 0, h, w)
     if size and size < max(h, w):
-        box = most_textured_crop(image, size)
+        box = most_textured_crop(image, size, **select)
     return crop(image, box), box

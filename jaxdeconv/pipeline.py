@@ -81,7 +81,11 @@ def estimation_region(
     the most textured ``crop_size / s`` window (everything when ``crop_size`` is 0 or the
     image is smaller), down-sampled by the working scale ``s`` (:func:`plan`)."""
     p = plan(luminance.shape, config)
-    window, box = crops.textured_window(luminance, p.window)
+    # 'structure' smooths by crop_sigma pixels of the working scale.
+    select = {"select": config.get("crop_select", "gradient")}
+    if select["select"] == "structure":
+        select["sigma"] = float(config.get("crop_sigma", 1.5)) / p.scale
+    window, box = crops.textured_window(luminance, p.window, **select)
     return multiscale.downscale(window, p.scale), box
 
 

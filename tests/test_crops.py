@@ -1,4 +1,5 @@
 import numpy as np
+import pytest
 
 from jaxdeconv import crops
 
@@ -26,3 +27,17 @@ def test_textured_window_keeps_the_whole_image_when_size_is_off_or_too_large():
         np.testing.assert_array_equal(window, img)
     window, box = crops.textured_window(img, 16)
     assert window.shape == (16, 16, 1) and box == crops.most_textured_crop(img, 16)
+
+
+def test_structure_selection_prefers_edges_in_every_direction_to_a_fence():
+    """Parallel bars carry the most gradient but tell nothing about the blur along them; the
+    'structure' score (smaller eigenvalue of the structure tensor) picks the window with edges
+    in both directions, which 'gradient' passes over."""
+    img = np.full((64, 160), 0.5)
+    img[:, :64] = 0.5 + 0.4 * (np.arange(64) % 4 < 2)  # a fence: vertical bars 2 px wide
+    img[16:48, 112:144] = 0.9  # one bright square on the right: edges both ways
+    assert crops.most_textured_crop(img, 48, stride=4)[1] < 32  # the fence
+    top, left, h, w = crops.most_textured_crop(img, 48, stride=4, select="structure", sigma=1.0)
+    assert left <= 112 and left + w >= 144 and top <= 16 and top + h >= 48  # the square
+    with pytest.raises(ValueError, match="select"):
+        crops.most_textured_crop(img, 48, select="nonsense")
