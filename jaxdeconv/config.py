@@ -216,6 +216,10 @@ def fast() -> ml_collections.ConfigDict:
     c = default_config()
     c.num_steps = 2500
     c.crop_size = 128
+    # The window with strong edges in every direction rather than the most gradient: on six
+    # failing Lai photos (51-75 px blurs) +1.93 dB two-stage, one more success; on four Levin
+    # images +0.56 dB (docs/performance.md, 2026-11-26). Not yet re-run on all 32 Levin images.
+    c.crop_select = "structure"
     c.refine.enabled = True
     c.scheme = "joint"
     c.image_net.channels = (16, 32, 64, 64, 128)
