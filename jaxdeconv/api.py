@@ -97,11 +97,10 @@ def _checkpoint_manager(directory: str, every: int):
     return ocp.CheckpointManager(os.path.abspath(directory), options=options)
 
 
-def _snapshot_array(fns, state, num_steps: int, every: int, taken: dict | None = None):
-    """The snapshots as one array ``[num_steps // every, ...]`` for a checkpoint (NaN where
-    none was taken yet)."""
-    shape = jax.eval_shape(fns.snapshot, state)
-    out = np.full((num_steps // every, *shape.shape), np.nan, np.float32)
+def _snapshot_array(shape: tuple, num_steps: int, every: int, taken: dict | None = None):
+    """The snapshots (each of ``shape``) as one array ``[num_steps // every, *shape]`` for a
+    checkpoint (NaN where none was taken yet)."""
+    out = np.full((num_steps // every, *shape), np.nan, np.float32)
     for step, snap in (taken or {}).items():
         out[step // every - 1] = snap
     return out
@@ -173,6 +172,7 @@ def _run(
         raise ValueError(f"the train step must return a 'loss' metric, got {sorted(history)}")
     snapshot_every = int(config.snapshot_every)
     snapshots: dict[int, np.ndarray] = {}
+    snapshot_shape = jax.eval_shape(fns.snapshot, state).shape if snapshot_every else ()
     manager = None
     first = 0
     if checkpoint_dir and config.checkpoint_every > 0:
@@ -183,7 +183,7 @@ def _run(
         if latest is not None:
             target = {"state": state, "history": history}
             if snapshot_every:
-                target["snapshots"] = _snapshot_array(fns, state, num_steps, snapshot_every)
+                target["snapshots"] = _snapshot_array(snapshot_shape, num_steps, snapshot_every)
             restored = manager.restore(latest, args=ocp.args.StandardRestore(target))
             state = restored["state"]
             history = {k: np.asarray(v) for k, v in restored["history"].items()}
@@ -228,7 +228,7 @@ def _run(
                 }
                 if snapshot_every:
                     saved["snapshots"] = _snapshot_array(
-                        fns, state, num_steps, snapshot_every, jax.device_get(snapshots)
+                        snapshot_shape, num_steps, snapshot_every, jax.device_get(snapshots)
                     )
                 manager.save(done, args=ocp.args.StandardSave(saved))
             last = {

@@ -85,6 +85,15 @@ def textured_window(
     ``select``: :func:`most_textured_crop`'s ``select`` and ``sigma``."""
     h, w = image.shape[:2]
     box = (0, 0, h, w)
-    if size and size < max(h, w):
+    if window_shape((h, w), size) != (h, w):
         box = most_textured_crop(image, size, **select)
     return crop(image, box), box
+
+
+def window_shape(hw: tuple[int, int], size: int) -> tuple[int, int]:
+    """``(h, w)`` of :func:`textured_window`'s window on an image of ``hw``: the whole image
+    when ``size`` is 0 or not smaller than its longer side, else ``size`` clipped to each side."""
+    h, w = hw
+    if size and size < max(h, w):
+        return min(size, h), min(size, w)
+    return h, w

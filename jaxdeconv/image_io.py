@@ -44,13 +44,18 @@ def missing_reason(path: str) -> str:
     return "exists"
 
 
-def read_image_with_notes(path: str) -> tuple[np.ndarray, list[str]]:
-    """Like ``read_image``; also returns notes on what was done to the values (e.g. a float
-    file scaled from 0..255)."""
+def _require_file(path: str) -> None:
+    """Raises ``ImageReadError`` naming ``path`` when it is missing or a folder."""
     if not os.path.exists(path):
         raise ImageReadError(f"{path}: {missing_reason(path)}")
     if os.path.isdir(path):
         raise ImageReadError(f"{path}: is a folder, not an image")
+
+
+def read_image_with_notes(path: str) -> tuple[np.ndarray, list[str]]:
+    """Like ``read_image``; also returns notes on what was done to the values (e.g. a float
+    file scaled from 0..255)."""
+    _require_file(path)
     notes: list[str] = []
     try:
         with Image.open(path) as img:
@@ -71,10 +76,7 @@ def read_image_with_notes(path: str) -> tuple[np.ndarray, list[str]]:
 def probe_shape(path: str) -> tuple[int, int]:
     """``(H, W)`` of the image ``read_image`` would return, from the file's header only (no
     decoding; EXIF orientation applied). Raises ``ImageReadError`` naming the file."""
-    if not os.path.exists(path):
-        raise ImageReadError(f"{path}: {missing_reason(path)}")
-    if os.path.isdir(path):
-        raise ImageReadError(f"{path}: is a folder, not an image")
+    _require_file(path)
     try:
         with Image.open(path) as img:
             w, h = img.size

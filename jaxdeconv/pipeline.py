@@ -81,11 +81,13 @@ def estimation_region(
     the most textured ``crop_size / s`` window (everything when ``crop_size`` is 0 or the
     image is smaller), down-sampled by the working scale ``s`` (:func:`plan`)."""
     p = plan(luminance.shape, config)
-    # 'structure' smooths by crop_sigma pixels of the working scale.
-    select = {"select": config.get("crop_select", "gradient")}
-    if select["select"] == "structure":
-        select["sigma"] = float(config.get("crop_sigma", 1.5)) / p.scale
-    window, box = crops.textured_window(luminance, p.window, **select)
+    # 'structure' smooths by crop_sigma pixels of the working scale ('gradient' ignores it).
+    window, box = crops.textured_window(
+        luminance,
+        p.window,
+        select=config.get("crop_select", "gradient"),
+        sigma=float(config.get("crop_sigma", 1.5)) / p.scale,
+    )
     return multiscale.downscale(window, p.scale), box
 
 
@@ -93,12 +95,7 @@ def region_shape(shape: tuple[int, ...], config: ml_collections.ConfigDict) -> t
     """``(h, w)`` of :func:`estimation_region` for an image of ``shape``, without the image
     (so a folder can be grouped into batches before anything is decoded)."""
     p = plan(shape, config)
-    h, w = shape[:2]
-    if p.window and p.window < max(h, w):
-        h, w = min(p.window, h), min(p.window, w)
-    if p.scale < 1.0:
-        h, w = multiscale.downscaled_shape((h, w), p.scale)
-    return h, w
+    return multiscale.downscaled_shape(crops.window_shape(shape[:2], p.window), p.scale)
 
 
 def _polish_args(config: ml_collections.ConfigDict, size: int | None = None) -> dict:
