@@ -163,6 +163,10 @@ def _estimate_fields(c: ml_collections.ConfigDict) -> None:
     c.auto_size.mass = 0.99  # the support box holds this fraction of the cleaned mass
     c.auto_size.margin = 2  # taps added on each side of the support box
     c.auto_size.threshold = 0.02  # taps below this fraction of the largest are noise
+    # For a given size K: estimate a kernel of side odd(support_margin * K) (same working
+    # scale), then cut it back to K around its support (kernel_size.recentre) and polish once
+    # more. 1: estimate at K exactly (the paper).
+    c.support_margin = 1.0
     # Coarse-to-fine: the network estimates at scale s = min(1, max_kernel / K) on the most
     # textured (crop_size / s)-pixel window down-sampled by s, so its kernel has at most
     # max_kernel taps a side; the kernel is then polished up a pyramid (factor pyramid_factor
@@ -425,5 +429,8 @@ def check_values(cfg: ml_collections.ConfigDict) -> None:
         if isinstance(value, int) and value < least:
             what = "a positive integer" if least else "0 or more"
             problems.append(f"{field} must be {what}, got {value!r}")
+    margin = get("support_margin")
+    if isinstance(margin, (int, float)) and not margin >= 1.0:
+        problems.append(f"support_margin must be 1 or more, got {margin!r}")
     if problems:
         raise ValueError("; ".join(problems))

@@ -36,11 +36,13 @@ class Outputs:
 class Plan:
     """Where and at what scale the network estimates the kernel of an ``[H, W]`` image."""
 
-    kernel_size: int  # full-resolution side: the given size, or the upper bound when auto
+    kernel_size: int  # full-resolution side estimated: the given size (times the support
+    # margin), or the upper bound when auto
     auto: bool  # the size is to be found (kernel_size.trim) after the estimate
     scale: float  # the network's working scale (1: full resolution)
     net_kernel_size: int  # the network's kernel side at that scale
     window: int  # side of the full-resolution estimation window (0: the whole image)
+    size: int = 0  # side of the kernel returned (0 when auto: found after the estimate)
 
 
 def with_kernel_size(config: ml_collections.ConfigDict, kernel_size) -> ml_collections.ConfigDict:
@@ -63,7 +65,15 @@ def plan(shape: tuple[int, ...], config: ml_collections.ConfigDict) -> Plan:
     k = int(k)
     s = multiscale.working_scale(k, int(config.scale.max_kernel))
     window = int(round(config.crop_size / s)) if config.crop_size else 0
-    return Plan(k, auto, s, multiscale.scaled_kernel_size(k, s), window)
+    size = 0 if auto else k
+    margin = float(config.get("support_margin", 1.0))
+    if not auto and margin > 1.0:
+        # A larger support than the blur's, at the same working scale: the estimate may drift
+        # (the shift ambiguity of blind deconvolution) without being cut at the border.
+        limit = int(min(shape[:2]) / 2 - 1)
+        limit = limit if limit % 2 else limit - 1
+        k = max(k, min(multiscale.odd(k * margin), limit))
+    return Plan(k, auto, s, multiscale.scaled_kernel_size(k, s), window, size)
 
 
 def network_config(
@@ -198,13 +208,20 @@ def _keep_polished(image, kernel, polished, config) -> bool:
 
 
 def _auto_trim(kernel, p: Plan, config, image, facts) -> tuple[np.ndarray, dict]:
-    if not p.auto:
+    """The kernel at its returned size: as estimated for a given size without margin; cut
+    to its support (``kernel_size.trim``) when auto; re-centred on its support at the given
+    size after an estimate with ``support_margin``. A cut kernel is polished once more."""
+    if not p.auto and p.size == p.kernel_size:
         facts["kernel_size_used"] = int(kernel.shape[0])
         return np.asarray(kernel, np.float32), facts
     a = config.auto_size
-    cut, size = kernel_size.trim(
-        kernel, mass=a.mass, margin=a.margin, min_size=a.min_size, threshold=a.threshold
-    )
+    if p.auto:
+        cut, size = kernel_size.trim(
+            kernel, mass=a.mass, margin=a.margin, min_size=a.min_size, threshold=a.threshold
+        )
+    else:
+        size = p.size
+        cut = kernel_size.recentre(kernel, size, mass=a.mass, threshold=a.threshold)
     facts["kernel_size_bound"] = p.kernel_size
     if image is not None and size < p.kernel_size and min(image.shape[:2]) > 2 * size:
         args = _polish_args(config, size)

@@ -131,6 +131,10 @@ def test_overrides_accept_what_the_field_takes():
     assert cli.parse_kernel_size("31") == 31
     with pytest.raises(ValueError, match="num_steps must be a positive integer"):
         config_lib.check_values(config_lib.apply_overrides(config_lib.tiny(), ["num_steps=0"]))
+    with pytest.raises(ValueError, match="support_margin must be 1 or more"):
+        config_lib.check_values(
+            config_lib.apply_overrides(config_lib.tiny(), ["support_margin=0.5"])
+        )
 
 
 @pytest.mark.parametrize(

@@ -62,6 +62,27 @@ def test_plan_scales_large_kernels_down_and_sizes_the_window():
     assert auto.auto and auto.kernel_size == 15  # default bound: a quarter of the short side
 
 
+def test_support_margin_estimates_a_larger_kernel_and_returns_the_given_size():
+    cfg = _tiny(kernel_size=15, crop_size=32, support_margin=1.4, **{"scale.max_kernel": 5})
+    p = pipeline.plan((100, 120, 1), cfg)
+    # 21 taps estimated at the scale of the given 15 (so 7 at that scale), 15 returned.
+    assert (p.kernel_size, p.net_kernel_size, p.size, p.window) == (21, 7, 15, 96)
+    assert pipeline.plan((30, 30), cfg).kernel_size == 15  # never beyond half the image
+    ex = synthetic.make_example(48, 48, 5, noise=0.002, seed=1)
+    cfg = _tiny(kernel_size=5, support_margin=1.6)
+    out = pipeline.deblur_image(ex.blurry.astype(np.float32), cfg)
+    assert out.result.kernel.shape == (9, 9) and out.kernel.shape == (5, 5)
+    assert out.facts["kernel_size_used"] == 5 and out.facts["kernel_size_bound"] == 9
+    np.testing.assert_allclose(out.kernel.sum(), 1.0, atol=1e-5)
+
+
+def test_a_kernel_cut_from_a_margin_is_centred_on_its_support():
+    big = np.zeros((9, 9), np.float32)
+    big[1, 2:5] = 1.0 / 3  # a 3-tap blur near the top-left corner of a 9x9 support
+    cut = pipeline.kernel_size.recentre(big, 5)
+    assert cut.shape == (5, 5) and cut[2, 1:4].sum() == np.float32(1.0)
+
+
 def test_coarse_estimate_gives_a_full_size_kernel_and_full_size_network_image():
     ex = synthetic.make_example(48, 48, 9, noise=0.002, seed=1)
     cfg = _tiny(kernel_size=9, **{"scale.max_kernel": 5})
