@@ -1,3 +1,5 @@
+import functools
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -167,14 +169,19 @@ def test_alternating_step_uses_one_draw_for_both_half_steps(tiny_config, shared)
             data_term=model.data_term,
         ).total
 
+    total = jax.jit(total)
+
     # Kernel half-step: one Adam step on the loss with key_k. (Adam's first step is about
     # lr * sign(g), so rounding-level gradients may differ by up to ~lr; a wrong key moves
     # most entries.)
-    def kernel_step(k):
+    @jax.jit  # jitted like the step itself (eager, this test took over a minute)
+    def kernel_params(k):
         g_k = jax.grad(total, argnums=1)(state.params_x, state.params_k, k)
         upd_k, _ = model.tx_k.update(g_k, state.opt_k, state.params_k)
-        new = jax.tree_util.tree_map(lambda p, u: p + u, state.params_k, upd_k)
-        return np.concatenate([np.ravel(v) for v in jax.tree_util.tree_leaves(new)])
+        return jax.tree_util.tree_map(lambda p, u: p + u, state.params_k, upd_k)
+
+    def kernel_step(k):
+        return np.concatenate([np.ravel(v) for v in jax.tree_util.tree_leaves(kernel_params(k))])
 
     got = np.concatenate([np.ravel(v) for v in jax.tree_util.tree_leaves(new_state.params_k)])
     assert np.mean(np.abs(got - kernel_step(key_k)) > 1e-5) < 0.01
@@ -220,8 +227,11 @@ def test_ssim_switch_changes_the_loss_at_its_step(tiny_config):
     assert [float(train.ssim_weight(switched, jnp.int32(s))) for s in (0, 1, 2, 3)] == [0, 0, 1, 1]
     state = train.init_state(plain, jax.random.key(0))
     key = jax.random.key(1)
+    # Jitted without donation (the same state is reused); eager steps took over a minute.
+    step_plain = jax.jit(functools.partial(train.train_step, plain))
+    step_switched = jax.jit(functools.partial(train.train_step, switched))
     for s in (0, 1, 2):
         at = state.replace(step=jnp.int32(s))
-        a = train.train_step(plain, at, y, key)[1]["data"]
-        b = train.train_step(switched, at, y, key)[1]["data"]
+        a = step_plain(at, y, key)[1]["data"]
+        b = step_switched(at, y, key)[1]["data"]
         assert (float(a) == float(b)) == (s < 2)
