@@ -186,6 +186,9 @@ def _estimate_fields(c: ml_collections.ConfigDict) -> None:
     c.recover.attempts = 0
     c.recover.delta_peak = 0.5
     c.recover.border_mass = 0.2
+    # Other window rules (crop_select values) whose window also gets a network run on every
+    # image (not only a flagged one); the same ranking picks the kernel. () : none.
+    c.recover.windows = ()
 
 
 def paper() -> ml_collections.ConfigDict:
@@ -429,6 +432,14 @@ def check_values(cfg: ml_collections.ConfigDict) -> None:
         if isinstance(value, int) and value < least:
             what = "a positive integer" if least else "0 or more"
             problems.append(f"{field} must be {what}, got {value!r}")
+    windows = get("recover.windows") or ()
+    if isinstance(windows, str) or any(w not in ("gradient", "structure") for w in windows):
+        problems.append(
+            f"recover.windows must be a tuple of 'gradient' or 'structure', got {windows!r}"
+        )
+    select = get("crop_select")
+    if select is not None and select not in ("gradient", "structure"):
+        problems.append(f"crop_select must be 'gradient' or 'structure', got {select!r}")
     margin = get("support_margin")
     if isinstance(margin, (int, float)) and not margin >= 1.0:
         problems.append(f"support_margin must be 1 or more, got {margin!r}")

@@ -13,7 +13,7 @@ import dataclasses
 import os
 import platform
 import time
-from typing import Any
+from typing import Any, NamedTuple
 
 import jax
 import ml_collections
@@ -287,6 +287,67 @@ def robust_kernel(
     return kernel, facts
 
 
+class Choice(NamedTuple):
+    """The kept estimate: final kernel, how it was found, the network run it came from and
+    that run's window box ``(top, left, h, w)`` in the full-resolution image."""
+
+    kernel: np.ndarray
+    facts: dict
+    result: api.DeblurResult
+    box: tuple[int, int, int, int]
+
+
+def _with_window(config: ml_collections.ConfigDict, select: str) -> ml_collections.ConfigDict:
+    d = config.to_dict()
+    d["crop_select"] = select
+    return ml_collections.ConfigDict(d)
+
+
+def choose_estimate(
+    result: api.DeblurResult,
+    region: np.ndarray,
+    config: ml_collections.ConfigDict,
+    luminance: np.ndarray,
+    *,
+    key: jax.Array | None = None,
+) -> Choice:
+    """:func:`robust_kernel` on the network run ``result`` (trained on ``region``, the
+    window ``config.crop_select`` picks in ``luminance [H, W, 1]``) and, for each other
+    window rule in ``config.recover.windows``, on a network run trained on that rule's window
+    (same key; skipped where it picks the same window). Unflagged kernels first, then the
+    lowest data residual of the final non-blind step on the polish window decides."""
+    _, box = estimation_region(luminance, config)
+    kernel, facts = robust_kernel(result, region, config, luminance, key=key)
+    facts["window"] = str(config.get("crop_select", "gradient"))
+    best = Choice(kernel, facts, result, box)
+    others = [w for w in config.recover.get("windows", ()) if w != facts["window"]]
+    if not others or not config.crop_size:
+        return best
+    p = plan(luminance.shape, config)
+    side = max(int(config.polish.crop_size), int(config.polish.kernel_factor) * p.kernel_size)
+    image, _ = crops.textured_window(luminance, side)
+
+    def rank(choice: Choice) -> tuple[bool, float]:
+        flagged = not _check(choice.kernel, config).ok
+        return flagged, _residual(image, choice.kernel)
+
+    tried, best_rank = 1, rank(best)
+    for select in others:
+        cfg = _with_window(config, select)
+        other_region, other_box = estimation_region(luminance, cfg)
+        if other_box == box:
+            continue
+        other = api.deblur(other_region, network_config(cfg, luminance.shape), key=key)
+        k, f = robust_kernel(other, other_region, cfg, luminance, key=key)
+        f["window"] = select
+        candidate = Choice(k, f, other, other_box)
+        tried += 1
+        if rank(candidate) < best_rank:
+            best, best_rank = candidate, rank(candidate)
+    best.facts["windows_tried"] = tried
+    return best
+
+
 def _full_resolution(result: api.DeblurResult, shape: tuple[int, int]) -> api.DeblurResult:
     """``result`` with its cropped images re-sampled to the estimation window's ``shape``
     (a no-op at full resolution); ``image_big`` stays at the network's scale."""
@@ -310,11 +371,11 @@ def estimate(
     """Blind estimate on ``[H, W, 1]``: the result (its images cover the estimation window,
     at full resolution), the window's box and the final kernel. ``checkpoint_dir`` (with
     ``config.checkpoint_every > 0``) lets a stopped network run resume (``api.deblur``)."""
-    region, box = estimation_region(luminance, config)
+    region, _ = estimation_region(luminance, config)
     result = api.deblur(
         region, network_config(config, luminance.shape), key=key, checkpoint_dir=checkpoint_dir
     )
-    kernel, _ = robust_kernel(result, region, config, luminance, key=key)
+    kernel, _, result, box = choose_estimate(result, region, config, luminance, key=key)
     return _full_resolution(result, box[2:]), box, kernel
 
 
@@ -323,18 +384,20 @@ def finish(
     result: api.DeblurResult,
     region: np.ndarray,
     config: ml_collections.ConfigDict,
+    *,
+    key: jax.Array | None = None,
 ) -> Outputs:
     """Final kernel, then non-blind deconvolution (``nonblind.final_deconv``) of every channel
     of ``blurry [H, W, C]``.
 
     ``result`` is the network run on ``region`` (from :func:`estimation_region`, trained with
-    :func:`network_config`)."""
+    :func:`network_config`); ``key`` seeds any further network run (:func:`choose_estimate`;
+    default ``jax.random.key(config.seed)``)."""
     luminance = image_io.luminance(blurry)
-    kernel, facts = robust_kernel(result, region, config, luminance)
+    kernel, facts, result, box = choose_estimate(result, region, config, luminance, key=key)
     # The configured non-blind step (config.nonblind: hyper-Laplacian, or the outlier-robust
     # solver where clipped pixels are found).
     deblurred = np.asarray(nonblind.final_deconv(blurry, kernel, config))
-    _, box = estimation_region(luminance, config)
     full = _full_resolution(result, box[2:])
     return Outputs(
         deblurred=deblurred.reshape(blurry.shape),
@@ -355,7 +418,7 @@ def deblur_image(
         blurry = blurry[..., None]
     region, _ = estimation_region(image_io.luminance(blurry), config)
     result = api.deblur(region, network_config(config, blurry.shape), key=key)
-    return finish(blurry, result, region, config)
+    return finish(blurry, result, region, config, key=key)
 
 
 def save_outputs(outdir: str, name: str, outputs: Outputs) -> dict[str, str]:

@@ -156,3 +156,35 @@ def test_region_shape_is_known_before_decoding():
         lum = np.random.default_rng(0).random(shape + (1,)).astype(np.float32)
         region, _ = pipeline.estimation_region(lum, cfg)
         assert pipeline.region_shape(shape, cfg) == region.shape[:2], (crop, k, shape)
+
+
+def test_other_windows_get_their_own_run_and_the_better_fit_is_kept():
+    # A fence of vertical bars on the left, a blurred scene on the right: 'gradient' and
+    # 'structure' pick different windows, so recover.windows adds a second network run.
+    ex = synthetic.make_example(40, 40, 5, noise=0.002, seed=1)
+    lum = np.full((40, 100, 1), 0.5, np.float32)
+    lum[:, :40, 0] = 0.5 + 0.4 * (np.arange(40) % 4 < 2)
+    lum[:, 60:, :] = ex.blurry
+    cfg = _tiny(steps=5, crop_size=32, crop_select="structure")
+    cfg.polish.crop_size = 40
+    _, box_s = pipeline.estimation_region(lum, cfg)
+    _, box_g = pipeline.estimation_region(lum, pipeline._with_window(cfg, "gradient"))
+    assert box_s != box_g
+    alone = pipeline.estimate(lum, cfg)
+    cfg.recover.windows = ("gradient", "structure")
+    result, box, kernel = pipeline.estimate(lum, cfg)
+    region, _ = pipeline.estimation_region(lum, cfg)
+    choice = pipeline.choose_estimate(
+        pipeline.api.deblur(region, pipeline.network_config(cfg, lum.shape)), region, cfg, lum
+    )
+    assert choice.facts["windows_tried"] == 2 and box in (box_s, box_g)
+    assert choice.box == box and choice.facts["window"] == (
+        "structure" if box == box_s else "gradient"
+    )
+    np.testing.assert_array_equal(choice.kernel, kernel)
+    # The kept kernel fits the polish window at least as well as the single-window one.
+    image, _ = pipeline.crops.textured_window(lum, 40)
+    assert pipeline._residual(image, kernel) <= pipeline._residual(image, alone[2])
+    cfg.crop_size = 0  # one window (the whole image): nothing else to try
+    whole = pipeline.api.deblur(lum, pipeline.network_config(cfg, lum.shape))
+    assert "windows_tried" not in pipeline.choose_estimate(whole, lum, cfg, lum).facts
