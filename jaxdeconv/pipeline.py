@@ -19,7 +19,17 @@ import jax
 import ml_collections
 import numpy as np
 
-from jaxdeconv import api, crops, diagnose, image_io, kernel_size, multiscale, nonblind, refine
+from jaxdeconv import (
+    api,
+    crops,
+    diagnose,
+    image_io,
+    kernel_size,
+    multiscale,
+    nonblind,
+    refine,
+    train,
+)
 
 
 @dataclasses.dataclass
@@ -80,8 +90,14 @@ def network_config(
     config: ml_collections.ConfigDict, shape: tuple[int, ...]
 ) -> ml_collections.ConfigDict:
     """The config the network trains with on an image of ``shape``: ``config`` with the
-    kernel side at the working scale."""
-    return with_kernel_size(config, plan(shape, config).net_kernel_size)
+    kernel side at the working scale, and an unset input-noise level resolved from the blur's
+    full-resolution size (a 55 px blur estimated as 27 taps is still a large kernel)."""
+    p = plan(shape, config)
+    cfg = with_kernel_size(config, p.net_kernel_size)
+    if cfg.noise.init is None:
+        full = with_kernel_size(config, p.size or p.kernel_size)
+        cfg.noise.init = train.initial_noise_std(full)
+    return cfg
 
 
 def estimation_region(

@@ -72,6 +72,15 @@ def initial_noise_std(config: ml_collections.ConfigDict) -> float:
     return float(config.noise.large_kernel if large else config.noise.small_kernel)
 
 
+def _noise_schedule(config: ml_collections.ConfigDict) -> schedules.Schedule:
+    """The input-noise schedule; a level of 0 at the start means no input noise at all (the
+    later ``noise.levels`` lower a noise that exists, they do not switch one on)."""
+    init = initial_noise_std(config)
+    if init == 0.0:
+        return schedules.piecewise_constant(0.0, (), ())
+    return schedules.from_config(config.noise, config.num_steps, init=init)
+
+
 def _adam(lr: float, optim: ml_collections.ConfigDict, num_steps: int):
     bounds = schedules.fraction_boundaries(optim.decay_boundaries, num_steps)
     lr_schedule = optax.piecewise_constant_schedule(lr, {b: optim.decay_factor for b in bounds})
@@ -129,7 +138,7 @@ def build_model(config: ml_collections.ConfigDict, blurry_shape: tuple) -> Model
         tx_x=_adam(config.optim.lr_x, config.optim, config.num_steps),
         tx_k=_adam(config.optim.lr_k, config.optim, config.num_steps),
         dropout=schedules.from_config(config.dropout, config.num_steps),
-        noise=schedules.from_config(config.noise, config.num_steps, init=initial_noise_std(config)),
+        noise=_noise_schedule(config),
         kernel_dropout=schedules.from_config(
             config.get("kernel_dropout", config.dropout), config.num_steps
         ),

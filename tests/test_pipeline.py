@@ -188,3 +188,16 @@ def test_other_windows_get_their_own_run_and_the_better_fit_is_kept():
     cfg.crop_size = 0  # one window (the whole image): nothing else to try
     whole = pipeline.api.deblur(lum, pipeline.network_config(cfg, lum.shape))
     assert "windows_tried" not in pipeline.choose_estimate(whole, lum, cfg, lum).facts
+
+
+def test_noise_level_follows_the_full_resolution_kernel_size():
+    cfg = config_lib.paper()
+    cfg.scale.max_kernel = 27
+    cfg.crop_size = 128
+    for k, net_k, level in ((13, 13, 0.01), (27, 27, 0.01), (55, 27, 0.05)):
+        net = pipeline.network_config(pipeline.with_kernel_size(cfg, k), (700, 1000))
+        assert (net.kernel_size, net.noise.init) == (net_k, level)
+    cfg.noise.init = 0.02  # a level the user set is kept
+    assert (
+        pipeline.network_config(pipeline.with_kernel_size(cfg, 55), (700, 1000)).noise.init == 0.02
+    )

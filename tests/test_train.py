@@ -235,3 +235,14 @@ def test_ssim_switch_changes_the_loss_at_its_step(tiny_config):
         a = step_plain(at, y, key)[1]["data"]
         b = step_switched(at, y, key)[1]["data"]
         assert (float(a) == float(b)) == (s < 2)
+
+
+def test_no_input_noise_at_the_start_means_none_later(tiny_config):
+    tiny_config.noise.init = 0.0
+    tiny_config.noise.boundaries, tiny_config.noise.levels = (0.7,), (0.001,)
+    model = train.build_model(tiny_config, (24, 24, 1))
+    assert float(model.noise(0)) == 0.0 and float(model.noise(tiny_config.num_steps - 1)) == 0.0
+    tiny_config.noise.init = 0.05
+    model = train.build_model(tiny_config, (24, 24, 1))
+    assert float(model.noise(0)) == pytest.approx(0.05)
+    assert float(model.noise(tiny_config.num_steps - 1)) == pytest.approx(0.001)
