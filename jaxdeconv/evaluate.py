@@ -92,13 +92,28 @@ TARGET_MAX_KERNEL = 35
 TARGET_MAX_NOISE = 0.01
 
 
+# Fields added after benchmark results were stored, with the value at which a config computes
+# what it did before the field existed: left out of the hash at that value, so that stored
+# results stay valid (a resumed benchmark does not redo them).
+_NEUTRAL = {("support_margin",): 1.0, ("recover", "windows"): ()}
+
+
 def config_hash(config: ml_collections.ConfigDict) -> str:
     """Short stable hash of what a config computes (not the per-image kernel size, unless it is
-    ``'auto'``, nor the checkpoint interval)."""
+    ``'auto'``, nor the checkpoint interval, nor a later field at its neutral value)."""
     d = config.to_dict()
     if not isinstance(d.get("kernel_size"), str):
         d.pop("kernel_size", None)
     d.pop("checkpoint_every", None)
+    for path, neutral in _NEUTRAL.items():
+        *parents, leaf = path
+        node = d
+        for part in parents:
+            node = node.get(part, {}) if isinstance(node, dict) else {}
+        if isinstance(node, dict) and leaf in node:
+            value = node[leaf]
+            if (tuple(value) if isinstance(value, list | tuple) else value) == neutral:
+                del node[leaf]
     return hashlib.sha1(json.dumps(d, sort_keys=True, default=str).encode()).hexdigest()[:12]
 
 

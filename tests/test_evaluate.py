@@ -246,3 +246,15 @@ def test_long_runs_keep_a_checkpoint_per_image(tmp_path, tiny_config, monkeypatc
     ((path, contents),) = seen
     assert path.startswith(os.path.join(workdir, "checkpoints")) and contents  # written ...
     assert not os.path.exists(path)  # ... and removed once the image was scored
+
+
+def test_a_later_field_at_its_neutral_value_keeps_stored_results_valid():
+    from jaxdeconv import config as config_lib
+
+    cfg = config_lib.fast()
+    old = cfg.to_dict()  # the config as it was before these fields existed
+    del old["support_margin"], old["recover"]["windows"]
+    assert evaluate.config_hash(ml_collections.ConfigDict(old)) == evaluate.config_hash(cfg)
+    for override in ("support_margin=1.3", "recover.windows=('gradient',)", "mu=2e-4"):
+        changed = config_lib.apply_overrides(config_lib.fast(), [override])
+        assert evaluate.config_hash(changed) != evaluate.config_hash(cfg), override
