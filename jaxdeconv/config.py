@@ -212,7 +212,8 @@ def fast() -> ml_collections.ConfigDict:
     (cheaper per step than alternating, and better in a 1000-step run: measured on
     im1_kernel4, 28.4 vs 25.2 dB two-stage); the kernel estimated on the most textured
     128x128 crop; the kernel refit by NNLS on gradients (+0.3 to +0.65 dB on 3 of 4 Levin
-    images tried, no loss on the fourth); dropout without input noise; the kernel then
+    images tried, no loss on the fourth); dropout, plus the paper's input noise for blurs
+    of 29 px and more only (none for Levin's 13-27 px); the kernel then
     polished by classical L0-latent / NNLS alternation where that fits the data better.
     2500 steps rather than 1000: +0.52 dB on the 32 Levin images (30.96 -> 31.48) at 2.6x the
     time. Kernels above 27 px are estimated coarse-to-fine (the cost of the network stage no
@@ -234,11 +235,12 @@ def fast() -> ml_collections.ConfigDict:
     c.kernel_net.type = "mlp"
     c.kernel_net.input_channels = 200
     c.optim.lr_k = 5e-4
-    # Dropout is the only randomness: with the input noise too, 32 Levin images gave 29.93 dB
-    # (two-stage, before the polish) against 30.27 dB with dropout alone at 1000 steps.
-    c.noise.init = 0.0
-    c.noise.boundaries = ()
-    c.noise.levels = ()
+    # Input noise by blur size: none up to 27 px (with the paper's 0.01 too, 32 Levin images
+    # gave 29.93 dB two-stage, before the polish, against 30.27 with dropout alone at 1000
+    # steps); from 29 px the paper's large-kernel schedule (0.05, then 0.001 from 70% of the
+    # steps): on the Lai 20-image subset (all blurs 31-75 px) 18.85 dB two-stage against 17.98
+    # without it, better on 12 of 20, 7 right kernels against 6 (docs/performance.md).
+    c.noise.small_kernel = 0.0
     c.polish.enabled = True
     # Kernels above 27 px (Levin's largest, where this preset was tuned) are estimated
     # coarse-to-fine: the network at scale 27 / K on a (128 K / 27)-pixel window, then the

@@ -116,9 +116,12 @@ def test_a_flagged_kernel_triggers_another_run_and_a_clean_one_does_not():
 
 def test_fast_preset_estimates_large_kernels_coarse_to_fine_and_small_ones_as_before():
     cfg = config_lib.fast()
-    for k, net_k in ((13, 13), (27, 27), (55, 27), (75, 27)):
+    for k, net_k, noise in ((13, 13, 0.0), (27, 27, 0.0), (55, 27, 0.05), (75, 27, 0.05)):
         p = pipeline.plan((700, 1000), pipeline.with_kernel_size(cfg, k))
         assert (p.kernel_size, p.net_kernel_size) == (k, net_k)
+        # Input noise only for large blurs, decided by the full-resolution size.
+        net = pipeline.network_config(pipeline.with_kernel_size(cfg, k), (700, 1000))
+        assert net.noise.init == noise
         assert p.window == (128 if k <= 27 else round(128 * k / 27))
 
 
