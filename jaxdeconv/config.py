@@ -49,8 +49,9 @@ def default_config() -> ml_collections.ConfigDict:
     # the two-stage result still covers the whole image. Cost per step grows with the area.
     c.crop_size = 0
     # How that window is chosen (crops.most_textured_crop): 'gradient' (most total gradient, the
-    # paper's advice) or 'structure' (strong edges in every direction after smoothing by
-    # crop_sigma pixels of the working scale; avoids fences and foliage).
+    # paper's advice), 'structure' (strong edges in every direction after smoothing by
+    # crop_sigma pixels of the working scale; avoids fences and foliage) or 'auto' ('structure'
+    # where the network works coarse-to-fine, scale.max_kernel below the blur; else 'gradient').
     c.crop_select = "gradient"
     c.crop_sigma = 1.5
     # Refit the network's kernel by non-negative least squares on image gradients
@@ -224,10 +225,11 @@ def fast() -> ml_collections.ConfigDict:
     c = default_config()
     c.num_steps = 2500
     c.crop_size = 128
-    # The window with strong edges in every direction rather than the most gradient: on six
-    # failing Lai photos (51-75 px blurs) +1.93 dB two-stage, one more success; on four Levin
-    # images +0.56 dB (docs/performance.md, 2026-11-26). Not yet re-run on all 32 Levin images.
-    c.crop_select = "structure"
+    # Blurs above 27 px (coarse-to-fine): the window with strong edges in every direction, not
+    # the most gradient (Lai 20-image subset: 16.49 -> 17.98 dB two-stage, 4 -> 6 right
+    # kernels). Up to 27 px the most gradient, as tuned: on 19 Levin images 'structure' gave
+    # 30.75 dB against 31.24 (docs/performance.md, 2026-11-26).
+    c.crop_select = "auto"
     c.refine.enabled = True
     c.scheme = "joint"
     c.image_net.channels = (16, 32, 64, 64, 128)
@@ -440,8 +442,8 @@ def check_values(cfg: ml_collections.ConfigDict) -> None:
             f"recover.windows must be a tuple of 'gradient' or 'structure', got {windows!r}"
         )
     select = get("crop_select")
-    if select is not None and select not in ("gradient", "structure"):
-        problems.append(f"crop_select must be 'gradient' or 'structure', got {select!r}")
+    if select is not None and select not in ("gradient", "structure", "auto"):
+        problems.append(f"crop_select must be 'gradient', 'structure' or 'auto', got {select!r}")
     margin = get("support_margin")
     if isinstance(margin, (int, float)) and not margin >= 1.0:
         problems.append(f"support_margin must be 1 or more, got {margin!r}")

@@ -111,10 +111,19 @@ def estimation_region(
     window, box = crops.textured_window(
         luminance,
         p.window,
-        select=config.get("crop_select", "gradient"),
+        select=window_rule(config, p),
         sigma=float(config.get("crop_sigma", 1.5)) / p.scale,
     )
     return multiscale.downscale(window, p.scale), box
+
+
+def window_rule(config: ml_collections.ConfigDict, p: Plan) -> str:
+    """``config.crop_select``, with ``'auto'`` resolved: ``'structure'`` where the network works
+    coarse-to-fine (working scale below 1), else ``'gradient'``."""
+    select = str(config.get("crop_select", "gradient"))
+    if select == "auto":
+        return "structure" if p.scale < 1.0 else "gradient"
+    return select
 
 
 def region_shape(shape: tuple[int, ...], config: ml_collections.ConfigDict) -> tuple[int, int]:
@@ -334,7 +343,7 @@ def choose_estimate(
     lowest data residual of the final non-blind step on the polish window decides."""
     _, box = estimation_region(luminance, config)
     kernel, facts = robust_kernel(result, region, config, luminance, key=key)
-    facts["window"] = str(config.get("crop_select", "gradient"))
+    facts["window"] = window_rule(config, plan(luminance.shape, config))
     best = Choice(kernel, facts, result, box)
     others = [w for w in config.recover.get("windows", ()) if w != facts["window"]]
     if not others or not config.crop_size:

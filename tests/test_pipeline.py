@@ -122,6 +122,9 @@ def test_fast_preset_estimates_large_kernels_coarse_to_fine_and_small_ones_as_be
         # Input noise only for large blurs, decided by the full-resolution size.
         net = pipeline.network_config(pipeline.with_kernel_size(cfg, k), (700, 1000))
         assert net.noise.init == noise
+        # The window: most gradient up to 27 px (as tuned on Levin), 'structure' above.
+        rule = pipeline.window_rule(cfg, p)
+        assert rule == ("gradient" if k <= 27 else "structure")
         assert p.window == (128 if k <= 27 else round(128 * k / 27))
 
 
