@@ -227,8 +227,8 @@ def fast() -> ml_collections.ConfigDict:
     c.crop_size = 128
     # Blurs above 27 px (coarse-to-fine): the window with strong edges in every direction, not
     # the most gradient (Lai 20-image subset: 16.49 -> 17.98 dB two-stage, 4 -> 6 right
-    # kernels). Up to 27 px the most gradient, as tuned: on 19 Levin images 'structure' gave
-    # 30.75 dB against 31.24 (docs/performance.md, 2026-11-26).
+    # kernels). Up to 27 px the most gradient, as tuned: on 21 Levin images 'structure' gave
+    # 30.89 dB against 31.44 (docs/performance.md, 2026-11-26).
     c.crop_select = "auto"
     c.refine.enabled = True
     c.scheme = "joint"
