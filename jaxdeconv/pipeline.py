@@ -55,11 +55,17 @@ class Plan:
     size: int = 0  # side of the kernel returned (0 when auto: found after the estimate)
 
 
+def _with_field(config: ml_collections.ConfigDict, name: str, value) -> ml_collections.ConfigDict:
+    """A copy of ``config`` with the top-level field ``name`` set to ``value`` (types not
+    checked: ``kernel_size`` may be ``"auto"``)."""
+    d = config.to_dict()
+    d[name] = value
+    return ml_collections.ConfigDict(d)
+
+
 def with_kernel_size(config: ml_collections.ConfigDict, kernel_size) -> ml_collections.ConfigDict:
     """A copy of ``config`` with ``kernel_size`` set (an odd integer or ``"auto"``)."""
-    d = config.to_dict()
-    d["kernel_size"] = kernel_size
-    return ml_collections.ConfigDict(d)
+    return _with_field(config, "kernel_size", kernel_size)
 
 
 def plan(shape: tuple[int, ...], config: ml_collections.ConfigDict) -> Plan:
@@ -146,6 +152,13 @@ def _polish_args(config: ml_collections.ConfigDict, size: int | None = None) -> 
     )
 
 
+def _polish_window(luminance: np.ndarray, config, p: Plan) -> np.ndarray:
+    """The most textured window of side ``max(polish.crop_size, polish.kernel_factor * K)``:
+    where the kernel is polished and candidate kernels are compared."""
+    side = max(int(config.polish.crop_size), int(config.polish.kernel_factor) * p.kernel_size)
+    return crops.textured_window(luminance, side)[0]
+
+
 def _residual(image: np.ndarray, kernel: np.ndarray) -> float:
     if min(image.shape[:2]) <= 2 * kernel.shape[0]:
         return float("inf")
@@ -194,8 +207,7 @@ def kernel_from_network(
         ratio, kernel = 1.0, coarse
     if not config.polish.enabled:
         return _auto_trim(kernel, p, config, None, facts)
-    side = max(int(config.polish.crop_size), int(config.polish.kernel_factor) * p.kernel_size)
-    image, _ = crops.textured_window(lum, side)
+    image = _polish_window(lum, config, p)
     # The polish refits on the image's interior, which needs more than twice the kernel's
     # side; on smaller images the (refit) network kernel is kept.
     if min(image.shape[:2]) > 2 * p.kernel_size:
@@ -294,8 +306,7 @@ def robust_kernel(
     if found.ok or attempts <= 0:
         return kernel, facts
     p = plan(lum.shape, config)
-    side = max(int(config.polish.crop_size), int(config.polish.kernel_factor) * p.kernel_size)
-    image, _ = crops.textured_window(lum, side)
+    image = _polish_window(lum, config, p)
     candidates = [(not found.ok, _residual(image, kernel), kernel, facts)]
     base = jax.random.key(config.seed) if key is None else key
     net_cfg = network_config(config, lum.shape)
@@ -322,12 +333,6 @@ class Choice(NamedTuple):
     box: tuple[int, int, int, int]
 
 
-def _with_window(config: ml_collections.ConfigDict, select: str) -> ml_collections.ConfigDict:
-    d = config.to_dict()
-    d["crop_select"] = select
-    return ml_collections.ConfigDict(d)
-
-
 def choose_estimate(
     result: api.DeblurResult,
     region: np.ndarray,
@@ -342,15 +347,14 @@ def choose_estimate(
     (same key; skipped where it picks the same window). Unflagged kernels first, then the
     lowest data residual of the final non-blind step on the polish window decides."""
     _, box = estimation_region(luminance, config)
+    p = plan(luminance.shape, config)
     kernel, facts = robust_kernel(result, region, config, luminance, key=key)
-    facts["window"] = window_rule(config, plan(luminance.shape, config))
+    facts["window"] = window_rule(config, p)
     best = Choice(kernel, facts, result, box)
     others = [w for w in config.recover.get("windows", ()) if w != facts["window"]]
     if not others or not config.crop_size:
         return best
-    p = plan(luminance.shape, config)
-    side = max(int(config.polish.crop_size), int(config.polish.kernel_factor) * p.kernel_size)
-    image, _ = crops.textured_window(luminance, side)
+    image = _polish_window(luminance, config, p)
 
     def rank(choice: Choice) -> tuple[bool, float]:
         flagged = not _check(choice.kernel, config).ok
@@ -358,7 +362,7 @@ def choose_estimate(
 
     tried, best_rank = 1, rank(best)
     for select in others:
-        cfg = _with_window(config, select)
+        cfg = _with_field(config, "crop_select", select)
         other_region, other_box = estimation_region(luminance, cfg)
         if other_box == box:
             continue
@@ -367,8 +371,9 @@ def choose_estimate(
         f["window"] = select
         candidate = Choice(k, f, other, other_box)
         tried += 1
-        if rank(candidate) < best_rank:
-            best, best_rank = candidate, rank(candidate)
+        candidate_rank = rank(candidate)  # a non-blind deconvolution: computed once
+        if candidate_rank < best_rank:
+            best, best_rank = candidate, candidate_rank
     best.facts["windows_tried"] = tried
     return best
 

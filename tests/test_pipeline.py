@@ -174,7 +174,7 @@ def test_other_windows_get_their_own_run_and_the_better_fit_is_kept():
     cfg = _tiny(steps=5, crop_size=32, crop_select="structure")
     cfg.polish.crop_size = 40
     _, box_s = pipeline.estimation_region(lum, cfg)
-    _, box_g = pipeline.estimation_region(lum, pipeline._with_window(cfg, "gradient"))
+    _, box_g = pipeline.estimation_region(lum, pipeline._with_field(cfg, "crop_select", "gradient"))
     assert box_s != box_g
     alone = pipeline.estimate(lum, cfg)
     cfg.recover.windows = ("gradient", "structure")
