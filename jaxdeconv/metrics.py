@@ -11,6 +11,11 @@ Conventions:
   with sigma 1.5, K = (0.01, 0.03), L = 255, statistics on the 'valid' region only, and for large
   images a down-sampling by ``f = max(1, round(min(H, W) / 256))`` (an f x f box average with
   symmetric borders, then every f-th pixel).
+* Published Lai tables (SelfDeblur's ``statistic_lai.m``, which the paper and its peers report)
+  score on the luma of MATLAB's ``rgb2ycbcr``, the **studio** range 16..235 of 255:
+  ``16/255 + 219/255 Y`` (:func:`studio_luma`), for the ground truth and for the result alike.
+  That affine map shrinks every difference by 219/255, so the same images score
+  ``20 log10(255/219) = 1.32`` dB higher in PSNR than on full-range luma (SSIM moves a little).
 * :func:`aligned_psnr_ssim` is Levin et al.'s ``comp_upto_shift`` protocol: a ``crop`` pixel
   border is removed from the reference, and the estimate is re-sampled with bilinear
   interpolation at every shift ``(dy, dx)`` of a grid over ``[-max_shift, max_shift]^2``; the
@@ -44,6 +49,21 @@ _SSIM_SIGMA = 1.5
 _SSIM_K1 = 0.01
 _SSIM_K2 = 0.03
 _SSIM_L = 255.0
+
+
+# MATLAB rgb2ycbcr's luma range: 16..235 of 255.
+_STUDIO_OFFSET = 16.0 / 255.0
+_STUDIO_SCALE = 219.0 / 255.0
+
+
+def studio_luma(img: ArrayLike) -> np.ndarray:
+    """The luma of MATLAB's ``rgb2ycbcr`` for a [0, 1] image: ``16/255 + 219/255 Y``.
+
+    ``img`` is a full-range luminance ``[H, W]``/``[H, W, 1]`` (as Lai's ``blurry_y`` files and
+    our estimates on them) or an RGB ``[H, W, 3]`` image (reduced to full-range Y first); the
+    result is ``[H, W]`` float64. Published Lai scores are computed on this scale.
+    """
+    return _STUDIO_OFFSET + _STUDIO_SCALE * _as_gray(img, "image")
 
 
 def _as_gray(img: ArrayLike, name: str) -> np.ndarray:

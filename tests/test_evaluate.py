@@ -178,6 +178,27 @@ def test_kernel_size_is_read_from_the_result(small_levin, tiny_config, monkeypat
     assert evaluate.config_hash(auto) != evaluate.config_hash(tiny_config)
 
 
+def test_published_scores_per_dataset():
+    """Lai is re-scored on studio-range luma (1.32 dB higher in PSNR), Levin keeps the
+    protocol's scores (its published one), the synthetic suite has none."""
+    rng = np.random.default_rng(0)
+    sharp = rng.random((64, 64, 1)).astype(np.float32)
+    two_stage = np.clip(sharp + 0.05 * rng.standard_normal(sharp.shape), 0, 1)
+    true_kernel = np.clip(sharp + 0.02 * rng.standard_normal(sharp.shape), 0, 1)
+    staged = evaluate.metrics.aligned_psnr_ssim(two_stage, sharp)
+    reference = evaluate.metrics.aligned_psnr_ssim(true_kernel, sharp)
+    lai = evaluate.published_scores("lai", two_stage, true_kernel, sharp, staged, reference)
+    offset = 20 * np.log10(255 / 219)
+    assert lai["psnr_two_stage_published"] == pytest.approx(staged["psnr"] + offset, abs=1e-6)
+    assert lai["psnr_true_kernel_published"] == pytest.approx(reference["psnr"] + offset, abs=1e-6)
+    levin = evaluate.published_scores("levin", two_stage, true_kernel, sharp, staged, reference)
+    assert levin["psnr_two_stage_published"] == staged["psnr"]
+    assert levin["ssim_two_stage_published"] == staged["ssim"]
+    synth = evaluate.published_scores("synthetic", two_stage, true_kernel, sharp, staged, reference)
+    assert all(np.isnan(v) for v in synth.values())
+    assert set(lai) | set(synth) <= set(evaluate.COLUMNS)
+
+
 def test_nonblind_method_per_category(monkeypatch):
     assert evaluate.nonblind_method("natural") == "hyper_laplacian"
     assert evaluate.nonblind_method("kernel3") == "hyper_laplacian"
@@ -222,6 +243,11 @@ def test_lai_summary_has_category_kernel_and_bucket_rows(tiny_config):
     assert "| **all** | 3 | 67% | +6.00 |" in text
     assert "hyper_laplacian 2, outlier_robust 1" in text
     assert "1 kernels collapsed towards a delta" in text
+    assert "published tables' scale" not in text  # rows of before the published columns
+    rows[0].update(psnr_two_stage_published=27.0, ssim_two_stage_published=0.8)
+    rows[0].update(psnr_true_kernel_published=29.0)
+    text = evaluate.summary_markdown(rows, dataset="lai", config=tiny_config)
+    assert "scale (1 images; studio-range" in text and "two-stage 27.00 dB / SSIM 0.800" in text
 
 
 def test_long_runs_keep_a_checkpoint_per_image(tmp_path, tiny_config, monkeypatch):

@@ -157,6 +157,27 @@ def test_colour_is_compared_on_luminance():
     assert metrics.ssim(est, ref) == pytest.approx(metrics.ssim(est @ luma, ref @ luma))
 
 
+def test_studio_luma_is_matlabs_rgb2ycbcr_luma():
+    """MATLAB's rgb2ycbcr luma for [0, 1] input: (16 + 65.481 R + 128.553 G + 24.966 B) / 255."""
+    rgb = np.random.default_rng(20).random((6, 7, 3))
+    matlab = (16.0 + rgb @ np.array([65.481, 128.553, 24.966])) / 255.0
+    np.testing.assert_allclose(metrics.studio_luma(rgb), matlab, atol=1e-12)
+    y = rgb @ np.array([0.299, 0.587, 0.114])
+    np.testing.assert_allclose(metrics.studio_luma(y[..., None]), matlab, atol=1e-12)
+
+
+def test_studio_range_scores_1_32_db_higher():
+    """Published Lai tables score on studio-range luma: the same pair reads 20 log10(255/219)
+    dB higher, with the same shift."""
+    ref = _smooth_image((64, 64), 2.0, 21)
+    est = scipy.ndimage.shift(_noisy(ref, 0.03, 22), (1.25, -0.5), mode="nearest")
+    full = metrics.aligned_psnr_ssim(est, ref)
+    studio = metrics.aligned_psnr_ssim(metrics.studio_luma(est), metrics.studio_luma(ref))
+    assert studio["psnr"] - full["psnr"] == pytest.approx(20 * np.log10(255 / 219), abs=1e-6)
+    assert studio["shift"] == full["shift"]
+    assert studio["ssim"] != full["ssim"]  # SSIM's constants do not scale with the range
+
+
 def test_error_ratio():
     ref = 0.1 + 0.8 * _smooth_image((64, 64), 2.0, 20)
     # Smooth error patterns: sub-pixel re-sampling cannot average them away like white noise.
