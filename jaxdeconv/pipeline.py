@@ -68,6 +68,13 @@ def with_kernel_size(config: ml_collections.ConfigDict, kernel_size) -> ml_colle
     return _with_field(config, "kernel_size", kernel_size)
 
 
+def _largest_kernel(shape: tuple[int, ...]) -> int:
+    """The largest odd side estimated on an ``[H, W]`` image: at most half its short side,
+    less one (the valid part of a blur by a larger kernel would be a few pixels)."""
+    limit = max(int(min(shape[:2]) / 2 - 1), 1)
+    return limit if limit % 2 else limit - 1
+
+
 def plan(shape: tuple[int, ...], config: ml_collections.ConfigDict) -> Plan:
     """The :class:`Plan` for an image of ``shape`` (``[H, W(, C)]``)."""
     k = config.kernel_size
@@ -76,7 +83,7 @@ def plan(shape: tuple[int, ...], config: ml_collections.ConfigDict) -> Plan:
         if k != "auto":
             raise ValueError(f"kernel_size must be an odd integer or 'auto', got {k!r}")
         bound = int(config.auto_size.max_size) or kernel_size.default_max_size(shape)
-        k = min(bound, multiscale.odd(min(shape[:2]) / 2 - 1))
+        k = min(bound, _largest_kernel(shape))
         k = k if k % 2 else k - 1
     k = int(k)
     s = multiscale.working_scale(k, int(config.scale.max_kernel))
@@ -86,9 +93,7 @@ def plan(shape: tuple[int, ...], config: ml_collections.ConfigDict) -> Plan:
     if not auto and margin > 1.0:
         # A larger support than the blur's, at the same working scale: the estimate may drift
         # (the shift ambiguity of blind deconvolution) without being cut at the border.
-        limit = int(min(shape[:2]) / 2 - 1)
-        limit = limit if limit % 2 else limit - 1
-        k = max(k, min(multiscale.odd(k * margin), limit))
+        k = max(k, min(multiscale.odd(k * margin), _largest_kernel(shape)))
     return Plan(k, auto, s, multiscale.scaled_kernel_size(k, s), window, size)
 
 

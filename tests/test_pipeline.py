@@ -62,6 +62,17 @@ def test_plan_scales_large_kernels_down_and_sizes_the_window():
     assert auto.auto and auto.kernel_size == 15  # default bound: a quarter of the short side
 
 
+def test_one_cap_for_the_estimated_kernel_half_the_short_side():
+    """A user's bound and a support margin both stop at the largest odd side at most half the
+    short side less one (66 - 1 = 65 here; 63 for a short side of 130)."""
+    wide = _tiny(kernel_size="auto", **{"auto_size.max_size": 99})
+    assert pipeline.plan((134, 200), wide).kernel_size == 65
+    assert pipeline.plan((130, 200), wide).kernel_size == 63
+    margin = _tiny(kernel_size=51, support_margin=2.0)
+    assert pipeline.plan((134, 200), margin).kernel_size == 65
+    assert pipeline.plan((130, 200), margin).kernel_size == 63
+
+
 def test_support_margin_estimates_a_larger_kernel_and_returns_the_given_size():
     cfg = _tiny(kernel_size=15, crop_size=32, support_margin=1.4, **{"scale.max_kernel": 5})
     p = pipeline.plan((100, 120, 1), cfg)
