@@ -68,7 +68,7 @@ COLUMNS = (
     "psnr_blurry",
     "ssim_blurry",
     "gain",
-    # The scale published tables use (PUBLISHED_LUMA; NaN where no published protocol applies).
+    # The scale published tables use (PUBLISHED_LUMA; empty where no published protocol applies).
     "psnr_two_stage_published",
     "ssim_two_stage_published",
     "psnr_true_kernel_published",
@@ -181,15 +181,10 @@ def _aligned_or_nan(estimate: np.ndarray, sharp: np.ndarray) -> dict:
 def published_scores(dataset: str, two_stage, true_kernel, sharp, staged: dict, reference: dict):
     """The ``*_published`` columns: two-stage PSNR/SSIM and true-kernel PSNR on the scale the
     published tables of ``dataset`` use (:data:`PUBLISHED_LUMA`): re-scored after the map
-    where there is one, the protocol's own scores where it is the published one (Levin), NaN
-    where nothing is published (the synthetic suite)."""
+    where there is one, the protocol's own scores where it is the published one (Levin), none
+    where nothing is published (the synthetic suite: the columns stay empty)."""
     if dataset not in PUBLISHED_LUMA:
-        nan = float("nan")
-        return {
-            "psnr_two_stage_published": nan,
-            "ssim_two_stage_published": nan,
-            "psnr_true_kernel_published": nan,
-        }
+        return {}
     luma = PUBLISHED_LUMA[dataset]
     if luma is not None:
         ref = luma(sharp)
