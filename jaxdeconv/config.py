@@ -37,6 +37,9 @@ def default_config() -> ml_collections.ConfigDict:
     # From this step on the data term is 1 - SSIM of the re-blurred image (SelfDeblur's released
     # Levin script: 1000); 0: never.
     c.ssim_after = 0
+    # Weight of a second data term on the residual's horizontal and vertical differences (the
+    # re-blurred image's gradients against the blurry image's); 0: intensities only (the paper).
+    c.grad_weight = 0.0
     c.num_draws = 1  # Monte-Carlo draws per loss evaluation
     c.randomize = "image"  # which net the draws sample: 'image' (paper), 'kernel' or 'both'
     c.mu = 1e-4  # weight of ||k||^2

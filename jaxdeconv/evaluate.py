@@ -105,7 +105,7 @@ TARGET_MAX_NOISE = 0.01
 # Fields added after benchmark results were stored, with the value at which a config computes
 # what it did before the field existed: left out of the hash at that value, so that stored
 # results stay valid (a resumed benchmark does not redo them).
-_NEUTRAL = {("support_margin",): 1.0, ("recover", "windows"): ()}
+_NEUTRAL = {("support_margin",): 1.0, ("recover", "windows"): (), ("grad_weight",): 0.0}
 
 
 def config_hash(config: ml_collections.ConfigDict) -> str:

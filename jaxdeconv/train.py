@@ -60,6 +60,7 @@ class Model(NamedTuple):
     input_scale_x: float
     input_scale_k: float
     ssim_after: int = 0  # from this step on the data term is 1 - SSIM (0: never)
+    grad_weight: float = 0.0  # weight of the data term on the residual's differences
 
 
 def initial_noise_std(config: ml_collections.ConfigDict) -> float:
@@ -157,6 +158,7 @@ def build_model(config: ml_collections.ConfigDict, blurry_shape: tuple) -> Model
         input_scale_x=config.image_net.input_scale,
         input_scale_k=config.kernel_net.input_scale,
         ssim_after=int(config.get("ssim_after", 0)),
+        grad_weight=float(config.get("grad_weight", 0.0)),
     )
 
 
@@ -198,6 +200,7 @@ def _loss_fn(model: Model, params_x, params_k, state: TrainState, y, key, noise_
         kernel_dropout_rate=rate_k,
         data_term=model.data_term,
         ssim_weight=ssim_weight(model, state.step),
+        grad_weight=model.grad_weight,
     )
     return terms.total, terms
 

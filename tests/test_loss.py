@@ -189,3 +189,25 @@ def test_ssim_weight_switches_the_data_term():
     np.testing.assert_allclose(float(one), dis, rtol=1e-5)
     np.testing.assert_allclose(float(half), 0.5 * float(mse) + 0.5 * dis, rtol=1e-5)
     assert abs(float(one) - float(mse)) > 1e-3  # the two terms differ here
+
+
+def test_grad_weight_adds_the_residual_differences():
+    """The gradient term is the mean square of the residual's vertical and horizontal
+    differences (per draw), times grad_weight; a constant offset of the residual costs
+    nothing there, and 0 leaves the intensity term alone."""
+    images = jax.random.uniform(jax.random.key(3), (2, 20, 20, 1))
+    kernel = jnp.full((5, 5), 1 / 25)
+    y = blur.valid_correlate(images[0], kernel) + 0.1 * jax.random.normal(
+        jax.random.key(4), (16, 16, 1)
+    )
+    kw = dict(mu=0.0, blur_method="direct")
+    mse = float(loss.loss_from_images(images, kernel, y, **kw).data)
+    both = float(loss.loss_from_images(images, kernel, y, grad_weight=0.5, **kw).data)
+    r = np.stack([np.asarray(blur.valid_correlate(x, kernel, "direct") - y) for x in images])
+    grad = np.mean(np.diff(r, axis=1) ** 2) + np.mean(np.diff(r, axis=2) ** 2)
+    np.testing.assert_allclose(both, mse + 0.5 * grad, rtol=1e-5)
+    exact = blur.valid_correlate(images[0], kernel)
+    shifted = float(
+        loss.loss_from_images(images[:1], kernel, exact + 0.3, grad_weight=1.0, **kw).data
+    )
+    np.testing.assert_allclose(shifted, 0.09, rtol=1e-4)  # the offset's square, no gradient

@@ -246,3 +246,19 @@ def test_no_input_noise_at_the_start_means_none_later(tiny_config):
     model = train.build_model(tiny_config, (24, 24, 1))
     assert float(model.noise(0)) == pytest.approx(0.05)
     assert float(model.noise(tiny_config.num_steps - 1)) == pytest.approx(0.001)
+
+
+def test_grad_weight_reaches_the_step_loss(tiny_config):
+    """``grad_weight`` from the config reaches the model and raises the step's data term
+    (the residual's differences are added to its squares)."""
+    y = _problem(tiny_config)
+    plain = train.build_model(tiny_config, tuple(y.shape))
+    assert plain.grad_weight == 0.0
+    tiny_config.grad_weight = 0.5
+    weighted = train.build_model(tiny_config, tuple(y.shape))
+    assert weighted.grad_weight == 0.5
+    state = train.init_state(plain, jax.random.key(0))
+    key = jax.random.key(1)
+    a = jax.jit(functools.partial(train.train_step, plain))(state, y, key)[1]["data"]
+    b = jax.jit(functools.partial(train.train_step, weighted))(state, y, key)[1]["data"]
+    assert float(b) > float(a) > 0.0
