@@ -281,7 +281,12 @@ def test_a_later_field_at_its_neutral_value_keeps_stored_results_valid():
     old = cfg.to_dict()  # the config as it was before these fields existed
     del old["support_margin"], old["recover"]["windows"], old["grad_weight"]
     assert evaluate.config_hash(ml_collections.ConfigDict(old)) == evaluate.config_hash(cfg)
-    overrides = ("support_margin=1.3", "recover.windows=('gradient',)", "grad_weight=0.5", "mu=2e-4")
+    overrides = (
+        "support_margin=1.3",
+        "recover.windows=('gradient',)",
+        "grad_weight=0.5",
+        "mu=2e-4",
+    )
     for override in overrides:
         changed = config_lib.apply_overrides(config_lib.fast(), [override])
         assert evaluate.config_hash(changed) != evaluate.config_hash(cfg), override

@@ -205,6 +205,7 @@ def test_grad_weight_adds_the_residual_differences():
     both = float(loss.loss_from_images(images, kernel, y, grad_weight=0.5, **kw).data)
     r = np.stack([np.asarray(blur.valid_correlate(x, kernel, "direct") - y) for x in images])
     grad = np.mean(np.diff(r, axis=1) ** 2) + np.mean(np.diff(r, axis=2) ** 2)
+    np.testing.assert_allclose(mse, np.mean(r**2), rtol=1e-5)  # weight 0: squares only
     np.testing.assert_allclose(both, mse + 0.5 * grad, rtol=1e-5)
     exact = blur.valid_correlate(images[0], kernel)
     shifted = float(
