@@ -33,8 +33,9 @@ its time limit still returns what it had measured.
 3. precision: one ``--size`` image (255), K = ``--kernel_size`` (27), one image's step: for
    each setting of ``jax.default_matmul_precision`` in ``--precisions``: lowering and compile
    time, s/step, GFLOP/step (XLA's cost analysis of the lowered program), GFLOP/s, its share
-   of the card's nominal peak, and the estimated s/image for ``num_steps`` steps. A setting that lowers to the same
-   program as one measured before is recorded as such and not compiled again. What the
+   of the card's nominal peak, and the estimated s/image for ``num_steps`` steps. A setting
+   that lowers to the same program as one measured before is recorded as such and not
+   compiled again. What the
    settings mean for this conv net (checked on the lowered programs): 'float32' gives every
    convolution precision HIGHEST (true float32), 'tensorfloat32' HIGH, and 'bfloat16', the
    dot-algorithm names and no setting ('default') all give DEFAULT. On an H100/H200 both
