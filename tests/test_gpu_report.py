@@ -69,6 +69,10 @@ def test_smoke_run_reports_every_phase_and_its_arrays_score(tmp_path):
 
     rows = {r["precision"]: r for r in data["phases"]["precision"]["rows"]}
     assert rows["default"]["status"] == "ok" and rows["default"]["step_s"] > 0
+    # Counted on the lowered program (a GPU's compiled one hides its cuDNN convolutions); on
+    # the CPU the compiled count agrees within XLA's rewrites.
+    gflop, compiled = rows["default"]["gflop_per_step"], rows["default"]["gflop_compiled"]
+    assert gflop > 0 and abs(gflop - compiled) < 0.2 * compiled
     assert set(rows["default"]["precision_attrs"]) == {"DEFAULT"}
     assert set(rows["float32"]["precision_attrs"]) == {"HIGHEST"}
     # 'bfloat16' lowers to the same convolutions as no setting: measured once.
