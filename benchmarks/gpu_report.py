@@ -32,15 +32,14 @@ its time limit still returns what it had measured.
 2. data: the Levin images (centre crops in --smoke).
 3. precision: one ``--size`` image (255), K = ``--kernel_size`` (27), one image's step: for
    each setting of ``jax.default_matmul_precision`` in ``--precisions``: lowering and compile
-   time, s/step, GFLOP/step (XLA's cost analysis of the lowered program), GFLOP/s, its share
-   of the card's nominal peak, and the estimated s/image for ``num_steps`` steps. A setting
-   that lowers to the same program as one measured before is recorded as such and not
-   compiled again. What the
-   settings mean for this conv net (checked on the lowered programs): 'float32' gives every
-   convolution precision HIGHEST (true float32), 'tensorfloat32' HIGH, and 'bfloat16', the
-   dot-algorithm names and no setting ('default') all give DEFAULT. On an H100/H200 both
-   DEFAULT and HIGH use TF32 tensor cores (``jax.lax.Precision``'s docstring), so no setting
-   here makes the convolutions run in bf16: that would need bf16 network dtypes.
+   time, s/step, GFLOP/step (XLA's cost analysis of the lowered program), GFLOP/s, its share of
+   the card's nominal peak, and the estimated s/image for ``num_steps`` steps. A setting that
+   lowers to the same program as one measured before is recorded as such and not compiled again.
+   What the settings mean for this conv net (checked on the lowered programs): 'float32' gives
+   every convolution precision HIGHEST (true float32), 'tensorfloat32' HIGH, and 'bfloat16', the
+   dot-algorithm names and no setting ('default') all give DEFAULT. On an H100/H200 both DEFAULT
+   and HIGH use TF32 tensor cores (``jax.lax.Precision``'s docstring), so no setting here makes
+   the convolutions run in bf16: that would need bf16 network dtypes.
 4. batch: B = ``--batches`` (8, 4, 1) images in one step (``jax.vmap`` of the whole per-image
    step, as ``jaxdeconv.deblur_batch`` trains them), at the Levin run's shape, kernel size and
    precision: compile time, s/step, s/image and images/min for ``num_steps`` steps. The
