@@ -16,8 +16,10 @@ What is the user's stays the user's:
   names is left alone and the image fails with a message.
 * Files a record names are skipped (reported) when a folder or a glob given as input holds
   them, so outputs are never read back as inputs, whatever their names.
-* A checkpoint (``OUTPUT_DIR/.checkpoints/LABEL/``) is resumed only by the run it belongs to:
-  its fingerprint is kept beside it (``LABEL.json``); any other is removed with a message.
+* A checkpoint (``OUTPUT_DIR/.checkpoints/LABEL-DIGEST/``) is resumed only by the run it
+  belongs to: DIGEST is the hash of that run's fingerprint (input contents, config, seed,
+  kernel size), kept in full beside it (``LABEL-DIGEST.json``); a checkpoint left for the same
+  output names by another run is removed with a message.
 * ``summary.json`` / ``summary.csv`` are rewritten (atomically) as every image finishes, so a
   killed run leaves one, listing what is still pending.
 """
@@ -42,7 +44,7 @@ import jax
 import ml_collections
 import numpy as np
 
-from jaxdeconv import api, image_io, overlap, pipeline, shards
+from jaxdeconv import api, folder_lock, image_io, overlap, pipeline, shards
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".webp")
 OUTPUT_SUFFIXES = (
@@ -563,6 +565,7 @@ def process(
     num_shards: int = 1,
     shard_index: int = 0,
     overlapped: bool = True,
+    take_over_lock: bool = False,
 ) -> list[dict]:
     """Deblurs every path into ``output_dir``; returns one record per image, after the
     ``earlier`` records (from ``collect_inputs``), never raising for a bad image. The run's
@@ -575,7 +578,55 @@ def process(
     Files are grouped from their headers; pixels are decoded one batch ahead of training and
     the previous batch is finished meanwhile (``jaxdeconv.overlap``; ``overlapped=False`` runs
     the stages in turn), so memory does not grow with the number of inputs.
+
+    The run owns ``output_dir`` while it works (``jaxdeconv.folder_lock``, one lock per
+    ``summary_name``): a second run into the same folder raises ``folder_lock.FolderBusy``
+    naming the first; a lock left by a process that is gone is taken over
+    (``take_over_lock`` for one from another host).
     """
+    command = " ".join(sys.argv)
+    with folder_lock.owned(
+        output_dir, summary_name, take_over=take_over_lock, log=_log, command=command
+    ):
+        return _process(
+            paths,
+            config,
+            output_dir,
+            kernel_size=kernel_size,
+            manifest=manifest,
+            batch_size=batch_size,
+            resume=resume,
+            quiet=quiet,
+            checkpoints=checkpoints,
+            earlier=earlier,
+            summary_name=summary_name,
+            num_shards=num_shards,
+            shard_index=shard_index,
+            overlapped=overlapped,
+        )
+
+
+def _log(text: str) -> None:
+    print(text, file=sys.stderr)
+
+
+def _process(
+    paths,
+    config,
+    output_dir,
+    *,
+    kernel_size,
+    manifest,
+    batch_size,
+    resume,
+    quiet,
+    checkpoints,
+    earlier,
+    summary_name,
+    num_shards,
+    shard_index,
+    overlapped,
+) -> list[dict]:
     # Output names over every input, so processes sharing the folder never collide; then
     # this process's share (jaxdeconv.shards: positions shard_index, + num_shards, ...).
     all_paths, names = list(paths), output_names(paths)
@@ -782,15 +833,24 @@ def _describe(e: Exception) -> str:
     return str(e) or type(e).__name__
 
 
+_LABEL_CHARS = 40  # of the first image's name in a checkpoint label (file-name limits)
+
+
 def _checkpoint_dir(chunk, output_dir, names, checkpoints) -> str | None:
+    """``OUTPUT_DIR/.checkpoints/LABEL``: LABEL is a readable prefix (the first image's
+    output name, cut to ``_LABEL_CHARS``, and how many more images the batch holds) and the
+    digest of the run's fingerprint (:func:`_checkpoint_fingerprint`: input contents, config,
+    seed, kernel size). Two runs that differ in anything that changes the result, two inputs
+    of the same name among them, never share a checkpoint, and the label stays under any file
+    system's name limit whatever the input names."""
     cfg = chunk[0]["cfg"]
     if not (checkpoints and cfg.checkpoint_every > 0):
         return None
-    label = "+".join(names[m["path"]] for m in chunk)
-    if len(label) > 120:
-        digest = hashlib.sha256(label.encode()).hexdigest()[:12]
-        label = f"{names[chunk[0]['path']]}+{len(chunk) - 1}-more-{digest}"
-    return os.path.join(output_dir, CHECKPOINT_DIR, label)
+    first = names[chunk[0]["path"]][:_LABEL_CHARS]
+    more = f"+{len(chunk) - 1}" if len(chunk) > 1 else ""
+    fingerprint = json.dumps(_checkpoint_fingerprint(chunk), sort_keys=True, default=str)
+    digest = hashlib.sha256(fingerprint.encode()).hexdigest()[:16]
+    return os.path.join(output_dir, CHECKPOINT_DIR, f"{first}{more}-{digest}")
 
 
 def _checkpoint_fingerprint(chunk) -> dict:
@@ -802,24 +862,42 @@ def _checkpoint_fingerprint(chunk) -> dict:
     }
 
 
-def prepare_checkpoint(ckpt: str, fingerprint: dict, log) -> None:
-    """Keeps ``ckpt`` only if it was made by the run ``fingerprint`` describes; else removes
-    it (saying so). Then records ``fingerprint`` beside it (``ckpt + '.json'``)."""
+def prepare_checkpoint(ckpt: str, fingerprint: dict, log, names: Iterable[str] = ()) -> None:
+    """Keeps ``ckpt`` only if its recorded fingerprint is ``fingerprint`` (its folder name
+    carries the digest of it, so only a damaged record can differ); else removes it. Any
+    other checkpoint in the folder recorded for one of the output ``names`` (left by a run
+    with other inputs, config, seed or kernel size) is removed, saying so. Then records
+    ``fingerprint`` (and ``names``) beside ``ckpt`` (``ckpt + '.json'``)."""
+    names = sorted(names)
     meta = ckpt + ".json"
+    label = os.path.basename(ckpt)
     if os.path.lexists(ckpt):
-        try:
-            with open(meta) as f:
-                old = json.load(f)
-        except (OSError, ValueError):
-            old = None
-        label = os.path.basename(ckpt)
-        if old == fingerprint:
+        old = _read_json(meta)
+        if old is not None and old.get("fingerprint") == fingerprint:
             log(f"    {label}: continuing from the checkpoint of the interrupted run")
         else:
-            why = "no record of its run" if old is None else _difference(old, fingerprint)
-            log(f"    {label}: checkpoint of another run ({why}) removed; starting afresh")
-            _remove_checkpoint(ckpt)
-    image_io.write_json(meta, fingerprint)
+            why = "no record of its run" if old is None else "its record does not match"
+            log(f"    {label}: checkpoint removed ({why}); starting afresh")
+            _remove_checkpoint(ckpt, keep_parent=True)
+    folder = os.path.dirname(ckpt)
+    for other in sorted(glob.glob(os.path.join(glob.escape(folder), "*.json"))):
+        record = _read_json(other)
+        stale = other[: -len(".json")]
+        if stale == ckpt or record is None or not set(record.get("names", ())) & set(names):
+            continue
+        why = _difference(record.get("fingerprint") or {}, fingerprint)
+        log(f"    {os.path.basename(stale)}: checkpoint of another run ({why}) removed")
+        _remove_checkpoint(stale, keep_parent=True)
+    image_io.write_json(meta, {"fingerprint": fingerprint, "names": names})
+
+
+def _read_json(path: str) -> dict | None:
+    try:
+        with open(path) as f:
+            data = json.load(f)
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) else None
 
 
 def _difference(old: dict, new: dict) -> str:
@@ -828,12 +906,14 @@ def _difference(old: dict, new: dict) -> str:
     return "other " + ", ".join(diff) if diff else "unknown run"
 
 
-def _remove_checkpoint(ckpt: str) -> None:
+def _remove_checkpoint(ckpt: str, keep_parent: bool = False) -> None:
     shutil.rmtree(ckpt, ignore_errors=True)
     if os.path.lexists(ckpt):
         os.remove(ckpt)
     if os.path.exists(ckpt + ".json"):
         os.remove(ckpt + ".json")
+    if keep_parent:
+        return
     try:
         os.rmdir(os.path.dirname(ckpt))  # only when empty
     except OSError:
@@ -846,7 +926,10 @@ def _train(chunk, output_dir, names, checkpoints, progress=None) -> list[api.Deb
     ckpt = _checkpoint_dir(chunk, output_dir, names, checkpoints)
     if ckpt:
         prepare_checkpoint(
-            ckpt, _checkpoint_fingerprint(chunk), progress.line if progress else print
+            ckpt,
+            _checkpoint_fingerprint(chunk),
+            progress.line if progress else print,
+            names=[names[m["path"]] for m in chunk],
         )
     label = ", ".join(names[m["path"]] for m in chunk)
     tracker = _StepTracker(progress or Progress(0, quiet=True), label, cfg.num_steps, len(chunk))

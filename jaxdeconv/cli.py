@@ -9,8 +9,9 @@ For each image NAME it writes NAME_deblurred.png (kernel estimated on the lumina
 non-blind deconvolution of every channel), NAME_network.png, NAME_kernel.png/.npy and
 NAME_uncertainty.png/.npy; for the run, summary.json and summary.csv (rewritten as images
 finish). Exit code: 0 when every image was deblurred (or skipped), 1 if any failed, 2 for a
-bad command line (unknown config field, wrong type, bad flag value, output folder that holds
-inputs), refused before any work.
+usage error refused before any work (unknown flag or config field, wrong type, bad flag value,
+missing --input, stray argument, output folder that holds inputs, or one in use by another
+run), in one line without the help text.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ import sys
 
 from absl import app, flags, logging
 
-from jaxdeconv import batch, launch, runtime, shards
+from jaxdeconv import batch, folder_lock, launch, runtime, shards
 
 _INPUT = flags.DEFINE_multi_string(
     "input",
@@ -79,7 +80,12 @@ _CHECKPOINT_EVERY = flags.DEFINE_integer(
     "interrupted run continues where it stopped; a checkpoint is only used by the run it "
     "belongs to (same input, config and seed).",
 )
-
+_TAKE_OVER_LOCK = flags.DEFINE_bool(
+    "take_over_lock",
+    False,
+    "Take over the output folder's lock left by a run on another host (a lock of a process "
+    "that is gone on this host is taken over anyway; a running one is never overruled).",
+)
 
 _NUM_SHARDS = flags.DEFINE_integer(
     "num_shards",
@@ -169,9 +175,9 @@ def _prepare():
 
 def main(argv):
     if len(argv) > 1:
-        raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
+        return _usage_error(f"unexpected arguments: {' '.join(argv[1:])}")
     if not _INPUT.value:
-        raise app.UsageError("--input is required (files, folders or globs)")
+        return _usage_error("--input is required (files, folders or globs)")
     logging.set_verbosity(logging.WARNING)
     try:
         shard = _shard()  # jax.distributed.initialize must come before any JAX work
@@ -188,20 +194,11 @@ def main(argv):
         earlier
     ):
         print(f"jaxdeconv: {line}", file=sys.stderr)
-    records = batch.process(
-        paths,
-        cfg,
-        _OUTPUT_DIR.value,
-        kernel_size=kernel_size,
-        manifest=manifest,
-        batch_size=_BATCH_SIZE.value,
-        resume=_RESUME.value,
-        quiet=_QUIET.value,
-        earlier=earlier,
-        summary_name=shards.summary_name(shard, ""),
-        num_shards=shard.count,
-        shard_index=shard.index,
-    )
+    try:
+        records = _process(paths, cfg, kernel_size, manifest, earlier, shard)
+    except folder_lock.FolderBusy as e:
+        print(f"jaxdeconv: {e}", file=sys.stderr)
+        return 2
     if shard.count > 1:
         merged = shards.try_merge(_OUTPUT_DIR.value, shard, order=paths)
         print(
@@ -226,6 +223,29 @@ def main(argv):
     for r in failed:
         print(f"  failed: {r['error']}", file=sys.stderr)
     return 1 if failed else 0
+
+
+def _usage_error(text: str) -> int:
+    print(f"jaxdeconv: {text} (see --help)", file=sys.stderr)
+    return 2
+
+
+def _process(paths, cfg, kernel_size, manifest, earlier, shard) -> list[dict]:
+    return batch.process(
+        paths,
+        cfg,
+        _OUTPUT_DIR.value,
+        kernel_size=kernel_size,
+        manifest=manifest,
+        batch_size=_BATCH_SIZE.value,
+        resume=_RESUME.value,
+        quiet=_QUIET.value,
+        earlier=earlier,
+        summary_name=shards.summary_name(shard, ""),
+        num_shards=shard.count,
+        shard_index=shard.index,
+        take_over_lock=_TAKE_OVER_LOCK.value,
+    )
 
 
 def run():

@@ -10,11 +10,12 @@ from __future__ import annotations
 import copy
 import importlib.util
 import os
+import sys
 
 import jax
 import ml_collections
 import numpy as np
-from absl import app, logging
+from absl import flags, logging
 
 from jaxdeconv import batch, image_io, pipeline, runtime, synthetic
 from jaxdeconv import config as config_lib
@@ -34,7 +35,12 @@ def parse_flags(argv: list[str]) -> list[str]:
         f"--set={arg.split('config.', 1)[1]}" if arg.startswith(("--config.", "-config.")) else arg
         for arg in argv[1:]
     ]
-    return app.parse_flags_with_usage([argv[0], *rewritten])
+    try:
+        return flags.FLAGS([argv[0], *rewritten])
+    except flags.Error as e:  # a usage error: one line, exit code 2, no help dump
+        program = os.path.basename(argv[0])
+        print(f"{program}: {e} (see --help)", file=sys.stderr)
+        sys.exit(2)
 
 
 def load_config(spec: str, overrides: list[str] = ()) -> ml_collections.ConfigDict:

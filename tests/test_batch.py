@@ -295,10 +295,10 @@ def test_checkpoint_used_only_by_its_own_run(cfg, tmp_path, monkeypatch, capsys)
         reference[seed] = np.load(os.path.join(out, "a_kernel.npy"))
     assert not os.path.exists(os.path.join(out, batch.CHECKPOINT_DIR))  # removed when done
     out = str(tmp_path / "out")
-    ckpt = os.path.join(out, batch.CHECKPOINT_DIR, "a")
     with monkeypatch.context() as m:
         _interrupt_at(m, 4)
         assert batch.process([src], cfg, out, quiet=True)[0]["status"] == "failed"
+    (ckpt,) = _checkpoints(out)
     assert os.listdir(ckpt) and os.path.isfile(ckpt + ".json")
     other = cfg.copy_and_resolve_references()
     other.seed = 1
@@ -321,6 +321,55 @@ def test_checkpoint_used_only_by_its_own_run(cfg, tmp_path, monkeypatch, capsys)
     assert "continuing from the checkpoint" in capsys.readouterr().err
     np.testing.assert_array_equal(np.load(os.path.join(out, "a_kernel.npy")), reference[0])
     assert not os.path.exists(os.path.join(out, batch.CHECKPOINT_DIR))
+
+
+def _checkpoints(out):
+    folder = os.path.join(out, batch.CHECKPOINT_DIR)
+    if not os.path.isdir(folder):
+        return []
+    return sorted(os.path.join(folder, n) for n in os.listdir(folder) if not n.endswith(".json"))
+
+
+def test_same_named_inputs_never_share_a_checkpoint(cfg, tmp_path, monkeypatch, capsys):
+    # Two runs into one folder with different inputs called a.png (issue 26: the second
+    # resumed from the first one's networks and was recorded ok).
+    cfg.checkpoint_every = 4
+    (tmp_path / "cA").mkdir()
+    (tmp_path / "cB").mkdir()
+    src_a = _save(tmp_path / "cA" / "a.png", _grey(0))
+    src_b = _save(tmp_path / "cB" / "a.png", _grey(1))
+    reference = {}
+    for src in (src_a, src_b):
+        clean = str(tmp_path / ("clean" + src[-6]))
+        assert batch.process([src], cfg, clean, quiet=True)[0]["status"] == "ok"
+        reference[src] = np.load(os.path.join(clean, "a_kernel.npy"))
+    assert not np.array_equal(reference[src_a], reference[src_b])
+    out = str(tmp_path / "out")
+    with monkeypatch.context() as m:
+        _interrupt_at(m, 4)
+        assert batch.process([src_a], cfg, out, quiet=True)[0]["status"] == "failed"
+        (ckpt_a,) = _checkpoints(out)
+        capsys.readouterr()
+        assert batch.process([src_b], cfg, out)[0]["status"] == "failed"
+    (ckpt_b,) = _checkpoints(out)
+    assert ckpt_b != ckpt_a
+    assert "checkpoint of another run (other input) removed" in capsys.readouterr().err
+    for src in (src_b, src_a):  # each resumed in turn: its own result, never the other's
+        assert batch.process([src], cfg, out, resume=True, quiet=True)[0]["status"] == "ok"
+        np.testing.assert_array_equal(np.load(os.path.join(out, "a_kernel.npy")), reference[src])
+    assert _checkpoints(out) == []
+
+
+def test_checkpoint_names_are_bounded_whatever_the_input_name(cfg, tmp_path, monkeypatch):
+    cfg.checkpoint_every = 4
+    src = _save(tmp_path / ("n" * 230 + ".png"), _grey(0))  # outputs: 246 chars
+    out = str(tmp_path / "out")
+    with monkeypatch.context() as m:
+        _interrupt_at(m, 4)
+        assert batch.process([src], cfg, out, quiet=True)[0]["status"] == "failed"
+    (ckpt,) = _checkpoints(out)
+    assert len(os.path.basename(ckpt) + ".json") < 100
+    assert batch.process([src], cfg, out, resume=True, quiet=True)[0]["status"] == "ok"
 
 
 def test_killed_run_leaves_a_summary(cfg, tmp_path, monkeypatch):

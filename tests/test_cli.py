@@ -181,3 +181,59 @@ def test_launchers_share_the_override_syntax(script, item, words):
         cwd=ROOT,
     )
     assert r.returncode == 2 and words in r.stderr and "Traceback" not in r.stderr
+
+
+@pytest.mark.parametrize(
+    "args, says",
+    [
+        (["--input=x.png", "--outputdir=out"], "Unknown command line flag 'outputdir'"),
+        (["--output_dir=out"], "--input is required"),
+        (["--input=x.png", "stray"], "unexpected arguments: stray"),
+    ],
+)
+def test_usage_errors_exit_2_in_one_line(args, says, tmp_path):
+    r = subprocess.run([EXE, *args], capture_output=True, text=True, timeout=300, cwd=tmp_path)
+    assert r.returncode == 2, r.stderr
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1 and says in lines[0] and "see --help" in lines[0], r.stderr
+    assert not os.path.exists(tmp_path / "out")
+
+
+def test_output_folder_in_use_is_refused_with_exit_2(tmp_path):
+    from jaxdeconv import folder_lock
+
+    src = tmp_path / "in"
+    src.mkdir()
+    image = synthetic.make_example(24, 24, 5, seed=0).blurry[..., 0]
+    Image.fromarray((image * 255).astype(np.uint8)).save(src / "a.png")
+    out = tmp_path / "out"
+    # Another live process owns the folder (a child that holds the lock until told to stop).
+    holder = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import sys; from jaxdeconv import folder_lock; "
+            f"folder_lock.acquire({str(out)!r}, log=lambda s: None); print('held', flush=True); "
+            "sys.stdin.read()",
+        ],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        r = _cmd(f"--input={src}", f"--output_dir={out}", "--config=tiny", "--quiet")
+        assert r.returncode == 2, r.stderr
+        assert f"in use by process {holder.pid}" in r.stderr
+        assert not os.path.exists(out / "a_deblurred.png")
+    finally:
+        holder.communicate("")
+    # The holder exited without releasing: its lock is stale and is taken over.
+    assert os.path.exists(folder_lock.lock_path(str(out)))
+    r = _cmd(
+        f"--input={src}", f"--output_dir={out}", "--config=tiny", "--set=num_steps=4", "--quiet"
+    )
+    assert r.returncode == 0, r.stderr
+    assert f"process {holder.pid}" in r.stderr and "no longer running; taken over" in r.stderr
+    assert os.path.isfile(out / "a_deblurred.png")
+    assert not os.path.exists(folder_lock.lock_path(str(out)))  # released at the end
