@@ -141,6 +141,7 @@ def _run(
     num_real: int | None = None,
     model: train.Model | None = None,
     step_fn: Callable | None = None,
+    warm_start: Callable | None = None,
 ) -> list[DeblurResult]:
     """Trains ``ys [B, H, W, C]``; ``num_real``: results for the first ones only (padding)."""
     start = time.perf_counter()
@@ -161,6 +162,8 @@ def _run(
     else:
         y, k_state, k_loop, k_sample = ys[0], key_state[0], key_loop[0], key_sample[0]
     state = fns.init(k_state)
+    if warm_start is not None:
+        state = warm_start(model, state)
 
     num_steps = config.num_steps
     # One host array per metric the step returns: [num_steps] (or [num_steps, B]).
@@ -289,6 +292,7 @@ def deblur(
     checkpoint_dir: str | None = None,
     model: train.Model | None = None,
     step: Callable | None = None,
+    warm_start: Callable | None = None,
 ) -> DeblurResult:
     """Blind deblurring of one image by training Gx and Gk on it.
 
@@ -305,6 +309,9 @@ def deblur(
       step: your own ``step(model, state, y, key) -> (state, metrics)`` in place of
         ``train.train_step`` (e.g. with an extra loss term); every metric it returns is
         recorded per step in ``DeblurResult.metrics``; it must return ``'loss'``.
+      warm_start: ``warm_start(model, state) -> state``, applied to the freshly initialised
+        state before training (a checkpoint, if resumed, replaces it): e.g. weights carried
+        from a run at a coarser scale (``jaxdeconv.progressive``).
 
     Returns:
       A ``DeblurResult``. Compiled functions are cached (``jaxdeconv.runner``): a second image
@@ -322,6 +329,7 @@ def deblur(
         checkpoint_dir=checkpoint_dir,
         model=model,
         step_fn=step,
+        warm_start=warm_start,
     )[0]
 
 

@@ -44,7 +44,7 @@ import jax
 import ml_collections
 import numpy as np
 
-from jaxdeconv import api, folder_lock, image_io, overlap, pipeline, shards
+from jaxdeconv import api, folder_lock, image_io, overlap, pipeline, progressive, shards
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".webp")
 OUTPUT_SUFFIXES = (
@@ -584,6 +584,12 @@ def process(
     naming the first; a lock left by a process that is gone is taken over
     (``take_over_lock`` for one from another host).
     """
+    blocked = foreign_files(output_dir, summary_files(summary_name))
+    if blocked:  # refused before the folder is touched
+        raise ValueError(
+            f"{', '.join(blocked)} exists and was not written by jaxdeconv; move it or choose "
+            "another --output_dir"
+        )
     command = " ".join(sys.argv)
     with folder_lock.owned(
         output_dir, summary_name, take_over=take_over_lock, log=_log, command=command
@@ -953,10 +959,20 @@ def _network_stage(chunk, cfg, ckpt, report) -> list[api.DeblurResult]:
     """Trains the networks of one batch (``chunk``: same-shaped regions, one config)."""
     # The networks' kernel side at the working scale (pipeline.plan; the given size, or the
     # upper bound for 'auto', when the estimate runs at full resolution).
+    if len(chunk) == 1 or progressive.level_kernel_sizes(cfg, chunk[0]["shape"]):
+        # Progressive runs go one image at a time (each carries its own coarser levels).
+        return [
+            progressive.network_run(
+                image_io.luminance(m["blurry"]),
+                cfg,
+                key=jax.random.key(cfg.seed),
+                region=m["region"],
+                checkpoint_dir=ckpt if len(chunk) == 1 else None,
+                callback=report,
+            )
+            for m in chunk
+        ]
     cfg = pipeline.network_config(cfg, chunk[0]["shape"])
-    if len(chunk) == 1:
-        key = jax.random.key(cfg.seed)
-        return [api.deblur(chunk[0]["region"], cfg, key=key, checkpoint_dir=ckpt, callback=report)]
     regions = [m["region"] for m in chunk]
     return api.deblur_batch(regions, cfg, checkpoint_dir=ckpt, callback=report)
 

@@ -79,6 +79,7 @@ def default_config() -> ml_collections.ConfigDict:
     c.polish.select = True
 
     c.image_net = ml_collections.ConfigDict()
+    c.image_net.type = "unet"  # a registered image generator (jaxdeconv.plugins)
     c.image_net.channels = (128,) * 6  # one entry per level
     c.image_net.skip_channels = (16,) * 6
     c.image_net.input_channels = 8  # Cz of the fixed input zx ~ U(0, input_scale)
@@ -88,13 +89,18 @@ def default_config() -> ml_collections.ConfigDict:
     c.image_net.decoder_1x1 = True
 
     c.kernel_net = ml_collections.ConfigDict()
-    c.kernel_net.type = "unet"  # 'unet' (paper) or 'mlp' (Ren et al.)
+    # A registered kernel generator (jaxdeconv.plugins): 'unet' (the paper's Gk), 'mlp' (Ren
+    # et al.) or 'coord' (a SIREN over the kernel grid's coordinates, jaxdeconv.kernel_coord).
+    c.kernel_net.type = "unet"
     c.kernel_net.channels = (64,) * 4
     c.kernel_net.skip_channels = (16,) * 4
     c.kernel_net.input_channels = 8  # for 'mlp': the input dimension (Ren et al.: 200)
     c.kernel_net.hidden = 1000  # 'mlp' only
     c.kernel_net.input_scale = 0.1
     c.kernel_net.decoder_1x1 = True  # 'unet' only
+    c.kernel_net.coord_hidden = 64  # 'coord' only: units per hidden layer
+    c.kernel_net.coord_layers = 3  # 'coord' only: hidden sine layers
+    c.kernel_net.coord_omega = 30.0  # 'coord' only: SIREN's first-layer frequency
 
     c.optim = ml_collections.ConfigDict()
     c.optim.lr_x = 1e-2
@@ -193,6 +199,19 @@ def _estimate_fields(c: ml_collections.ConfigDict) -> None:
     # Other window rules (crop_select values) whose window also gets a network run on every
     # image (not only a flagged one); the same ranking picks the kernel. () : none.
     c.recover.windows = ()
+    # Progressive coarse-to-fine training of the network stage (jaxdeconv.progressive): before
+    # the run at the working scale, `levels` shorter runs at coarser scales (kernel grids
+    # shrinking by `factor` per level, none under `min_kernel` taps), each on its own most
+    # textured crop_size window at its scale (so a coarser level sees more of the photo), the
+    # kernel generator's weights carried up (a resolution-free one: kernel_net.type='coord'),
+    # and with `carry_image` the image generator's weights too. `step_share` of num_steps goes
+    # to the coarser levels, evenly. 0 levels: one run at the working scale (the paper).
+    c.progressive = ml_collections.ConfigDict()
+    c.progressive.levels = 0
+    c.progressive.factor = 2.0
+    c.progressive.min_kernel = 7
+    c.progressive.step_share = 0.4
+    c.progressive.carry_image = False
 
 
 def paper() -> ml_collections.ConfigDict:

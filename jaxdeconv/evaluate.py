@@ -105,7 +105,20 @@ TARGET_MAX_NOISE = 0.01
 # Fields added after benchmark results were stored, with the value at which a config computes
 # what it did before the field existed: left out of the hash at that value, so that stored
 # results stay valid (a resumed benchmark does not redo them).
-_NEUTRAL = {("support_margin",): 1.0, ("recover", "windows"): (), ("grad_weight",): 0.0}
+_NEUTRAL = {
+    ("support_margin",): 1.0,
+    ("recover", "windows"): (),
+    ("grad_weight",): 0.0,
+    ("image_net", "type"): "unet",
+    ("kernel_net", "coord_hidden"): 64,
+    ("kernel_net", "coord_layers"): 3,
+    ("kernel_net", "coord_omega"): 30.0,
+    ("progressive", "levels"): 0,
+    ("progressive", "factor"): 2.0,
+    ("progressive", "min_kernel"): 7,
+    ("progressive", "step_share"): 0.4,
+    ("progressive", "carry_image"): False,
+}
 
 
 def config_hash(config: ml_collections.ConfigDict) -> str:
@@ -124,6 +137,8 @@ def config_hash(config: ml_collections.ConfigDict) -> str:
             value = node[leaf]
             if (tuple(value) if isinstance(value, list | tuple) else value) == neutral:
                 del node[leaf]
+    if d.get("progressive") == {}:  # a group added later, every field neutral
+        del d["progressive"]
     return hashlib.sha1(json.dumps(d, sort_keys=True, default=str).encode()).hexdigest()[:12]
 
 

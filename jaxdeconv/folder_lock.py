@@ -148,6 +148,10 @@ def release(output_dir: str, name: str = "summary") -> None:
     if owner and owner.get("pid") == os.getpid() and owner.get("host") == socket.gethostname():
         with contextlib.suppress(FileNotFoundError):
             os.remove(path)
+        # Leave no empty folders behind (a refused run leaves the output folder as it was).
+        for folder in (os.path.dirname(path), os.path.dirname(os.path.dirname(path))):
+            with contextlib.suppress(OSError):
+                os.rmdir(folder)
 
 
 @contextlib.contextmanager

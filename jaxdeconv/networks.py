@@ -32,6 +32,8 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from jaxdeconv import plugins
+
 LEAKY_SLOPE = 0.1
 
 
@@ -220,3 +222,34 @@ def kernel_input_shape(net: nn.Module, kernel_size: int, input_channels: int) ->
     if isinstance(net, KernelMLP):
         return (input_channels,)
     return (kernel_size, kernel_size, input_channels)
+
+
+# --- the built-in generators, registered by name (jaxdeconv.plugins) ----------------------
+
+
+@plugins.register_kernel_net("unet")
+def _build_kernel_unet(config, kernel_size: int):
+    net = config.kernel_net
+    module = KernelUNet(
+        channels=tuple(net.channels),
+        skip_channels=tuple(net.skip_channels),
+        decoder_1x1=bool(net.decoder_1x1),
+    )
+    return module, (kernel_size, kernel_size, net.input_channels)
+
+
+@plugins.register_kernel_net("mlp")
+def _build_kernel_mlp(config, kernel_size: int):
+    net = config.kernel_net
+    return KernelMLP(kernel_size=kernel_size, hidden=net.hidden), (net.input_channels,)
+
+
+@plugins.register_image_net("unet")
+def _build_image_unet(config, out_channels: int):
+    net = config.image_net
+    return ImageUNet(
+        out_channels=out_channels,
+        channels=tuple(net.channels),
+        skip_channels=tuple(net.skip_channels),
+        decoder_1x1=bool(net.decoder_1x1),
+    )

@@ -22,7 +22,7 @@ import optax
 from flax import struct
 
 from jaxdeconv import loss as loss_lib
-from jaxdeconv import networks, schedules
+from jaxdeconv import plugins, schedules
 
 
 class TrainState(struct.PyTreeNode):
@@ -117,22 +117,9 @@ def build_model(config: ml_collections.ConfigDict, blurry_shape: tuple) -> Model
     validate(config, blurry_shape)
     h, w, c = blurry_shape
     k = config.kernel_size
-    image_net = networks.ImageUNet(
-        out_channels=c,
-        channels=tuple(config.image_net.channels),
-        skip_channels=tuple(config.image_net.skip_channels),
-        decoder_1x1=bool(config.image_net.get("decoder_1x1", True)),
-    )
-    if config.kernel_net.type == "unet":
-        kernel_net = networks.KernelUNet(
-            channels=tuple(config.kernel_net.channels),
-            skip_channels=tuple(config.kernel_net.skip_channels),
-            decoder_1x1=bool(config.kernel_net.get("decoder_1x1", True)),
-        )
-    elif config.kernel_net.type == "mlp":
-        kernel_net = networks.KernelMLP(kernel_size=k, hidden=config.kernel_net.hidden)
-    else:
-        raise ValueError(f"kernel_net.type must be 'unet' or 'mlp', got {config.kernel_net.type!r}")
+    # Both generators are plug-ins chosen by name (jaxdeconv.plugins).
+    image_net = plugins.image_net(config.image_net.get("type", "unet"))(config, c)
+    kernel_net, zk_shape = plugins.kernel_net(config.kernel_net.type).build(config, k)
     return Model(
         image_net=image_net,
         kernel_net=kernel_net,
@@ -154,7 +141,7 @@ def build_model(config: ml_collections.ConfigDict, blurry_shape: tuple) -> Model
         data_term=config.get("data_term", "mean"),
         image_shape=(h, w, c),
         zx_shape=(h + k - 1, w + k - 1, config.image_net.input_channels),
-        zk_shape=networks.kernel_input_shape(kernel_net, k, config.kernel_net.input_channels),
+        zk_shape=tuple(zk_shape),
         input_scale_x=config.image_net.input_scale,
         input_scale_k=config.kernel_net.input_scale,
         ssim_after=int(config.get("ssim_after", 0)),

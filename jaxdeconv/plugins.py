@@ -1,0 +1,82 @@
+"""Plug-ins chosen by name from the config: kernel generators and image generators.
+
+A kernel generator is registered with a builder ``builder(config, kernel_size) -> (module,
+zk_shape)``: ``config`` is the whole run config (its ``kernel_net`` group holds the
+generator's fields), ``kernel_size`` the odd side of the kernel grid it must produce, and
+``zk_shape`` the shape of its fixed input. The module is a ``flax.linen`` module called as
+``module.apply(params, zk, noise_std, dropout_rate, deterministic=..., rngs=...)`` that returns
+a kernel ``[K, K]``, non-negative and summing to one. ``config.kernel_net.type`` picks it.
+
+An image generator is registered with ``builder(config, out_channels) -> module``, the module
+mapping ``zx [Hb, Wb, Cz]`` to an image ``[Hb, Wb, out_channels]`` in (0, 1), with the
+``'noise'`` and ``'dropout'`` rng streams unless ``deterministic``; ``config.image_net.type``
+picks it.
+
+Your own generator is one function and one config value, without editing the library::
+
+    @plugins.register_kernel_net("mine")
+    def build(config, kernel_size):
+        return MyKernelNet(kernel_size), (kernel_size, kernel_size, 8)
+
+    cfg.kernel_net.type = "mine"
+
+``resolution_free=True`` marks a kernel generator whose parameters do not depend on the grid
+(the same weights give the kernel on any grid; its side is read from ``zk``'s shape): only
+those can be carried from one scale to the next (``jaxdeconv.progressive``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import NamedTuple
+
+
+class KernelNetPlugin(NamedTuple):
+    build: Callable  # (config, kernel_size) -> (module, zk_shape)
+    resolution_free: bool
+
+
+KERNEL_NETS: dict[str, KernelNetPlugin] = {}
+IMAGE_NETS: dict[str, Callable] = {}
+
+
+def register_kernel_net(name: str, *, resolution_free: bool = False):
+    """Decorator registering a kernel generator's builder under ``name`` (replacing one of the
+    same name)."""
+
+    def register(build: Callable) -> Callable:
+        KERNEL_NETS[name] = KernelNetPlugin(build, resolution_free)
+        return build
+
+    return register
+
+
+def register_image_net(name: str):
+    """Decorator registering an image generator's builder under ``name``."""
+
+    def register(build: Callable) -> Callable:
+        IMAGE_NETS[name] = build
+        return build
+
+    return register
+
+
+def _builtin() -> None:
+    # The built-in generators register themselves when their modules are imported.
+    from jaxdeconv import kernel_coord, networks  # noqa: F401
+
+
+def kernel_net(name: str) -> KernelNetPlugin:
+    """The kernel generator registered as ``name``; ``ValueError`` naming the known ones."""
+    _builtin()
+    if name not in KERNEL_NETS:
+        raise ValueError(f"kernel_net.type must be one of {sorted(KERNEL_NETS)}, got {name!r}")
+    return KERNEL_NETS[name]
+
+
+def image_net(name: str) -> Callable:
+    """The image generator builder registered as ``name``; ``ValueError`` naming the known."""
+    _builtin()
+    if name not in IMAGE_NETS:
+        raise ValueError(f"image_net.type must be one of {sorted(IMAGE_NETS)}, got {name!r}")
+    return IMAGE_NETS[name]

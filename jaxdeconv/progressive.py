@@ -1,0 +1,139 @@
+"""The network stage, optionally trained progressively from coarse to fine scales.
+
+``network_run(luminance, config)`` is the one call that trains the networks on an image's
+luminance ``[H, W, 1]`` and returns the run at the working scale (``jaxdeconv.planning``). With
+``config.progressive.levels = L > 0`` it first trains at ``L`` coarser scales, coarsest first:
+level ``l`` has a kernel grid of ``odd(K_w / factor^l)`` taps (``K_w``: the working scale's grid;
+none under ``progressive.min_kernel``), i.e. the photo down-sampled so that the blur spans that
+many pixels, on the most textured ``crop_size`` window at that scale (``crop_select``'s rule):
+a coarser level sees a larger part of the photo for the same cost per step, the whole photo
+once it is small enough. The kernel generator's weights are carried from each level to the
+next, which needs a resolution-free generator (``plugins.register_kernel_net(...,
+resolution_free=True)``, e.g. ``kernel_net.type='coord'``); with ``progressive.carry_image``
+the image generator's weights too (a fully convolutional net on a fresh input of the new
+size). Optimiser states start afresh at every level. ``progressive.step_share`` of
+``num_steps`` goes to the coarser levels, evenly; the working scale gets the rest, with every
+schedule (dropout, input noise, learning-rate decay) compressed to its steps, so the
+Monte-Carlo randomisation of the paper runs at every level.
+
+Keys: level ``l`` trains with ``fold_in(key, l)``; the working scale with ``key`` itself, so
+``levels=0`` is exactly the single run. A checkpoint (``checkpoint_dir``) covers the working
+scale's run; a resumed run repeats the (deterministic) coarser levels first.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import jax
+import ml_collections
+import numpy as np
+
+from jaxdeconv import api, multiscale, planning, plugins, train
+
+
+def level_kernel_sizes(config: ml_collections.ConfigDict, shape: tuple[int, ...]) -> list[int]:
+    """The kernel grid sides of the coarser levels, coarsest first (``[]``: no progression)."""
+    prog = config.get("progressive")
+    if prog is None or int(prog.levels) <= 0:
+        return []
+    working = planning.plan(shape, config).net_kernel_size
+    sizes = []
+    for level in range(1, int(prog.levels) + 1):
+        k = multiscale.odd(working / float(prog.factor) ** level)
+        if k < int(prog.min_kernel) or k >= working or (sizes and k >= sizes[-1]):
+            break
+        sizes.append(k)
+    return sizes[::-1]
+
+
+def level_config(
+    config: ml_collections.ConfigDict, kernel: int, num_steps: int
+) -> ml_collections.ConfigDict:
+    """``config`` for the level whose kernel grid has ``kernel`` taps: the working scale
+    brought down to it (``scale.max_kernel``), with ``num_steps`` steps, no progression."""
+    d = config.to_dict()
+    d["scale"]["max_kernel"] = int(kernel)
+    d["num_steps"] = int(num_steps)
+    d["progressive"]["levels"] = 0
+    cfg = ml_collections.ConfigDict(d)
+    return cfg
+
+
+def step_split(config: ml_collections.ConfigDict, num_levels: int) -> tuple[int, int]:
+    """``(steps per coarser level, steps at the working scale)``."""
+    if num_levels == 0:
+        return 0, int(config.num_steps)
+    share = float(config.progressive.step_share)
+    per_level = max(1, int(round(share * config.num_steps / num_levels)))
+    return per_level, max(1, int(config.num_steps) - per_level * num_levels)
+
+
+def carry(previous: train.TrainState | None, carry_image: bool) -> Callable | None:
+    """``warm_start(model, state)`` putting ``previous``'s kernel weights (and, with
+    ``carry_image``, its image weights) into a fresh state, with fresh optimiser states."""
+    if previous is None:
+        return None
+
+    def warm_start(model: train.Model, state: train.TrainState) -> train.TrainState:
+        params_k = jax.tree_util.tree_map(np.asarray, previous.params_k)
+        state = state.replace(params_k=params_k, opt_k=model.tx_k.init(params_k))
+        if carry_image:
+            params_x = jax.tree_util.tree_map(np.asarray, previous.params_x)
+            state = state.replace(params_x=params_x, opt_x=model.tx_x.init(params_x))
+        return state
+
+    return warm_start
+
+
+def network_run(
+    luminance: np.ndarray,
+    config: ml_collections.ConfigDict,
+    *,
+    key: jax.Array | None = None,
+    region: np.ndarray | None = None,
+    checkpoint_dir: str | None = None,
+    callback: Callable[[int, dict], None] | None = None,
+) -> api.DeblurResult:
+    """Trains the networks for the image whose luminance is ``[H, W, 1]`` and returns the run
+    at the working scale, trained on ``region`` (default
+    ``planning.estimation_region(luminance, config)``) with
+    ``planning.network_config(config, shape)`` (its ``num_steps`` lowered by the coarser
+    levels' share). ``key`` defaults to ``jax.random.key(config.seed)``."""
+    key = jax.random.key(config.seed) if key is None else key
+    shape = luminance.shape
+    if region is None:
+        region, _ = planning.estimation_region(luminance, config)
+    sizes = level_kernel_sizes(config, shape)
+    net_cfg = planning.network_config(config, shape)
+    if not sizes:
+        return api.deblur(
+            region, net_cfg, key=key, checkpoint_dir=checkpoint_dir, callback=callback
+        )
+    if not plugins.kernel_net(config.kernel_net.type).resolution_free:
+        raise ValueError(
+            f"progressive.levels={config.progressive.levels} needs a resolution-free kernel "
+            f"generator (e.g. kernel_net.type='coord'), not {config.kernel_net.type!r}"
+        )
+    per_level, final_steps = step_split(config, len(sizes))
+    previous = None
+    carry_image = bool(config.progressive.carry_image)
+    for level, k in enumerate(sizes, start=1):
+        cfg = level_config(config, k, per_level)
+        level_region, _ = planning.estimation_region(luminance, cfg)
+        run = api.deblur(
+            level_region,
+            planning.network_config(cfg, shape),
+            key=jax.random.fold_in(key, len(sizes) + 1 - level),
+            warm_start=carry(previous, carry_image),
+        )
+        previous = run.state
+    net_cfg.num_steps = final_steps
+    return api.deblur(
+        region,
+        net_cfg,
+        key=key,
+        checkpoint_dir=checkpoint_dir,
+        callback=callback,
+        warm_start=carry(previous, carry_image),
+    )

@@ -1,0 +1,77 @@
+import jax
+import numpy as np
+import pytest
+
+import jaxdeconv
+from jaxdeconv import planning, progressive, synthetic
+
+
+@pytest.fixture
+def cfg(tiny_config):
+    tiny_config.kernel_size = 9
+    tiny_config.num_steps = 10
+    tiny_config.kernel_net.type = "coord"
+    tiny_config.kernel_net.coord_hidden = 8
+    tiny_config.kernel_net.coord_layers = 1
+    tiny_config.progressive.min_kernel = 3
+    return tiny_config
+
+
+def test_level_sizes_shrink_by_the_factor_down_to_min_kernel(cfg):
+    cfg.kernel_size = 55
+    cfg.scale.max_kernel = 27
+    cfg.progressive.levels = 3
+    cfg.progressive.min_kernel = 7
+    assert planning.plan((400, 400, 1), cfg).net_kernel_size == 27
+    assert progressive.level_kernel_sizes(cfg, (400, 400, 1)) == [7, 13]  # 27/8 < 7: stop
+    cfg.progressive.levels = 0
+    assert progressive.level_kernel_sizes(cfg, (400, 400, 1)) == []
+
+
+def test_step_split_adds_up(cfg):
+    cfg.num_steps = 2500
+    cfg.progressive.step_share = 0.4
+    assert progressive.step_split(cfg, 2) == (500, 1500)
+    assert progressive.step_split(cfg, 0) == (0, 2500)
+
+
+def test_no_levels_is_exactly_the_single_run(cfg):
+    ex = synthetic.make_example(32, 32, 9, seed=0)
+    lum = ex.blurry
+    single = jaxdeconv.deblur(lum, planning.network_config(cfg, lum.shape))
+    run = progressive.network_run(lum, cfg)
+    np.testing.assert_array_equal(run.kernel, single.kernel)
+
+
+def test_coarse_level_runs_and_carries_the_kernel_weights(cfg, monkeypatch):
+    cfg.progressive.levels = 1
+    ex = synthetic.make_example(32, 32, 9, seed=0)
+    calls = []
+    real = progressive.api.deblur
+
+    def spy(region, config, *, warm_start=None, **kwargs):
+        result = real(region, config, warm_start=warm_start, **kwargs)
+        calls.append((region.shape, config.kernel_size, config.num_steps, warm_start, result))
+        return result
+
+    monkeypatch.setattr(progressive.api, "deblur", spy)
+    run = progressive.network_run(ex.blurry, cfg)
+    (coarse_shape, k0, n0, ws0, coarse), (fine_shape, k1, n1, ws1, fine) = calls
+    assert (k0, k1) == (5, 9) and n0 + n1 == cfg.num_steps and ws0 is None
+    assert coarse_shape[0] < fine_shape[0]  # the coarse level works on a smaller image
+    # The finer run started from the coarse run's kernel weights (fresh optimiser state).
+    model = fine.model
+    state = ws1(model, model and jax.device_get(fine.state))
+    for a, b in zip(
+        jax.tree_util.tree_leaves(state.params_k), jax.tree_util.tree_leaves(coarse.state.params_k)
+    ):
+        np.testing.assert_array_equal(a, b)
+    assert run.kernel.shape == (9, 9) and np.isclose(run.kernel.sum(), 1.0, rtol=1e-5)
+
+
+def test_progressive_needs_a_resolution_free_kernel_net(cfg):
+    cfg.kernel_net.type = "mlp"
+    cfg.progressive.levels = 1
+    ex = synthetic.make_example(32, 32, 9, seed=0)
+    with pytest.raises(ValueError, match="resolution-free"):
+        progressive.network_run(ex.blurry, cfg)
