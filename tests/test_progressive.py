@@ -61,10 +61,9 @@ def test_coarse_level_runs_and_carries_the_kernel_weights(cfg, monkeypatch):
     assert coarse_shape[0] < fine_shape[0]  # the coarse level works on a smaller image
     # The finer run started from the coarse run's kernel weights (fresh optimiser state).
     model = fine.model
-    state = ws1(model, model and jax.device_get(fine.state))
-    for a, b in zip(
-        jax.tree_util.tree_leaves(state.params_k), jax.tree_util.tree_leaves(coarse.state.params_k)
-    ):
+    state = ws1(model, jax.device_get(fine.state))
+    carried = jax.tree_util.tree_leaves(state.params_k)
+    for a, b in zip(carried, jax.tree_util.tree_leaves(coarse.state.params_k), strict=True):
         np.testing.assert_array_equal(a, b)
     assert run.kernel.shape == (9, 9) and np.isclose(run.kernel.sum(), 1.0, rtol=1e-5)
 
