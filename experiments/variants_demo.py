@@ -20,7 +20,7 @@ from absl import app, flags
 from ml_collections import config_flags
 
 import jaxdeconv
-from jaxdeconv import runtime, synthetic
+from jaxdeconv import metrics, runtime, synthetic
 
 
 def _define_flags():
@@ -121,7 +121,7 @@ def main(argv):
     size = flags.FLAGS.size
     ex = synthetic.make_example(size, size, cfg.kernel_size, seed=0)
     kernels = np.asarray(seed_ensemble(ex.blurry, cfg, seeds=(0, 1, 2, 3)))
-    sims = [jaxdeconv.metrics.kernel_similarity(k, ex.kernel) for k in kernels]
+    sims = [metrics.kernel_similarity(k, ex.kernel) for k in kernels]
     print(
         "seed ensemble: similarity to the true kernel per seed",
         np.round(sims, 3),
@@ -133,7 +133,7 @@ def main(argv):
     for mu, k in zip(mus, kernels, strict=True):
         print(
             f"mu={mu:g}: ||k||^2={float((k**2).sum()):.4f} similarity="
-            f"{jaxdeconv.metrics.kernel_similarity(k, ex.kernel):.3f}"
+            f"{metrics.kernel_similarity(k, ex.kernel):.3f}"
         )
     g = np.asarray(zx_gradient(ex.blurry, cfg, jax.random.key(0)))
     print("d loss / d zx: shape", g.shape, "mean |grad|", float(np.abs(g).mean()))

@@ -5,7 +5,9 @@ non-negative, sums to one and acts by cross-correlation: ``y = valid_correlate(x
 with ``x_big`` of shape ``[H + K - 1, W + K - 1, C]``.
 """
 
-from jaxdeconv import config, datasets, metrics, nonblind
+# The benchmark layer (datasets, metrics, synthetic suite, evaluation) is not imported here:
+# ``from jaxdeconv import metrics`` when you need it.
+from jaxdeconv import config, nonblind
 from jaxdeconv.api import DeblurResult, NonFiniteLossError, deblur, deblur_batch
 from jaxdeconv.blur import valid_correlate, valid_correlate_direct, valid_correlate_fft
 from jaxdeconv.loss import LossTerms, loss_from_images, mc_loss, sample_images
@@ -37,9 +39,7 @@ __all__ = [
     "TrainState",
     "build_model",
     "config",
-    "datasets",
     "hyper_laplacian_deconv",
-    "metrics",
     "nonblind",
     "wiener_deconv",
     "deblur",

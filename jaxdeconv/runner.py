@@ -13,8 +13,8 @@ single-device program. (Sharding a vmapped batch with ``NamedSharding`` alone fa
 the image axis into the convolutions' feature groups, which the partitioner cannot split.)
 ``batch_size`` must then be a multiple of the device count; ``pad_batch`` helps.
 
-The first runner built turns on JAX's persistent compilation cache (``runtime``), unless the
-user set a cache directory already or turned it off with ``JAXDECONV_COMPILATION_CACHE=0``.
+Nothing here touches process-wide settings: the persistent compilation cache is the calling
+program's choice (``runtime.enable_compilation_cache``, which the command and launchers call).
 """
 
 from __future__ import annotations
@@ -35,7 +35,7 @@ import numpy as np
 from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
-from jaxdeconv import runtime, train
+from jaxdeconv import train
 
 AXIS = "batch"
 MAX_CACHED = 16
@@ -122,7 +122,6 @@ def build_runner(
 
     ``step_fn(model, state, y, key) -> (state, metrics)`` replaces ``train.train_step``.
     """
-    runtime.default_compilation_cache()
     init = functools.partial(train.init_state, model)
     step = functools.partial(step_fn or train.train_step, model)
     outputs = functools.partial(_outputs, model, num_samples)

@@ -1,18 +1,20 @@
-"""Process-level JAX settings shared by launchers, library users and tests.
+"""Process-wide JAX settings, for applications to opt into (the library never calls these).
 
-The persistent compilation cache (compiled executables kept on disk across processes) is on
-by default for library users too: the first ``jaxdeconv`` run that compiles calls
-``default_compilation_cache()``. Turn it off with the environment variable
-``JAXDECONV_COMPILATION_CACHE=0`` or by calling ``disable_compilation_cache()`` before the first
-run; a cache directory you set yourself (``jax.config.update('jax_compilation_cache_dir', ...)``
-or ``JAX_COMPILATION_CACHE_DIR``) is left alone.
+The library leaves ``jax.config``, ``XLA_FLAGS`` and caches to the program that uses it. The
+``jaxdeconv`` command, the launchers in ``experiments/`` and the tests opt in:
 
-On a CPU, one image's small convolutions leave cores idle; the ``jaxdeconv`` command therefore
-splits the host into several JAX CPU devices (``split_host_cpu``) when it has several images,
-and trains one image per device (``api.deblur_batch`` shards a batch over local devices).
-Measured on the 2-core CPU, ``fast`` preset at 128x128: 25.2 images/min on one device, 34.5 on
-two (``benchmarks/multi_device.py``). ``JAXDECONV_CPU_DEVICES=N`` sets the count (1: off); an
-``--xla_force_host_platform_device_count`` already in ``XLA_FLAGS`` is left alone.
+* ``enable_compilation_cache()`` turns on JAX's persistent compilation cache (compiled
+  executables kept on disk across processes; a step compiles in 6-8 s otherwise).
+  ``default_compilation_cache()`` does the same unless the user chose otherwise
+  (``JAXDECONV_COMPILATION_CACHE=0``, ``disable_compilation_cache()``, or a cache directory of
+  their own). A library user who wants the cache calls one of them.
+* ``split_host_cpu(n)``: on a CPU, one image's small convolutions leave cores idle; the command
+  therefore splits the host into several JAX CPU devices (``jax_num_cpu_devices``) when it has
+  several images, and trains one image per device (``api.deblur_batch`` shards a batch over
+  local devices). Measured on the 2-core CPU, ``fast`` preset at 128x128: 25.2 images/min on
+  one device, 34.5 on two (``benchmarks/multi_device.py``). ``JAXDECONV_CPU_DEVICES=N`` sets
+  the count (1: off); an ``--xla_force_host_platform_device_count`` in ``XLA_FLAGS`` or a
+  ``jax_num_cpu_devices`` set by the user is left alone.
 """
 
 from __future__ import annotations
@@ -20,7 +22,6 @@ from __future__ import annotations
 import os
 
 import jax
-from jax._src import xla_bridge
 
 DEFAULT_CACHE_DIR = os.path.join(os.path.expanduser("~"), ".cache", "jaxdeconv", "xla")
 ENV_SWITCH = "JAXDECONV_COMPILATION_CACHE"
@@ -99,13 +100,17 @@ def host_device_count(
 
 
 def split_host_cpu(num_images: int) -> int:
-    """Gives the CPU backend ``host_device_count(num_images)`` devices, through ``XLA_FLAGS``,
-    which JAX reads when its backends start: a no-op (returns 0) once they have started.
-    Returns the count set, or 0. On a GPU host only the (unused) CPU backend changes."""
-    if xla_bridge.backends_are_initialized():
+    """Gives the CPU backend ``host_device_count(num_images)`` devices through JAX's
+    ``jax_num_cpu_devices`` option, which only takes effect before JAX's backends start: a
+    no-op (returns 0) once they have, or when the user set the option. Returns the count set,
+    or 0. On a GPU host only the (unused) CPU backend changes."""
+    if int(jax.config.jax_num_cpu_devices) > 0:  # the user's own setting stands
         return 0
     n = host_device_count(num_images)
-    if n:
-        flags = os.environ.get("XLA_FLAGS", "")
-        os.environ["XLA_FLAGS"] = f"{flags} {_HOST_COUNT_FLAG}={n}".strip()
+    if not n:
+        return 0
+    try:
+        jax.config.update("jax_num_cpu_devices", n)
+    except RuntimeError:  # the backends have started: too late for this process
+        return 0
     return n
