@@ -27,6 +27,7 @@ What is the user's stays the user's:
 from __future__ import annotations
 
 import csv
+import errno
 import glob
 import hashlib
 import io
@@ -73,6 +74,8 @@ SUMMARY_FIELDS = (
     "error",
     "warning",
 )
+# Write errors that say the output folder takes no more files (not a problem of one image).
+_FOLDER_ERRNOS = (errno.ENOSPC, errno.EDQUOT, errno.EROFS)
 RECORD_DIR = ".jaxdeconv"  # in an output folder: what this tool wrote there
 CHECKPOINT_DIR = ".checkpoints"
 # Fields that do not change a run's result: a checkpoint or output made with other values of
@@ -526,6 +529,10 @@ class _Run:
         self.interval = min(5.0, (len(self.order) + len(self.earlier)) / 1000)
         self.last_write = -float("inf")
         self._lock = threading.RLock()  # records are set from the overlap's threads too
+        # The output folder stopped taking writes (full, read-only, over quota): the images
+        # not yet trained are not tried, and the summary's own failure is reported.
+        self.folder_error: OSError | None = None
+        self.summary_error: str | None = None
 
     def set(self, path: str, record: dict) -> None:
         with self._lock:
@@ -538,15 +545,43 @@ class _Run:
 
     def write(self, finished: bool = False) -> None:
         with self._lock:
-            write_summary(
-                self.output_dir,
-                self.ordered(),
-                self.config,
-                unmatched_manifest_rows=self.unmatched,
-                finished=finished,
-                summary_name=self.summary_name,
-            )
+            try:
+                write_summary(
+                    self.output_dir,
+                    self.ordered(),
+                    self.config,
+                    unmatched_manifest_rows=self.unmatched,
+                    finished=finished,
+                    summary_name=self.summary_name,
+                )
+            except OSError as e:
+                error = f"cannot write {self.summary_name}.json/.csv ({e})"
+                if error != self.summary_error:  # said once per distinct error
+                    _log(f"jaxdeconv: {error}")
+                self.summary_error = error
+                self.note_write_error(e)
+            else:
+                self.summary_error = None
             self.last_write = time.perf_counter()
+
+    def note_write_error(self, e: OSError) -> None:
+        if e.errno in _FOLDER_ERRNOS and self.folder_error is None:
+            self.folder_error = e
+
+    def closing_records(self) -> list[dict]:
+        """The records, and one failure record for a summary that could not be written."""
+        records = self.ordered()
+        if self.summary_error:
+            records.append(
+                {
+                    "name": self.summary_name,
+                    "input": "",
+                    "status": "failed",
+                    "error": f"{os.path.join(self.output_dir, self.summary_name)}: "
+                    f"{self.summary_error}; the records above are this run's",
+                }
+            )
+        return records
 
 
 def process(
@@ -707,6 +742,11 @@ def _process(
         return [m for m in (_load(m, names, run, progress) for m in chunk) if m is not None]
 
     def train(chunk):
+        if run.folder_error is not None:  # no output could be written: do not train
+            e = run.folder_error
+            return [OSError(e.errno, f"not tried: the output folder takes no writes ({e})")] * len(
+                chunk
+            )
         return _train_isolated(chunk, output_dir, names, checkpoints, progress) if chunk else []
 
     def finish(chunk, results):
@@ -719,7 +759,7 @@ def _process(
     # Decoding the next batch and finishing the previous one overlap with training.
     overlap.run_overlapped(chunks, load, train, finish, overlap=overlapped)
     run.write(finished=True)
-    return run.ordered()
+    return run.closing_records()
 
 
 def _load(member: dict, names: dict, run: _Run, progress: Progress) -> dict | None:
@@ -814,6 +854,8 @@ def _finish(member, result, output_dir, names, run, progress) -> None:
         image_io.write_json(record_path(output_dir, name), record)
     except Exception as e:  # noqa: BLE001
         what = "cannot write outputs" if isinstance(e, OSError) else "final stage failed"
+        if isinstance(e, OSError):
+            run.note_write_error(e)
         run.set(path, _failure(name, path, f"{path}: {what} ({e})", kernel_size=k))
         progress.advance(1, f"FAILED {path}: {what} ({e})")
         return

@@ -451,3 +451,43 @@ def test_decoding_is_bounded_and_overlapping_changes_no_output(cfg, tmp_path, mo
         peak[0] = 0
     for a, b in zip(outputs[True], outputs[False], strict=True):
         np.testing.assert_array_equal(a, b)
+
+
+def test_a_full_disk_is_reported_and_what_is_done_kept(cfg, tmp_path, monkeypatch, capsys):
+    # The folder fills up while the second image's outputs are written (an injected ENOSPC at
+    # the file layer): the first image's outputs stay, the second fails in one line, the third
+    # is not trained, the summary's own failure is a record, and nothing raises.
+    import errno
+
+    paths = [_save(tmp_path / f"{n}.png", _grey(i)) for i, n in enumerate("abc")]
+    out = tmp_path / "out"
+    real = image_io.atomic_write
+    full = {"on": False}
+
+    def atomic_write(path, write):
+        if os.path.basename(path) == "b_deblurred.png":
+            full["on"] = True
+        if full["on"]:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real(path, write)
+
+    monkeypatch.setattr(image_io, "atomic_write", atomic_write)
+    trained = []
+    real_train = batch._train
+
+    def train(chunk, *args, **kwargs):
+        trained.extend(os.path.basename(m["path"]) for m in chunk)
+        return real_train(chunk, *args, **kwargs)
+
+    monkeypatch.setattr(batch, "_train", train)
+    records = batch.process(paths, cfg, str(out), batch_size=1, overlapped=False)
+    by_name = {r["name"]: r for r in records}
+    assert by_name["a"]["status"] == "ok"
+    assert os.path.isfile(out / "a_deblurred.png")
+    assert by_name["b"]["status"] == "failed" and "No space left" in by_name["b"]["error"]
+    assert by_name["c"]["status"] == "failed" and "not tried" in by_name["c"]["error"]
+    assert trained == ["a.png", "b.png"]
+    assert by_name["summary"]["status"] == "failed"
+    assert "cannot write summary.json/.csv" in by_name["summary"]["error"]
+    err = capsys.readouterr().err
+    assert err.count("cannot write summary.json/.csv") == 1  # said once, not per image
