@@ -372,8 +372,17 @@ def check_output_dir(output_dir: str) -> None:
         ) from None
 
 
-def kernel_size_problem(k: Any, shape: tuple) -> str | None:
+def kernel_size_problem(k: Any, shape: tuple, min_auto: int = 5) -> str | None:
+    """Why ``k`` cannot be estimated on an image of ``shape`` (None when it can). ``'auto'``
+    needs room for a kernel of at least ``min_auto`` taps (``auto_size.min_size``), whose
+    valid blur is more than twice its side."""
     if k == "auto":
+        if pipeline._largest_kernel(shape) < min_auto:
+            need = 2 * (min_auto + 1)
+            return (
+                f"image {shape[0]}x{shape[1]} is too small for an automatic kernel size "
+                f"(the short side must be at least {need} px)"
+            )
         return None
     if isinstance(k, bool) or not isinstance(k, int | np.integer) or k < 1 or k % 2 == 0:
         return f"kernel size must be a positive odd integer or 'auto', got {k!r}"
@@ -718,7 +727,7 @@ def _process(
             run.set(path, _failure(name, path, str(e), kernel_size=k))
             progress.advance(1, f"FAILED {e}")
             continue
-        problem = kernel_size_problem(k, shape)
+        problem = kernel_size_problem(k, shape, int(cfg.auto_size.min_size))
         blocked = foreign_files(output_dir, output_files(name), protected, own)
         if blocked:
             problem = (
@@ -768,7 +777,7 @@ def _load(member: dict, names: dict, run: _Run, progress: Progress) -> dict | No
     path, cfg = member["path"], member["cfg"]
     name, k = names[path], cfg.kernel_size
     try:
-        blurry, notes = image_io.read_image_with_notes(path)
+        blurry, notes, bits = image_io.read_image_full(path)
         if blurry.shape[:2] != tuple(member["shape"]):
             raise image_io.ImageReadError(
                 f"{path}: decoded as {blurry.shape[0]}x{blurry.shape[1]}, but its header says "
@@ -780,12 +789,29 @@ def _load(member: dict, names: dict, run: _Run, progress: Progress) -> dict | No
         progress.todo_steps -= cfg.num_steps
         progress.advance(1, f"FAILED {e}")
         return None
-    lum = image_io.luminance(blurry)
-    if float(np.ptp(lum)) <= 1.0 / 255.0:
+    # One level of the file's own depth (8 or 16 bits; floating-point files: any change).
+    step = 1.0 / (2**bits - 1) if bits in (8, 16) else 0.0
+    if float(np.ptp(image_io.luminance(blurry))) <= step:
         notes.append("the image is constant (no detail): its kernel is arbitrary")
+    gain = pipeline.exposure_gain(blurry)
+    if gain != 1.0:
+        notes.append(
+            f"dark image (brightest value {1 / gain:.4g} of 1): worked on {gain:.3g} times "
+            "brighter, outputs scaled back"
+        )
+        blurry = blurry * np.float32(gain)
+    lum = image_io.luminance(blurry)
     for note in notes:
         progress.line(f"warning: {path}: {note}")
-    return {**member, "blurry": blurry, "region": _estimation_region(lum, cfg), "notes": notes}
+    region = _estimation_region(lum, cfg)
+    return {
+        **member,
+        "blurry": blurry,
+        "region": region,
+        "notes": notes,
+        "bits": bits,
+        "gain": gain,
+    }
 
 
 def _config_for(config: ml_collections.ConfigDict, k: int | str) -> ml_collections.ConfigDict:
@@ -844,11 +870,11 @@ def _finish(member, result, output_dir, names, run, progress) -> None:
         "files": output_files(name),
     }
     try:
-        outputs = _final_stage(member, result)
+        outputs = pipeline.scaled_outputs(_final_stage(member, result), 1.0 / member["gain"])
         # Recorded before the files exist, so a kill in between never leaves outputs that
         # look like the user's; the fingerprint comes once all of them are written.
         image_io.write_json(record_path(output_dir, name), record)
-        pipeline.save_outputs(output_dir, name, outputs)
+        pipeline.save_outputs(output_dir, name, outputs, bits=member["bits"])
         k = int(np.asarray(outputs.kernel).shape[0]) if k == "auto" else k
         record.update(fingerprint=member["fingerprint"], kernel_size=k)
         image_io.write_json(record_path(output_dir, name), record)

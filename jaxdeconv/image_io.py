@@ -55,13 +55,33 @@ def _require_file(path: str) -> None:
 def read_image_with_notes(path: str) -> tuple[np.ndarray, list[str]]:
     """Like ``read_image``; also returns notes on what was done to the values (e.g. a float
     file scaled from 0..255)."""
+    arr, notes, _ = read_image_full(path)
+    return arr, notes
+
+
+def read_image_full(path: str) -> tuple[np.ndarray, list[str], int]:
+    """Like ``read_image_with_notes``; also returns the file's bits per sample (8 or 16; 32
+    for floating-point files). 16-bit colour PNG and TIFF files are decoded at full precision
+    (pypng, tifffile: Pillow keeps their high bytes only). Notes say when an alpha channel
+    with transparent pixels was dropped and when a file holds several frames (the first is
+    used)."""
     _require_file(path)
     notes: list[str] = []
     try:
         with Image.open(path) as img:
+            frames = int(getattr(img, "n_frames", 1) or 1)
+            wide = _sixteen_bit_colour(img)
             img.load()
-            img = ImageOps.exif_transpose(img)
-            arr = _to_array(img, notes)
+            if wide:
+                arr = _read_sixteen_bit_colour(path, img.format, notes)
+                arr = _oriented(arr, img.getexif().get(_EXIF_ORIENTATION, 1))
+                bits = 16
+            else:
+                bits = _bits(img)
+                img = ImageOps.exif_transpose(img)
+                arr = _to_array(img, notes)
+            if frames > 1:
+                notes.append(f"the file holds {frames} frames (pages); the first is used")
     except UnidentifiedImageError:
         raise ImageReadError(f"{path}: not an image file (format not recognised)") from None
     except ImageReadError as e:
@@ -70,7 +90,60 @@ def read_image_with_notes(path: str) -> tuple[np.ndarray, list[str]]:
         raise ImageReadError(f"{path}: cannot decode image ({e})") from None
     if arr.shape[0] < 1 or arr.shape[1] < 1:
         raise ImageReadError(f"{path}: empty image")
-    return arr, notes
+    return arr, notes, bits
+
+
+def _sixteen_bit_colour(img: Image.Image) -> bool:
+    """Whether ``img`` (opened, not loaded) is a 16-bit colour PNG or TIFF."""
+    if img.format not in ("PNG", "TIFF") or img.mode not in ("RGB", "RGBA"):
+        return False
+    return any(";16" in str(getattr(t, "args", t[3] if len(t) > 3 else "")) for t in img.tile)
+
+
+def _bits(img: Image.Image) -> int:
+    if img.mode.startswith("I;16") or (img.mode == "I" and img.format in ("PNG", "TIFF")):
+        return 16
+    return 32 if img.mode in ("F", "I") else 8
+
+
+def _read_sixteen_bit_colour(path: str, fmt: str, notes: list[str]) -> np.ndarray:
+    """``[H, W, 3]`` float in [0, 1] from a 16-bit RGB(A) PNG or TIFF; alpha dropped."""
+    if fmt == "PNG":
+        import png  # pypng
+
+        width, height, rows, info = png.Reader(filename=path).asDirect()
+        planes = int(info["planes"])
+        data = np.vstack([np.asarray(r, np.uint16) for r in rows]).reshape(height, width, planes)
+    else:
+        import tifffile
+
+        data = np.asarray(tifffile.imread(path, key=0))
+        if data.ndim != 3 or data.shape[-1] not in (3, 4):
+            raise ImageReadError(f"16-bit TIFF of shape {data.shape}: expected rows x columns x 3")
+    if data.shape[-1] == 4:
+        if int(data[..., 3].min()) < 65535:
+            notes.append(_ALPHA_NOTE)
+        data = data[..., :3]
+    return (data.astype(np.float64) / 65535.0).astype(np.float32)
+
+
+_ALPHA_NOTE = (
+    "alpha channel dropped: transparent pixels are deblurred with the colour stored under them"
+)
+
+
+def _oriented(arr: np.ndarray, orientation: int) -> np.ndarray:
+    """``arr`` turned as EXIF ``orientation`` says (what ``ImageOps.exif_transpose`` does)."""
+    ops = {
+        2: lambda a: a[:, ::-1],
+        3: lambda a: a[::-1, ::-1],
+        4: lambda a: a[::-1],
+        5: lambda a: np.swapaxes(a, 0, 1),
+        6: lambda a: np.swapaxes(a, 0, 1)[:, ::-1],
+        7: lambda a: np.swapaxes(a, 0, 1)[::-1, ::-1],
+        8: lambda a: np.swapaxes(a, 0, 1)[::-1],
+    }
+    return np.ascontiguousarray(ops[orientation](arr)) if orientation in ops else arr
 
 
 def probe_shape(path: str) -> tuple[int, int]:
@@ -136,7 +209,11 @@ def _to_array(img: Image.Image, notes: list[str]) -> np.ndarray:
     elif mode in ("L", "1", "LA", "La"):
         arr = np.asarray(img.convert("L"), dtype=np.float64) / 255.0
     else:  # RGB(A), palette (P, PA), CMYK, YCbCr, LAB, HSV, ...: decoded to RGB
-        arr = np.asarray(img.convert("RGBA").convert("RGB"), dtype=np.float64) / 255.0
+        rgba = img.convert("RGBA")
+        if "A" in mode or "transparency" in img.info:
+            if int(np.asarray(rgba)[..., 3].min()) < 255:
+                notes.append(_ALPHA_NOTE)
+        arr = np.asarray(rgba.convert("RGB"), dtype=np.float64) / 255.0
         if mode in ("P", "PA") and np.all(arr == arr[..., :1]):
             arr = arr[..., :1]  # a palette of greys: a grey image
     if arr.ndim == 2:
@@ -179,8 +256,22 @@ def to_uint8(image: np.ndarray) -> np.ndarray:
     return np.round(np.clip(np.asarray(image, np.float64), 0, 1) * 255).astype(np.uint8)
 
 
-def write_image(path: str, image: np.ndarray) -> None:
-    """Writes ``[H, W]`` or ``[H, W, C]`` in [0, 1] as an 8-bit image (format from the suffix)."""
+def write_image(path: str, image: np.ndarray, bits: int = 8) -> None:
+    """Writes ``[H, W]`` or ``[H, W, C]`` in [0, 1] as an 8-bit image (format from the suffix),
+    or with ``bits=16`` as a 16-bit PNG (grey or RGB)."""
+    if bits == 16:
+        arr = np.round(np.clip(np.asarray(image, np.float64), 0, 1) * 65535).astype(np.uint16)
+        if arr.ndim == 3 and arr.shape[-1] == 1:
+            arr = arr[..., 0]
+
+        def save(tmp):
+            import png  # pypng
+
+            mode = "L;16" if arr.ndim == 2 else "RGB;16"
+            png.from_array(arr.reshape(arr.shape[0], -1), mode).save(tmp)
+
+        atomic_write(path, save)
+        return
     arr = to_uint8(image)
     if arr.ndim == 3 and arr.shape[-1] == 1:
         arr = arr[..., 0]

@@ -356,22 +356,52 @@ def finish(
     )
 
 
+# An image whose brightest value is below this is brightened to a maximum of 1 for the
+# estimate and the deconvolution, and the outputs are scaled back (blur is linear, so this
+# changes nothing but the priors' footing: a 16-bit image using 60 of 65535 levels would
+# otherwise look flat to them).
+DARK_MAX = 1.0 / 16.0
+
+
+def exposure_gain(blurry: np.ndarray) -> float:
+    """The factor a dark image is brightened by (1 unless its maximum is under DARK_MAX)."""
+    top = float(np.max(blurry))
+    return 1.0 if top >= DARK_MAX or top <= 0.0 else 1.0 / top
+
+
+def scaled_outputs(outputs: Outputs, factor: float) -> Outputs:
+    """``outputs`` with its images and uncertainty multiplied by ``factor`` (kernel kept)."""
+    if factor == 1.0:
+        return outputs
+    return dataclasses.replace(
+        outputs,
+        deblurred=outputs.deblurred * factor,
+        network=outputs.network * factor,
+        uncertainty=outputs.uncertainty * factor,
+    )
+
+
 def deblur_image(
     blurry: np.ndarray, config: ml_collections.ConfigDict, *, key: jax.Array | None = None
 ) -> Outputs:
-    """Blind deblurring of ``[H, W, C]`` in [0, 1]: kernel on luminance, then every channel."""
+    """Blind deblurring of ``[H, W, C]`` in [0, 1]: kernel on luminance, then every channel.
+    A dark image (maximum under ``DARK_MAX``) is worked on brightened (``exposure_gain``)."""
     blurry = np.asarray(blurry, np.float32)
     if blurry.ndim == 2:
         blurry = blurry[..., None]
+    gain = exposure_gain(blurry)
+    blurry = blurry * np.float32(gain)
     luminance = image_io.luminance(blurry)
     region, _ = estimation_region(luminance, config)
     result = progressive.network_run(luminance, config, key=key, region=region)
-    return finish(blurry, result, region, config, key=key)
+    return scaled_outputs(finish(blurry, result, region, config, key=key), 1.0 / gain)
 
 
-def save_outputs(outdir: str, name: str, outputs: Outputs) -> dict[str, str]:
+def save_outputs(outdir: str, name: str, outputs: Outputs, bits: int = 8) -> dict[str, str]:
     """Writes ``NAME_deblurred.png``, ``NAME_network.png``, ``NAME_kernel.png``/``.npy`` and
-    ``NAME_uncertainty.png`` (scaled so the largest deviation is white) plus ``.npy``."""
+    ``NAME_uncertainty.png`` (scaled so the largest deviation is white) plus ``.npy``; the
+    two images as 16-bit PNGs with ``bits=16`` (a 16-bit input), the pictures of the kernel
+    and the uncertainty always 8-bit."""
     paths = {
         "deblurred": os.path.join(outdir, f"{name}_deblurred.png"),
         "network": os.path.join(outdir, f"{name}_network.png"),
@@ -380,8 +410,8 @@ def save_outputs(outdir: str, name: str, outputs: Outputs) -> dict[str, str]:
         "uncertainty_png": os.path.join(outdir, f"{name}_uncertainty.png"),
         "uncertainty_npy": os.path.join(outdir, f"{name}_uncertainty.npy"),
     }
-    image_io.write_image(paths["deblurred"], outputs.deblurred)
-    image_io.write_image(paths["network"], outputs.network)
+    image_io.write_image(paths["deblurred"], outputs.deblurred, bits=16 if bits == 16 else 8)
+    image_io.write_image(paths["network"], outputs.network, bits=16 if bits == 16 else 8)
     image_io.write_kernel_png(paths["kernel_png"], outputs.kernel)
     image_io.write_npy(paths["kernel_npy"], outputs.kernel)
     std = outputs.uncertainty

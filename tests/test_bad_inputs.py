@@ -158,3 +158,70 @@ def test_one_image_launcher_refuses_before_any_work(tmp_path, tiny_config):
     with pytest.raises(launch.InputError, match="missing.png: no such file"):
         launch.deblur_one(tiny_config, str(tmp_path / "missing.png"), 5, str(work))
     assert os.listdir(work) == ["photo_kernel.png"]
+
+
+def _png16(path, array):
+    import png  # pypng
+
+    mode = "L;16" if array.ndim == 2 else "RGB;16"
+    png.from_array(array.reshape(array.shape[0], -1), mode).save(str(path))
+    return str(path)
+
+
+def test_dark_sixteen_bit_images_at_full_precision(tmp_path, tiny_config):
+    # Issue 26: a dark 16-bit grey image (57 levels between 4 and 180 of 65535) was called
+    # constant, and a dark 16-bit RGB image read as zeros (the high byte only).
+    detail = synthetic.make_example(SIZE, SIZE, 5, seed=0).blurry[..., 0]
+    grey = np.round(4 + detail * 176).astype(np.uint16)
+    rgb = np.stack([np.round(10 + detail * 240).astype(np.uint16)] * 3, axis=-1)
+    src = tmp_path / "in"
+    src.mkdir()
+    paths = [_png16(src / "grey16.png", grey), _png16(src / "rgb16.png", rgb)]
+    for path, raw in zip(paths, (grey, rgb), strict=True):
+        arr, notes, bits = image_io.read_image_full(path)
+        assert bits == 16 and not notes
+        np.testing.assert_allclose(arr.reshape(raw.shape), raw / 65535.0, rtol=1e-6)
+    tiny_config.num_steps = 8
+    out = tmp_path / "out"
+    records = batch.process(paths, tiny_config, str(out), quiet=True)
+    assert [r["status"] for r in records] == ["ok", "ok"]
+    for r, raw in zip(records, (grey, rgb), strict=True):
+        assert "constant" not in r.get("warning", "")
+        assert "dark image" in r["warning"]
+        result, _, bits = image_io.read_image_full(str(out / f"{r['name']}_deblurred.png"))
+        assert bits == 16
+        # Scaled back to the input's exposure, with many more than 2 levels.
+        assert result.max() < 4 * raw.max() / 65535 and len(np.unique(result)) > 20
+
+
+def test_alpha_and_frames_are_named(tmp_path):
+    rgba = np.zeros((SIZE, SIZE, 4), np.uint8)
+    rgba[..., :3] = _grey(0)[..., None]
+    rgba[..., 3] = 255
+    rgba[:4, :4, 3] = 0
+    Image.fromarray(rgba, "RGBA").save(tmp_path / "alpha.png")
+    frames = [Image.fromarray(_grey(i)) for i in range(3)]
+    frames[0].save(tmp_path / "pages.tif", save_all=True, append_images=frames[1:])
+    _, notes = image_io.read_image_with_notes(str(tmp_path / "alpha.png"))
+    assert any("alpha channel dropped" in n for n in notes)
+    arr, notes = image_io.read_image_with_notes(str(tmp_path / "pages.tif"))
+    assert any("3 frames" in n for n in notes)
+    np.testing.assert_array_equal(image_io.to_uint8(arr[..., 0]), _grey(0))
+
+
+def test_auto_size_on_a_sliver_fails_before_training(tmp_path, tiny_config, monkeypatch):
+    Image.fromarray(_grey(0)[:1, :]).save(tmp_path / "sliver.png")
+
+    def never(*args, **kwargs):
+        raise AssertionError("trained")
+
+    monkeypatch.setattr(batch, "_train", never)
+    (rec,) = batch.process(
+        [str(tmp_path / "sliver.png")],
+        tiny_config,
+        str(tmp_path / "out"),
+        kernel_size="auto",
+        quiet=True,
+    )
+    assert rec["status"] == "failed"
+    assert "1x24 is too small for an automatic kernel size" in rec["error"]
