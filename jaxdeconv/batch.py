@@ -47,7 +47,21 @@ import numpy as np
 
 from jaxdeconv import api, folder_lock, image_io, overlap, pipeline, progressive, shards
 
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".webp")
+# Files found in a folder or by a glob are taken when their suffix is one of these (any case);
+# a file named on its own is taken whatever its name.
+IMAGE_SUFFIXES = (
+    ".png",
+    ".jpg",
+    ".jpeg",
+    ".tif",
+    ".tiff",
+    ".bmp",
+    ".webp",
+    ".gif",
+    ".pgm",
+    ".ppm",
+    ".pnm",
+)
 OUTPUT_SUFFIXES = (
     "_deblurred.png",
     "_network.png",
@@ -146,6 +160,8 @@ def _classify(path: str, own: set[str]) -> str | None:
         return "not a regular file"
     if base.startswith("."):
         return "hidden file"
+    if not base.lower().endswith(IMAGE_SUFFIXES):
+        return "not an image file type (sidecar or other file)"
     return None
 
 
@@ -154,8 +170,10 @@ def collect_inputs(specs: Iterable[str]) -> tuple[list[str], list[dict]]:
 
     Returns the paths to deblur (in order, each file once) and a record for everything else:
     ``failed`` for a spec that matches nothing (the error names it), ``skipped (why)`` for a
-    sub-folder, a dangling link, a symbolic link loop, a hidden image file, a duplicate or a
-    file this tool wrote (outputs are never read back as inputs). Hidden entries that are not
+    sub-folder, a dangling link, a symbolic link loop, a hidden image file, a file whose suffix
+    is not an image type (``.xmp``, ``.txt`` sidecars: skipped, so they never fail a run nor
+    change another file's output names), a duplicate or a file this tool wrote (outputs are
+    never read back as inputs). Hidden entries that are not
     image files (``.DS_Store``, ``.jaxdeconv``) are ignored without a word.
     """
     paths, records = [], []
@@ -250,8 +268,13 @@ def skip_lines(records: Iterable[dict], show: int = 5) -> list[str]:
 def read_manifest(path: str) -> dict[str, int | str]:
     """A CSV with columns ``name`` (file name or stem) and ``kernel_size`` (odd or ``auto``)."""
     try:
-        with open(path, newline="") as f:
-            rows = list(csv.DictReader(f))
+        # utf-8-sig: a byte-order mark (Excel's CSV) is not part of the first column's name;
+        # spaces after the commas are ignored.
+        with open(path, newline="", encoding="utf-8-sig") as f:
+            rows = [
+                {(k or "").strip(): v for k, v in row.items()}
+                for row in csv.DictReader(f, skipinitialspace=True)
+            ]
     except (OSError, UnicodeDecodeError) as e:
         raise ValueError(f"{path}: cannot read manifest ({getattr(e, 'strerror', e)})") from None
     if rows and not {"name", "kernel_size"} <= set(rows[0]):

@@ -84,7 +84,7 @@ def test_bad_input_corpus(tmp_path, jaxdeconv_main, monkeypatch):
         *tiny,
     )
     assert code == 1
-    assert "6 deblurred, 3 skipped, 7 failed" in out
+    assert "6 deblurred, 4 skipped, 6 failed" in out
     for words in [
         "failed: missing.png: no such file or folder",
         "failed: in/float1000.tif: floating-point image has values 164..708: neither in [0, 1] "
@@ -92,7 +92,7 @@ def test_bad_input_corpus(tmp_path, jaxdeconv_main, monkeypatch):
         "failed: in/negative.tif: floating-point image has negative values",
         "failed: in/nan.tif: floating-point image holds 1 NaN or infinite value(s)",
         "failed: in/broken.png: cannot decode image",
-        "failed: in/notes.txt: not an image file",
+        "skipped (not an image file type (sidecar or other file)): in/notes.txt",
         "failed: in/small.png: image 3x3 is smaller than the 5x5 kernel",
         "skipped (dangling symbolic link (to nowhere.png)): in/dangling.png",
         "skipped (symbolic link loop): in/loop.png",
@@ -225,3 +225,25 @@ def test_auto_size_on_a_sliver_fails_before_training(tmp_path, tiny_config, monk
     )
     assert rec["status"] == "failed"
     assert "1x24 is too small for an automatic kernel size" in rec["error"]
+
+
+def test_sidecars_are_skipped_and_change_no_output_name(tmp_path, tiny_config):
+    src = tmp_path / "in"
+    src.mkdir()
+    Image.fromarray(_grey(0)).save(src / "a.PNG")  # any case
+    (src / "a.xmp").write_text("<x:xmpmeta/>")
+    (src / "a.txt").write_text("shot at f/2.8")
+    paths, records = batch.collect_inputs([str(src)])
+    assert paths == [str(src / "a.PNG")]
+    assert sorted(os.path.basename(r["input"]) for r in records) == ["a.txt", "a.xmp"]
+    assert {r["status"] for r in records} == {
+        "skipped (not an image file type (sidecar or other file))"
+    }
+    assert batch.output_names(paths) == {str(src / "a.PNG"): "a"}
+
+
+def test_manifest_from_a_spreadsheet(tmp_path):
+    # Excel writes a byte-order mark; people type a space after the comma.
+    path = tmp_path / "sizes.csv"
+    path.write_bytes("\ufeffname, kernel_size\nphoto.png, 31\nother, auto\n".encode("utf-8"))
+    assert batch.read_manifest(str(path)) == {"photo.png": 31, "other": "auto"}
