@@ -72,4 +72,11 @@ def test_a_failure_stops_the_run_after_finishing_what_was_trained():
 
 
 def test_an_empty_run_does_nothing():
-    overlap.run_overlapped([], None, None, None)
+    called = []
+
+    def stage(*args):
+        called.append(args)
+
+    for overlapped in (True, False):
+        assert overlap.run_overlapped([], stage, stage, stage, overlap=overlapped) is None
+    assert called == []

@@ -1,7 +1,7 @@
 import numpy as np
 
 from jaxdeconv import config as config_lib
-from jaxdeconv import pipeline, synthetic
+from jaxdeconv import nonblind, pipeline, synthetic
 
 
 def test_polished_two_stage_result_covers_every_channel():
@@ -16,6 +16,10 @@ def test_polished_two_stage_result_covers_every_channel():
     assert out.deblurred.shape == (40, 40, 3)
     assert out.kernel.shape == (5, 5) and out.kernel.min() >= 0
     np.testing.assert_allclose(out.kernel.sum(), 1.0, atol=1e-5)
+    # Every channel is the configured non-blind step with the returned kernel.
+    one = np.asarray(nonblind.final_deconv(blurry[..., :1], out.kernel, cfg))
+    for c in range(3):
+        np.testing.assert_allclose(out.deblurred[..., c], one.reshape(40, 40), atol=1e-5)
 
 
 def test_polish_changes_the_kernel_only_when_enabled():

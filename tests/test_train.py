@@ -46,18 +46,38 @@ def test_same_seed_identical_different_key_differs(tiny_config):
 
 
 def test_step_key_depends_on_step_not_host_state(tiny_config):
-    """Resuming from a saved state reproduces the uninterrupted run's draws."""
+    """Resuming from a saved state, with a freshly built model and step (as a new process
+    would), reproduces the uninterrupted run; and the draws follow ``state.step``."""
     y = _problem(tiny_config)
-    model = train.build_model(tiny_config, tuple(y.shape))
     key = jax.random.key(1)
-    step = jax.jit(lambda s, y, k: train.train_step(model, s, y, k))
+
+    def fresh_step():
+        model = train.build_model(tiny_config, tuple(y.shape))
+        return model, jax.jit(lambda s, y, k: train.train_step(model, s, y, k))
+
+    model, step = fresh_step()
     state = train.init_state(model, jax.random.key(0))
+    losses = []
+    for i in range(6):
+        state, m = step(state, y, key)
+        losses.append(float(m["loss"]))
+        if i == 2:
+            saved = jax.device_get(state)
+    _, step2 = fresh_step()
+    resumed = jax.device_put(saved)
+    resumed_losses = []
     for _ in range(3):
-        state, _ = step(state, y, key)
-    saved = jax.device_get(state)
-    state, m_direct = step(state, y, key)
-    resumed, m_resumed = step(jax.device_put(saved), y, key)
-    np.testing.assert_array_equal(m_direct["loss"], m_resumed["loss"])
+        resumed, m = step2(resumed, y, key)
+        resumed_losses.append(float(m["loss"]))
+    assert resumed_losses == losses[3:]
+    for a, b in zip(
+        jax.tree_util.tree_leaves(state), jax.tree_util.tree_leaves(resumed), strict=True
+    ):
+        np.testing.assert_array_equal(a, b)
+    # The same weights at another step number draw other noise and dropout: other loss.
+    shifted = jax.device_put(saved).replace(step=saved.step + 7)
+    _, m_shifted = step2(shifted, y, key)
+    assert float(m_shifted["loss"]) != losses[3]
 
 
 def test_schedules_cross_switch_points_without_recompiling(tiny_config):
