@@ -45,7 +45,7 @@ import jax
 import ml_collections
 import numpy as np
 
-from jaxdeconv import api, folder_lock, image_io, overlap, pipeline, progressive, shards
+from jaxdeconv import api, folder_lock, image_io, overlap, pictures, pipeline, progressive, shards
 
 # Files found in a folder or by a glob are taken when their suffix is one of these (any case);
 # a file named on its own is taken whatever its name.
@@ -69,6 +69,7 @@ OUTPUT_SUFFIXES = (
     "_kernel.npy",
     "_uncertainty.png",
     "_uncertainty.npy",
+    "_comparison.png",
 )
 
 
@@ -791,7 +792,45 @@ def _process(
     # Decoding the next batch and finishing the previous one overlap with training.
     overlap.run_overlapped(chunks, load, train, finish, overlap=overlapped)
     run.write(finished=True)
+    if run.folder_error is None:
+        write_overview(output_dir, run.ordered(), summary_name, progress.line)
     return run.closing_records()
+
+
+def overview_file(summary_name: str = "summary") -> str:
+    return "overview.png" if summary_name == "summary" else f"{summary_name}.overview.png"
+
+
+def write_overview(output_dir: str, records: list[dict], summary_name: str, log) -> str | None:
+    """One sheet of the comparison pictures of the images deblurred (or found complete) in
+    this run, ``overview.png``, when there are two or more; recorded as this tool's file.
+    Returns its path, or None."""
+    names = [r["name"] for r in records if r["status"] in ("ok", "skipped (complete)")]
+    found = [
+        (n, os.path.join(output_dir, f"{n}_comparison.png"))
+        for n in names
+        if os.path.isfile(os.path.join(output_dir, f"{n}_comparison.png"))
+    ]
+    if len(found) < 2:
+        return None
+    target = overview_file(summary_name)
+    if foreign_files(output_dir, [target]):
+        log(f"{target} not written: a file of that name that jaxdeconv did not write is there")
+        return None
+    try:
+        image_io.write_json(
+            os.path.join(output_dir, RECORD_DIR, f"{summary_name}.overview.json"),
+            {"files": [target]},
+        )
+        sheet = pictures.overview(
+            [image_io.to_uint8(image_io.read_image(p)) for _, p in found], [n for n, _ in found]
+        )
+        path = os.path.join(output_dir, target)
+        image_io.write_image(path, sheet / 255.0)
+    except (OSError, image_io.ImageReadError) as e:
+        log(f"{target} not written ({e})")
+        return None
+    return path
 
 
 def _load(member: dict, names: dict, run: _Run, progress: Progress) -> dict | None:
@@ -897,7 +936,8 @@ def _finish(member, result, output_dir, names, run, progress) -> None:
         # Recorded before the files exist, so a kill in between never leaves outputs that
         # look like the user's; the fingerprint comes once all of them are written.
         image_io.write_json(record_path(output_dir, name), record)
-        pipeline.save_outputs(output_dir, name, outputs, bits=member["bits"])
+        original = member["blurry"] / np.float32(member["gain"])
+        pipeline.save_outputs(output_dir, name, outputs, bits=member["bits"], blurry=original)
         k = int(np.asarray(outputs.kernel).shape[0]) if k == "auto" else k
         record.update(fingerprint=member["fingerprint"], kernel_size=k)
         image_io.write_json(record_path(output_dir, name), record)

@@ -124,7 +124,13 @@ def deblur_one(
     # Recorded first, so these files are never taken for inputs or for the user's own.
     image_io.write_json(batch.record_path(workdir, name), {"input": input_path, "files": files})
     outputs = pipeline.deblur_image(blurry, config, key=jax.random.key(config.seed))
-    paths = pipeline.save_outputs(workdir, name, outputs)
+    paths = pipeline.save_outputs(
+        workdir,
+        name,
+        outputs,
+        blurry=blurry,
+        true_kernel=None if example is None else example.kernel,
+    )
     extra = {"input": input_path or "built-in synthetic example", "files": paths}
     if example is not None:
         image_io.write_image(os.path.join(workdir, f"{name}_blurry.png"), example.blurry)

@@ -27,6 +27,7 @@ from jaxdeconv import (
     kernel_size,
     multiscale,
     nonblind,
+    pictures,
     progressive,
     refine,
 )
@@ -397,11 +398,20 @@ def deblur_image(
     return scaled_outputs(finish(blurry, result, region, config, key=key), 1.0 / gain)
 
 
-def save_outputs(outdir: str, name: str, outputs: Outputs, bits: int = 8) -> dict[str, str]:
+def save_outputs(
+    outdir: str,
+    name: str,
+    outputs: Outputs,
+    bits: int = 8,
+    *,
+    blurry: np.ndarray | None = None,
+    true_kernel: np.ndarray | None = None,
+) -> dict[str, str]:
     """Writes ``NAME_deblurred.png``, ``NAME_network.png``, ``NAME_kernel.png``/``.npy`` and
     ``NAME_uncertainty.png`` (scaled so the largest deviation is white) plus ``.npy``; the
     two images as 16-bit PNGs with ``bits=16`` (a 16-bit input), the pictures of the kernel
-    and the uncertainty always 8-bit."""
+    and the uncertainty always 8-bit. Given the ``blurry`` input, also
+    ``NAME_comparison.png`` (blurry | deblurred | kernel, and ``true_kernel`` where known)."""
     paths = {
         "deblurred": os.path.join(outdir, f"{name}_deblurred.png"),
         "network": os.path.join(outdir, f"{name}_network.png"),
@@ -417,6 +427,10 @@ def save_outputs(outdir: str, name: str, outputs: Outputs, bits: int = 8) -> dic
     std = outputs.uncertainty
     image_io.write_image(paths["uncertainty_png"], std / max(float(std.max()), 1e-12))
     image_io.write_npy(paths["uncertainty_npy"], std)
+    if blurry is not None:
+        paths["comparison"] = os.path.join(outdir, f"{name}_comparison.png")
+        picture = pictures.comparison(blurry, outputs.deblurred, outputs.kernel, true_kernel)
+        image_io.write_image(paths["comparison"], picture / 255.0)
     return paths
 
 
