@@ -107,6 +107,9 @@ def default_config() -> ml_collections.ConfigDict:
     c.optim.lr_k = 1e-4
     c.optim.decay_boundaries = (0.6,)  # 3000 of 5000 steps
     c.optim.decay_factor = 0.5
+    # The fraction of the first steps in which the kernel is not updated (rate 0): the image
+    # network first fits the kernel it was given (progressive.hold_kernel sets it per level).
+    c.optim.hold_k = 0.0
 
     c.dropout = ml_collections.ConfigDict()
     c.dropout.init = 0.3
@@ -212,6 +215,9 @@ def _estimate_fields(c: ml_collections.ConfigDict) -> None:
     c.progressive.min_kernel = 7
     c.progressive.step_share = 0.4
     c.progressive.carry_image = False
+    # At each level after the first, optim.hold_k for that level: the carried kernel is held
+    # while the fresh image network catches up with it.
+    c.progressive.hold_kernel = 0.0
 
 
 def paper() -> ml_collections.ConfigDict:

@@ -118,6 +118,8 @@ _NEUTRAL = {
     ("progressive", "min_kernel"): 7,
     ("progressive", "step_share"): 0.4,
     ("progressive", "carry_image"): False,
+    ("progressive", "hold_kernel"): 0.0,
+    ("optim", "hold_k"): 0.0,
 }
 
 

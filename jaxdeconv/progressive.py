@@ -11,7 +11,9 @@ once it is small enough. The kernel generator's weights are carried from each le
 next, which needs a resolution-free generator (``plugins.register_kernel_net(...,
 resolution_free=True)``, e.g. ``kernel_net.type='coord'``); with ``progressive.carry_image``
 the image generator's weights too (a fully convolutional net on a fresh input of the new
-size). Optimiser states start afresh at every level. ``progressive.step_share`` of
+size). Optimiser states start afresh at every level; with ``progressive.hold_kernel`` the
+carried kernel is held (rate 0) for that fraction of a level's first steps while the fresh
+image network catches up with it. ``progressive.step_share`` of
 ``num_steps`` goes to the coarser levels, evenly; the working scale gets the rest, with every
 schedule (dropout, input noise, learning-rate decay) compressed to its steps, so the
 Monte-Carlo randomisation of the paper runs at every level.
@@ -56,8 +58,7 @@ def level_config(
     d["scale"]["max_kernel"] = int(kernel)
     d["num_steps"] = int(num_steps)
     d["progressive"]["levels"] = 0
-    cfg = ml_collections.ConfigDict(d)
-    return cfg
+    return ml_collections.ConfigDict(d)
 
 
 def step_split(config: ml_collections.ConfigDict, num_levels: int) -> tuple[int, int]:
@@ -120,6 +121,8 @@ def network_run(
     carry_image = bool(config.progressive.carry_image)
     for level, k in enumerate(sizes, start=1):
         cfg = level_config(config, k, per_level)
+        if previous is not None:
+            cfg.optim.hold_k = float(config.progressive.hold_kernel)
         level_region, _ = planning.estimation_region(luminance, cfg)
         run = api.deblur(
             level_region,
@@ -129,6 +132,7 @@ def network_run(
         )
         previous = run.state
     net_cfg.num_steps = final_steps
+    net_cfg.optim.hold_k = float(config.progressive.hold_kernel)
     return api.deblur(
         region,
         net_cfg,

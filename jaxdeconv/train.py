@@ -82,9 +82,18 @@ def _noise_schedule(config: ml_collections.ConfigDict) -> schedules.Schedule:
     return schedules.from_config(config.noise, config.num_steps, init=init)
 
 
-def _adam(lr: float, optim: ml_collections.ConfigDict, num_steps: int):
+def _adam(lr: float, optim: ml_collections.ConfigDict, num_steps: int, hold: float = 0.0):
+    """Adam with the config's step decay; ``hold``: the fraction of the first steps at rate 0
+    (the parameters are kept while the moments accumulate)."""
     bounds = schedules.fraction_boundaries(optim.decay_boundaries, num_steps)
     lr_schedule = optax.piecewise_constant_schedule(lr, {b: optim.decay_factor for b in bounds})
+    held = int(round(hold * num_steps))
+    if held > 0:
+        decayed = lr_schedule
+
+        def lr_schedule(step):
+            return jnp.where(step < held, 0.0, decayed(step))
+
     # eps_root keeps sqrt(v) differentiable where v == 0 (hyper-gradients through training
     # were NaN with 0); at 1e-30 it is below float32 resolution of any v above ~1e-23, so the
     # updates themselves do not change.
@@ -124,7 +133,9 @@ def build_model(config: ml_collections.ConfigDict, blurry_shape: tuple) -> Model
         image_net=image_net,
         kernel_net=kernel_net,
         tx_x=_adam(config.optim.lr_x, config.optim, config.num_steps),
-        tx_k=_adam(config.optim.lr_k, config.optim, config.num_steps),
+        tx_k=_adam(
+            config.optim.lr_k, config.optim, config.num_steps, config.optim.get("hold_k", 0.0)
+        ),
         dropout=schedules.from_config(config.dropout, config.num_steps),
         noise=_noise_schedule(config),
         kernel_dropout=schedules.from_config(

@@ -282,3 +282,33 @@ def test_grad_weight_reaches_the_step_loss(tiny_config):
     a = jax.jit(functools.partial(train.train_step, plain))(state, y, key)[1]["data"]
     b = jax.jit(functools.partial(train.train_step, weighted))(state, y, key)[1]["data"]
     assert float(b) > float(a) > 0.0
+
+
+def test_hold_k_keeps_the_kernel_for_its_share_of_the_steps(tiny_config):
+    tiny_config.num_steps = 8
+    tiny_config.optim.hold_k = 0.5
+    y = _problem(tiny_config)
+    model = train.build_model(tiny_config, tuple(y.shape))
+    state = train.init_state(model, jax.random.key(0))
+    start_k = jax.device_get(state.params_k)
+    start_x = jax.device_get(state.params_x)
+    step = train.make_train_step(model)
+    kernels = []
+    for _ in range(8):
+        state, _ = step(state, y, jax.random.key(1))
+        kernels.append(jax.device_get(state.params_k))
+    same = [
+        all(
+            np.array_equal(a, b)
+            for a, b in zip(
+                jax.tree_util.tree_leaves(k), jax.tree_util.tree_leaves(start_k), strict=True
+            )
+        )
+        for k in kernels
+    ]
+    assert same == [True] * 4 + [False] * 4
+    moved_x = jax.tree_util.tree_leaves(jax.device_get(state.params_x))
+    assert not all(
+        np.array_equal(a, b)
+        for a, b in zip(moved_x, jax.tree_util.tree_leaves(start_x), strict=True)
+    )
