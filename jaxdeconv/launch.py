@@ -48,6 +48,7 @@ def load_config(spec: str, overrides: list[str] = ()) -> ml_collections.ConfigDi
     (``FILE.py:ARG`` passes ``ARG``), with ``FIELD=VALUE`` overrides; raises ``ValueError``
     for an unknown preset, a missing file, an unknown field, a wrong type or a bad value."""
     path, _, arg = spec.partition(":") if not os.path.isfile(spec) else (spec, "", "")
+    path, arg = _variant_file(path, arg)
     if spec in config_lib.PRESETS:
         cfg = config_lib.PRESETS[spec]()
     elif os.path.isfile(path):
@@ -60,6 +61,19 @@ def load_config(spec: str, overrides: list[str] = ()) -> ml_collections.ConfigDi
             f"--config={spec}: not a preset ({', '.join(config_lib.PRESETS)}) and no such file"
         )
     return prepare_config(cfg, overrides)
+
+
+def _variant_file(path: str, arg: str) -> tuple[str, str]:
+    """``configs/NAME.py[:BASE]`` for a variant NAME that has no file of its own (the variants
+    are one file, ``configs/variant.py:NAME[:BASE]``): that file and its argument."""
+    stem = os.path.splitext(os.path.basename(path))[0]
+    shared = os.path.join(os.path.dirname(path), "variant.py")
+    if not os.path.isfile(path) and path.endswith(".py") and os.path.isfile(shared):
+        from jaxdeconv import variants
+
+        if stem in variants.VARIANTS:
+            return shared, f"{stem}:{arg}" if arg else stem
+    return path, arg
 
 
 def prepare_config(

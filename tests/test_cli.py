@@ -86,7 +86,7 @@ def test_missing_input_and_bad_config():
     "item,words",
     [
         ("num_step=2000", "unknown config field 'num_step'; did you mean num_steps?"),
-        ("optim.lr=0.1", "did you mean optim.lr_x or optim.lr_k?"),
+        ("optim.lr=0.1", "did you mean optim.lr_x or optim.lr_k"),
         ("nonsense_field=1", "unknown config field 'nonsense_field'"),
         ("num_steps=abc", "num_steps=abc: expects an integer"),
         ("num_steps=2.5", "expects an integer"),

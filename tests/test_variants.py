@@ -7,14 +7,10 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from jaxdeconv import synthetic, train, variants
+from jaxdeconv import config, launch, synthetic, train, variants
 
 ROOT = os.path.join(os.path.dirname(__file__), "..")
-VARIANT_FILES = sorted(
-    p
-    for p in glob.glob(os.path.join(ROOT, "experiments", "configs", "*.py"))
-    if os.path.splitext(os.path.basename(p))[0] in variants.VARIANTS
-)
+VARIANT_FILE = os.path.join(ROOT, "experiments", "configs", "variant.py")
 
 
 def _load(path):
@@ -24,17 +20,25 @@ def _load(path):
     return module
 
 
-def test_every_variant_has_a_config_file():
-    names = {os.path.splitext(os.path.basename(p))[0] for p in VARIANT_FILES}
-    assert names == set(variants.VARIANTS)
+def test_variants_are_one_file_and_the_old_names_still_load():
+    configs = glob.glob(os.path.join(ROOT, "experiments", "configs", "*.py"))
+    assert not {os.path.basename(p)[:-3] for p in configs} & set(variants.VARIANTS)
+    new = launch.load_config(f"{VARIANT_FILE}:s4:tiny")
+    old = launch.load_config(os.path.join(ROOT, "experiments", "configs", "s4.py:tiny"))
+    assert new.to_dict() == old.to_dict() == variants.apply("s4", config.tiny()).to_dict()
+    assert launch.load_config(os.path.join(ROOT, "experiments", "configs", "s4.py")).to_dict() == (
+        variants.apply("s4", config.paper()).to_dict()
+    )
+    with pytest.raises(ValueError, match="no such file"):
+        launch.load_config(os.path.join(ROOT, "experiments", "configs", "s9.py"))
 
 
-@pytest.mark.parametrize("path", VARIANT_FILES, ids=lambda p: os.path.basename(p)[:-3])
-def test_variant_builds_and_trains_two_steps(path):
-    module = _load(path)
-    paper = module.get_config()  # the faithful base builds too
+@pytest.mark.parametrize("name", sorted(variants.VARIANTS))
+def test_variant_builds_and_trains_two_steps(name):
+    module = _load(VARIANT_FILE)
+    paper = module.get_config(name)  # the faithful base builds too
     train.build_model(paper, (64, 64, 1))
-    cfg = module.get_config("tiny")
+    cfg = module.get_config(f"{name}:tiny")
     # Keep the variant's depth but not its width (selfdeblur: 5 x 128 channels).
     cfg.image_net.channels = tuple(min(c, 16) for c in cfg.image_net.channels)
     cfg.kernel_net.hidden = min(cfg.kernel_net.hidden, 64)
