@@ -1099,6 +1099,9 @@ def run_dataset(
 
 def phase_levin(entry: dict, s: Settings, clock: Clock, report: Report, ctx: dict) -> None:
     items = ctx.get("levin")
+    if not s.levin_images:
+        entry["status"] = "skipped: no images asked for"
+        return
     if not items:
         raise RuntimeError("no Levin images loaded (see the data phase)")
     end = min(clock.elapsed() + s.levin_budget_s, s.deadline_s)
@@ -1123,6 +1126,9 @@ def phase_levin(entry: dict, s: Settings, clock: Clock, report: Report, ctx: dic
 
 def phase_lai(entry: dict, s: Settings, clock: Clock, report: Report, ctx: dict) -> None:
     items = ctx.get("lai")
+    if not s.lai_images:
+        entry["status"] = "skipped: no images asked for"
+        return
     if not items:
         raise RuntimeError("no Lai images loaded (see the data phase)")
     end = s.deadline_s
