@@ -1,65 +1,86 @@
-r"""The `paper` preset on one GPU in one prepared call: speed per precision, batched throughput
-and the 5000-step run on the 8 hard Levin images (issue 16).
+r"""The faithful method (`paper` preset) at the paper's scale on one GPU in one prepared call:
+where a step spends its time, then the 32 Levin images and the Lai photos (issue 29; the
+precision and batch phases of issue 16 are still there, off by default).
 
 On the GPU machine, from the repository root (the wrapper installs what is missing there):
 
   bash benchmarks/gpu_report.sh          # writes into $OUT, else runs/gpu_report
 
-On a CPU, end to end with tiny nets, 48-64 px images and a few steps (what
-tests/test_gpu_report.py runs; seconds):
+On a CPU, end to end with tiny nets, 64 px crops and a few steps (what tests/test_gpu_report.py
+runs, with a cheaper profile; a few minutes on a busy 2-core machine):
 
   python benchmarks/gpu_report.py --smoke --out=runs/gpu_smoke
 
-Afterwards, on the CPU, score the returned arrays against the ground truth:
+Afterwards, on the CPU, score the returned arrays and write the docs-ready tables
+(docs/levin_paper_gpu_results.csv, docs/lai_paper_gpu_results.csv):
 
-  python benchmarks/score_gpu_results.py --results=<folder holding levin_*.npz>
+  python benchmarks/score_gpu_results.py --results=<folder> --csv_dir=docs --out=<scores.md>
 
 What travels: the device machine receives this repository only (not ../shared), and its
 Python has jax, flax, optax, orbax, chex, numpy, scipy and pillow but not ml-collections. So
-the 8 images come from benchmarks/data/levin (a 400 kB copy, see its README) and
-ml-collections from benchmarks/wheels/ml_collections-1.1.0-py3-none-any.whl (77 kB, pure
-Python; its own needs, absl-py and PyYAML, are there). Both are committed files, so the call
-needs no ``carry``. gpu_report.sh installs the wheel with ``pip --no-index --target`` into
-/tmp, the project with ``pip install --no-deps --no-build-isolation -e .`` (no index there)
-and also puts both on PYTHONPATH, so a failed install does not stop the run.
+the images come from benchmarks/data (all 32 Levin images; 5 Lai blurry_y images, one per
+category, without their sharp images: see the READMEs there) and ml-collections from
+benchmarks/wheels/ml_collections-1.1.0-py3-none-any.whl (77 kB, pure Python; its own needs,
+absl-py and PyYAML, are there). All are committed files, so the call needs no ``carry``.
+gpu_report.sh installs the wheel with ``pip --no-index --target`` into /tmp, the project with
+``pip install --no-deps --no-build-isolation -e .`` (no index there) and also puts both on
+PYTHONPATH, so a failed install does not stop the run.
 
-Phases. Each runs inside try/except: an error is recorded in the report and the next phase
-runs. report.json and report.md are rewritten after every phase and every measured row, and
-each Levin group's arrays are saved as soon as a batch of images is done, so a run killed at
-its time limit still returns what it had measured.
+Phases, in this order. Each runs inside try/except: an error is recorded in the report and
+the next phase runs. report.json and report.md are rewritten after every phase, every profile
+row and every batch of images, and each group's arrays are saved as soon as a batch of its
+images is done, so a call cut off at its time limit still returns what it had.
 
 1. environment: device, driver and CUDA (nvidia-smi), Python and package versions.
-2. data: the Levin images (centre crops in --smoke).
-3. precision: one ``--size`` image (255), K = ``--kernel_size`` (27), one image's step: for
-   each setting of ``jax.default_matmul_precision`` in ``--precisions``: lowering and compile
-   time, s/step, GFLOP/step (XLA's cost analysis of the lowered program), GFLOP/s, its share of
-   the card's nominal peak, and the estimated s/image for ``num_steps`` steps. A setting that
-   lowers to the same program as one measured before is recorded as such and not compiled again.
-   What the settings mean for this conv net (checked on the lowered programs): 'float32' gives
-   every convolution precision HIGHEST (true float32), 'tensorfloat32' HIGH, and 'bfloat16', the
-   dot-algorithm names and no setting ('default') all give DEFAULT. On an H100/H200 both DEFAULT
-   and HIGH use TF32 tensor cores (``jax.lax.Precision``'s docstring), so no setting here makes
-   the convolutions run in bf16: that would need bf16 network dtypes.
-4. batch: B = ``--batches`` (8, 4, 1) images in one step (``jax.vmap`` of the whole per-image
-   step, as ``jaxdeconv.deblur_batch`` trains them), at the Levin run's shape, kernel size and
-   precision: compile time, s/step, s/image and images/min for ``num_steps`` steps. The
-   compiled steps are kept, so the Levin run below compiles nothing again.
-5. levin: the `paper` preset, ``num_steps`` = 5000 steps, on the 8 Levin images with 23 px
-   kernels (im1..im4 with kernels 7 and 8: where `fast` fails most), at ``--levin_precision``
-   ('default': JAX's own choice, what the library does on a GPU out of the box; TF32 on an
-   H100), with the measured batch size that fits the most images into the time left (ties: the
-   quickest). A run that would pass the deadline stops at a log point and saves what it has
-   (``steps_done`` records it). Then, time allowing, the same images again at each of
-   ``--check_precisions``, to measure what a precision costs in PSNR. One compressed
-   ``levin_<precision>.npz`` per group: names, kernels [n, K, K], network images
-   [n, H, W, 1], two-stage images (hyper-Laplacian non-blind step, run there too), loss
-   curves, steps done and the run's facts (JSON string ``meta``).
+2. data: the Levin and Lai blurry images (centre crops in --smoke) and their true kernel
+   sizes, grouped by (shape, K): Levin 7 groups (K = 19, 17, 15, 27, 13, 21: 4 images each;
+   K = 23: 8 images, last: issue 16 scored them on an H100, docs/levin_paper_gpu_k23_results.csv),
+   Lai 5 groups of one image (31 px, smallest image first: text, saturated, natural, manmade,
+   people).
+3. profile (``--profile_budget_s``, 60 s): the parts of one `paper` step for one ``--size``
+   (255) image with K = ``--kernel_size`` (27), each jitted alone, warm-up excluded,
+   ``--timed_steps`` (20) calls ended by block_until_ready: the blur and its kernel gradient
+   (direct vs FFT), the input noise and dropout masks (threefry2x32 vs rbg vs unsafe_rbg),
+   the kernel net, the Adam updates, the image net forward and forward + backward (per PRNG),
+   the image net vmapped over ``--profile_batch`` (4) images, and, time allowing, whole steps
+   (blur method, PRNG). Cheapest first; a part the time left cannot cover is recorded as
+   skipped (benchmarks/gpu_profile.py). Its whole step, when measured, is the runs' first
+   estimate.
+4. precision (issue 16; ``--precisions``, none by default): s/step, GFLOP/step and compile
+   time per ``jax.default_matmul_precision`` setting. A setting that lowers to the same
+   program as one measured before is recorded as such and not compiled again. 'float32'
+   gives every convolution HIGHEST (true FP32), 'tensorfloat32' HIGH; 'bfloat16', the
+   dot-algorithm names and no setting ('default') all give DEFAULT (TF32 on an H100/H200).
+5. batch (issue 16; ``--batches``, none by default): B images in one vmapped step at the first
+   Levin group's shape and K; the compiled steps are kept for the runs.
+6. levin: the `paper` preset, ``num_steps`` = 5000 steps, whole images, the true kernel size,
+   at ``--levin_precision`` ('default': what the library does on a GPU out of the box),
+   group by group (one compile each, about 45-50 s on an H100), each group's images in
+   vmapped batches of up to ``--max_batch`` (8), as ``jaxdeconv.deblur_batch`` trains them.
+   The network's kernel and image are kept, and the two-stage image (the protocol's non-blind
+   step with that kernel: ``evaluate.nonblind_deconv``, hyper-Laplacian; outlier-robust for
+   Lai's 'saturated') is computed there too. Then, time allowing, the first finished group
+   again at each ``--check_precisions`` (none by default).
+7. lai: the same for the Lai images (luminance ``blurry_y``, 31 px kernels), until the
+   deadline.
 
-Time: ``--deadline_s`` (seconds after start) bounds the whole script: no measurement starts
-that the times measured so far say cannot finish before it; the Levin groups get at most
-``--levin_budget_s`` of what is left. With the defaults the script ends about 8.5 minutes after
-it starts (a few seconds more for the wrapper's installs); give the device call
-``timeout_s=590``: should something hang, what was saved still comes back.
+One compressed ``<dataset>_<precision>_<H>x<W>_k<K>.npz`` per group: names, kernels [n, K, K],
+network images [n, H, W, 1], two-stage images, loss curves, crop boxes, steps done and the
+run's facts (JSON string ``meta``: dataset, config, device, versions, batch times).
+
+Time: ``--deadline_s`` (510 s after start) bounds the whole script: no measurement starts that
+the times measured so far say cannot finish before it. Each group is planned
+(``run_dataset``): the batch size (its own or a smaller power of two) that finishes the most
+of its images in the time left; a group of which no image can finish is skipped and the next
+is tried; with nothing measured yet a group runs until done or the deadline (it stops at a
+log point, saves what it has, and ``steps_done`` records it). What runs out first: with an
+H100's speed (35-56 ms per step at B = 4-8, 45-50 s per compile) one call finishes the
+profile and about 6-8 new Levin images (the first group of 4 at B = 4, then part of the next
+at a smaller batch); the other Levin groups and the Lai images (about 3-10x a Levin image's
+pixels each) are recorded as skipped ("does not fit") unless the GPU is faster than that.
+Later calls can continue with ``--levin_images``/``--lai_images`` (the scorer adds files up).
+The wrapper's installs take a few seconds more; give the device call ``timeout_s=590``: should
+something hang, what was saved still comes back.
 """
 
 from __future__ import annotations
@@ -1038,10 +1059,13 @@ def run_dataset(
     suffix: str = "",
 ) -> list[dict]:
     """Runs ``items`` group by group (shape, kernel size), in their order, each in batches of up
-    to ``s.max_batch``: a group whose full run the measured times say cannot finish before
-    ``end`` is skipped (the later, maybe smaller, ones are still tried); with nothing measured
-    yet, a group runs until ``end`` (it stops at a log point and saves what it has). Group
-    records go into ``entry['groups']``; returns every result."""
+    to ``s.max_batch``. Each group's plan (:func:`plan_levin`) takes the batch size, among the
+    group's and the smaller powers of two, that finishes the most of its images before ``end``
+    by the times measured so far (:func:`_estimate_step`, compile: 1.2x the longest measured);
+    a group of which no image can finish is skipped (the later, maybe smaller, ones are still
+    tried). With nothing measured yet, a group runs at its batch until done or ``end`` (it
+    stops at a log point and saves what it has). Group records go into ``entry['groups']``;
+    returns every result."""
     groups = entry.setdefault("groups", [])
     compiled = ctx.get("compiled", {})
     results: list[dict] = []
@@ -1054,11 +1078,14 @@ def run_dataset(
             for (sh, kk, b, p), c in compiled.items()
             if (sh, kk, p) == (shape, k, precision)
         ]
+        # The group's batch and the smaller powers of two: when the whole group does not fit in
+        # the time left, part of it at a smaller batch may.
         b = min(len(members), s.max_batch)
         compile_s = 1.2 * max(ctx.get("compile_times", []), default=s.compile_guess_s / 1.2)
-        step_s = _estimate_step(ctx, b, _pixels(shape, k))
-        if not any(o["batch"] == b for o in options):
-            options.append(dict(batch=b, step_s=step_s, compile_s=compile_s))
+        for size in [b] + [2**i for i in range(3, -1, -1) if 2**i < b]:
+            if not any(o["batch"] == size for o in options):
+                step_s = _estimate_step(ctx, size, _pixels(shape, k))
+                options.append(dict(batch=size, step_s=step_s, compile_s=compile_s))
         plan = plan_levin(len(members), s.num_steps, options, end - clock.elapsed())
         group["plan"] = plan
         if plan is None or not plan["complete"]:
@@ -1097,46 +1124,40 @@ def run_dataset(
     return results
 
 
-def phase_levin(entry: dict, s: Settings, clock: Clock, report: Report, ctx: dict) -> None:
-    items = ctx.get("levin")
-    if not s.levin_images:
+def phase_run(
+    entry: dict, dataset: str, s: Settings, clock: Clock, report: Report, ctx: dict
+) -> None:
+    """The `levin` or `lai` phase: its images group by group (:func:`run_dataset`) at
+    ``levin_precision``; Levin within ``levin_budget_s``, Lai until the deadline. Then, for
+    Levin and time allowing, the first group's finished images again at each
+    ``check_precisions``."""
+    names = s.levin_images if dataset == "levin" else s.lai_images
+    if not names:
         entry["status"] = "skipped: no images asked for"
         return
+    items = ctx.get(dataset)
     if not items:
-        raise RuntimeError("no Levin images loaded (see the data phase)")
-    end = min(clock.elapsed() + s.levin_budget_s, s.deadline_s)
-    entry.update(end_s=round(end, 1), precision=s.levin_precision)
+        raise RuntimeError(f"no {dataset} images loaded (see the data phase)")
+    budget = s.levin_budget_s if dataset == "levin" else s.deadline_s
+    end = min(clock.elapsed() + budget, s.deadline_s)
     p0 = s.levin_precision
-    results = run_dataset(entry, "levin", items, p0, s, clock, end, report, ctx)
+    entry.update(end_s=round(end, 1), precision=p0)
+    results = run_dataset(entry, dataset, items, p0, s, clock, end, report, ctx)
     errors = [g for g in entry["groups"] if g.get("status") == "error"]
     if errors and not results:
         entry["status"] = "error"
         entry["error"] = errors[0].get("error", "")
-    # Time allowing, the first group's finished images again at each check precision.
-    first = [r["name"] for r in results if r["steps_done"] == s.num_steps]
-    first_group = _groups([it for it in items if it["name"] in first])[:1]
+    if dataset != "levin":
+        return
+    finished = {r["name"] for r in results if r["steps_done"] == s.num_steps}
+    first_group = _groups([it for it in items if it["name"] in finished])[:1]
     for p in s.check_precisions:
         if p == p0 or not first_group:
             entry["groups"].append(
                 dict(precision=p, status="skipped: the main precision or no finished image")
             )
             continue
-        run_dataset(entry, "levin", first_group[0][1], p, s, clock, end, report, ctx)
-
-
-def phase_lai(entry: dict, s: Settings, clock: Clock, report: Report, ctx: dict) -> None:
-    items = ctx.get("lai")
-    if not s.lai_images:
-        entry["status"] = "skipped: no images asked for"
-        return
-    if not items:
-        raise RuntimeError("no Lai images loaded (see the data phase)")
-    end = s.deadline_s
-    entry.update(end_s=round(end, 1), precision=s.levin_precision)
-    run_dataset(entry, "lai", items, s.levin_precision, s, clock, end, report, ctx)
-    if entry["groups"] and all(g.get("status") == "error" for g in entry["groups"]):
-        entry["status"] = "error"
-        entry["error"] = entry["groups"][0].get("error", "")
+        run_dataset(entry, dataset, first_group[0][1], p, s, clock, end, report, ctx)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -1268,10 +1289,9 @@ def run(s: Settings, out_dir: str) -> dict:
         phase_precision(entry, s, clock, report)
     with phase(report, "batch", clock) as entry:
         phase_batch(entry, s, clock, report, ctx)
-    with phase(report, "levin", clock) as entry:
-        phase_levin(entry, s, clock, report, ctx)
-    with phase(report, "lai", clock) as entry:
-        phase_lai(entry, s, clock, report, ctx)
+    for dataset in ("levin", "lai"):
+        with phase(report, dataset, clock) as entry:
+            phase_run(entry, dataset, s, clock, report, ctx)
     report.data["total_s"] = round(clock.elapsed(), 1)
     report.save()
     _log(markdown(report.data))
