@@ -1,65 +1,86 @@
-r"""The `paper` preset on one GPU in one prepared call: speed per precision, batched throughput
-and the 5000-step run on the 8 hard Levin images (issue 16).
+r"""The faithful method (`paper` preset) at the paper's scale on one GPU in one prepared call:
+where a step spends its time, then the 32 Levin images and the Lai photos (issue 29; the
+precision and batch phases of issue 16 are still there, off by default).
 
 On the GPU machine, from the repository root (the wrapper installs what is missing there):
 
   bash benchmarks/gpu_report.sh          # writes into $OUT, else runs/gpu_report
 
-On a CPU, end to end with tiny nets, 48-64 px images and a few steps (what
-tests/test_gpu_report.py runs; seconds):
+On a CPU, end to end with tiny nets, 64 px crops and a few steps (what tests/test_gpu_report.py
+runs, with a cheaper profile; a few minutes on a busy 2-core machine):
 
   python benchmarks/gpu_report.py --smoke --out=runs/gpu_smoke
 
-Afterwards, on the CPU, score the returned arrays against the ground truth:
+Afterwards, on the CPU, score the returned arrays and write the docs-ready tables
+(docs/levin_paper_gpu_results.csv, docs/lai_paper_gpu_results.csv):
 
-  python benchmarks/score_gpu_results.py --results=<folder holding levin_*.npz>
+  python benchmarks/score_gpu_results.py --results=<folder> --csv_dir=docs --out=<scores.md>
 
 What travels: the device machine receives this repository only (not ../shared), and its
 Python has jax, flax, optax, orbax, chex, numpy, scipy and pillow but not ml-collections. So
-the 8 images come from benchmarks/data/levin (a 400 kB copy, see its README) and
-ml-collections from benchmarks/wheels/ml_collections-1.1.0-py3-none-any.whl (77 kB, pure
-Python; its own needs, absl-py and PyYAML, are there). Both are committed files, so the call
-needs no ``carry``. gpu_report.sh installs the wheel with ``pip --no-index --target`` into
-/tmp, the project with ``pip install --no-deps --no-build-isolation -e .`` (no index there)
-and also puts both on PYTHONPATH, so a failed install does not stop the run.
+the images come from benchmarks/data (all 32 Levin images; 5 Lai blurry_y images, one per
+category, without their sharp images: see the READMEs there) and ml-collections from
+benchmarks/wheels/ml_collections-1.1.0-py3-none-any.whl (77 kB, pure Python; its own needs,
+absl-py and PyYAML, are there). All are committed files, so the call needs no ``carry``.
+gpu_report.sh installs the wheel with ``pip --no-index --target`` into /tmp, the project with
+``pip install --no-deps --no-build-isolation -e .`` (no index there) and also puts both on
+PYTHONPATH, so a failed install does not stop the run.
 
-Phases. Each runs inside try/except: an error is recorded in the report and the next phase
-runs. report.json and report.md are rewritten after every phase and every measured row, and
-each Levin group's arrays are saved as soon as a batch of images is done, so a run killed at
-its time limit still returns what it had measured.
+Phases, in this order. Each runs inside try/except: an error is recorded in the report and
+the next phase runs. report.json and report.md are rewritten after every phase, every profile
+row and every batch of images, and each group's arrays are saved as soon as a batch of its
+images is done, so a call cut off at its time limit still returns what it had.
 
 1. environment: device, driver and CUDA (nvidia-smi), Python and package versions.
-2. data: the Levin images (centre crops in --smoke).
-3. precision: one ``--size`` image (255), K = ``--kernel_size`` (27), one image's step: for
-   each setting of ``jax.default_matmul_precision`` in ``--precisions``: lowering and compile
-   time, s/step, GFLOP/step (XLA's cost analysis of the lowered program), GFLOP/s, its share of
-   the card's nominal peak, and the estimated s/image for ``num_steps`` steps. A setting that
-   lowers to the same program as one measured before is recorded as such and not compiled again.
-   What the settings mean for this conv net (checked on the lowered programs): 'float32' gives
-   every convolution precision HIGHEST (true float32), 'tensorfloat32' HIGH, and 'bfloat16', the
-   dot-algorithm names and no setting ('default') all give DEFAULT. On an H100/H200 both DEFAULT
-   and HIGH use TF32 tensor cores (``jax.lax.Precision``'s docstring), so no setting here makes
-   the convolutions run in bf16: that would need bf16 network dtypes.
-4. batch: B = ``--batches`` (8, 4, 1) images in one step (``jax.vmap`` of the whole per-image
-   step, as ``jaxdeconv.deblur_batch`` trains them), at the Levin run's shape, kernel size and
-   precision: compile time, s/step, s/image and images/min for ``num_steps`` steps. The
-   compiled steps are kept, so the Levin run below compiles nothing again.
-5. levin: the `paper` preset, ``num_steps`` = 5000 steps, on the 8 Levin images with 23 px
-   kernels (im1..im4 with kernels 7 and 8: where `fast` fails most), at ``--levin_precision``
-   ('default': JAX's own choice, what the library does on a GPU out of the box; TF32 on an
-   H100), with the measured batch size that fits the most images into the time left (ties: the
-   quickest). A run that would pass the deadline stops at a log point and saves what it has
-   (``steps_done`` records it). Then, time allowing, the same images again at each of
-   ``--check_precisions``, to measure what a precision costs in PSNR. One compressed
-   ``levin_<precision>.npz`` per group: names, kernels [n, K, K], network images
-   [n, H, W, 1], two-stage images (hyper-Laplacian non-blind step, run there too), loss
-   curves, steps done and the run's facts (JSON string ``meta``).
+2. data: the Levin and Lai blurry images (centre crops in --smoke) and their true kernel
+   sizes, grouped by (shape, K): Levin 7 groups (K = 19, 17, 15, 27, 13, 21: 4 images each;
+   K = 23: 8 images, last: issue 16 scored them on an H100, docs/levin_paper_gpu_k23_results.csv),
+   Lai 5 groups of one image (31 px, smallest image first: text, saturated, natural, manmade,
+   people).
+3. profile (``--profile_budget_s``, 60 s): the parts of one `paper` step for one ``--size``
+   (255) image with K = ``--kernel_size`` (27), each jitted alone, warm-up excluded,
+   ``--timed_steps`` (20) calls ended by block_until_ready: the blur and its kernel gradient
+   (direct vs FFT), the input noise and dropout masks (threefry2x32 vs rbg vs unsafe_rbg),
+   the kernel net, the Adam updates, the image net forward and forward + backward (per PRNG),
+   the image net vmapped over ``--profile_batch`` (4) images, and, time allowing, whole steps
+   (blur method, PRNG). Cheapest first; a part the time left cannot cover is recorded as
+   skipped (benchmarks/gpu_profile.py). Its whole step, when measured, is the runs' first
+   estimate.
+4. precision (issue 16; ``--precisions``, none by default): s/step, GFLOP/step and compile
+   time per ``jax.default_matmul_precision`` setting. A setting that lowers to the same
+   program as one measured before is recorded as such and not compiled again. 'float32'
+   gives every convolution HIGHEST (true FP32), 'tensorfloat32' HIGH; 'bfloat16', the
+   dot-algorithm names and no setting ('default') all give DEFAULT (TF32 on an H100/H200).
+5. batch (issue 16; ``--batches``, none by default): B images in one vmapped step at the first
+   Levin group's shape and K; the compiled steps are kept for the runs.
+6. levin: the `paper` preset, ``num_steps`` = 5000 steps, whole images, the true kernel size,
+   at ``--levin_precision`` ('default': what the library does on a GPU out of the box),
+   group by group (one compile each, about 45-50 s on an H100), each group's images in
+   vmapped batches of up to ``--max_batch`` (8), as ``jaxdeconv.deblur_batch`` trains them.
+   The network's kernel and image are kept, and the two-stage image (the protocol's non-blind
+   step with that kernel: ``evaluate.nonblind_deconv``, hyper-Laplacian; outlier-robust for
+   Lai's 'saturated') is computed there too. Then, time allowing, the first finished group
+   again at each ``--check_precisions`` (none by default).
+7. lai: the same for the Lai images (luminance ``blurry_y``, 31 px kernels), until the
+   deadline.
 
-Time: ``--deadline_s`` (seconds after start) bounds the whole script: no measurement starts
-that the times measured so far say cannot finish before it; the Levin groups get at most
-``--levin_budget_s`` of what is left. With the defaults the script ends about 8.5 minutes after
-it starts (a few seconds more for the wrapper's installs); give the device call
-``timeout_s=590``: should something hang, what was saved still comes back.
+One compressed ``<dataset>_<precision>_<H>x<W>_k<K>.npz`` per group: names, kernels [n, K, K],
+network images [n, H, W, 1], two-stage images, loss curves, crop boxes, steps done and the
+run's facts (JSON string ``meta``: dataset, config, device, versions, batch times).
+
+Time: ``--deadline_s`` (510 s after start) bounds the whole script: no measurement starts that
+the times measured so far say cannot finish before it. Each group is planned
+(``run_dataset``): the batch size (its own or a smaller power of two) that finishes the most
+of its images in the time left; a group of which no image can finish is skipped and the next
+is tried; with nothing measured yet a group runs until done or the deadline (it stops at a
+log point, saves what it has, and ``steps_done`` records it). What runs out first: with an
+H100's speed (35-56 ms per step at B = 4-8, 45-50 s per compile) one call finishes the
+profile and about 6-8 new Levin images (the first group of 4 at B = 4, then part of the next
+at a smaller batch); the other Levin groups and the Lai images (about 3-10x a Levin image's
+pixels each) are recorded as skipped ("does not fit") unless the GPU is faster than that.
+Later calls can continue with ``--levin_images``/``--lai_images`` (the scorer adds files up).
+The wrapper's installs take a few seconds more; give the device call ``timeout_s=590``: should
+something hang, what was saved still comes back.
 """
 
 from __future__ import annotations
@@ -85,9 +106,26 @@ import numpy as np
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 if REPO not in sys.path:  # run as a script, with or without the project installed
     sys.path.insert(0, REPO)
-# Interleaved, so that a run with fewer images still covers both kernels.
+_HERE = os.path.dirname(os.path.abspath(__file__))
+if _HERE not in sys.path:  # the profile phase's module beside this file
+    sys.path.insert(0, _HERE)
+
+import gpu_profile  # noqa: E402
+
+# The 8 images with 23 px kernels (issue 16: where `fast` fails most).
 LEVIN_K23 = tuple(f"im{i}_kernel{j}" for i in (1, 2, 3, 4) for j in (7, 8))
-# The Levin run's setting first (its step time plans that run), then the others; 'bfloat16'
+# All 32, one group per kernel size; the K = 23 group (8 images, scored on an H100 before:
+# docs/levin_paper_gpu_k23_results.csv) last, so that a cut-off call adds new images first.
+LEVIN_32 = tuple(f"im{i}_kernel{j}" for j in (1, 2, 3, 4, 5, 6) for i in (1, 2, 3, 4)) + LEVIN_K23
+# One Lai image per category (benchmarks/data/lai), kernel_01 (31 px), smallest first.
+LAI_5 = (
+    "text_05_kernel_01",
+    "saturated_03_kernel_01",
+    "natural_03_kernel_01",
+    "manmade_03_kernel_01",
+    "people_03_kernel_01",
+)
+# Precision settings the precision phase can time (--precisions; none by default): 'bfloat16'
 # lowers to the same convolutions as 'default' and costs no compile.
 PRECISIONS = ("default", "float32", "tensorfloat32", "bfloat16")
 
@@ -108,30 +146,40 @@ class Settings:
 
     preset: str = "paper"
     overrides: dict = dataclasses.field(default_factory=dict)  # 'a.b': value, on the preset
-    num_steps: int = 5000  # steps per image (Levin run; images/min extrapolation)
-    size: int = 255  # precision phase: image side
-    kernel_size: int = 27  # precision phase: K
-    precisions: tuple = PRECISIONS
+    num_steps: int = 5000  # steps per image (the runs; images/min extrapolation)
+    size: int = 255  # profile and precision phases: image side
+    kernel_size: int = 27  # profile and precision phases: K
+    profile_batch: int = 4  # profile: the vmapped image net's batch (the Levin groups' B)
+    profile_steps: int = 4  # profile: whole-step variants to try (each a full compile)
+    profile_parts: tuple = ()  # profile: only these parts (gpu_profile.parts; () all)
+    precisions: tuple = ()  # precision phase (issue 16): off by default
     timed_steps: int = 20
-    batches: tuple = (8, 4, 1)  # the most useful first, should time run short
+    batches: tuple = ()  # batch phase (issue 16): off by default; the runs compile their own
+    max_batch: int = 8  # the runs' largest batch (one group's images, at most this many)
     levin_data: str = os.path.join(REPO, "benchmarks", "data")
-    levin_images: tuple = LEVIN_K23
+    levin_images: tuple = LEVIN_32
     levin_crop: int = 0  # centre crop side for the Levin images (0: whole image)
-    levin_kernel_size: int = 0  # 0: the true kernel's size (23)
-    levin_precision: str = "default"
-    check_precisions: tuple = ("float32",)
+    levin_kernel_size: int = 0  # 0: the true kernel's size
+    lai_data: str = os.path.join(REPO, "benchmarks", "data")
+    lai_images: tuple = LAI_5
+    lai_crop: int = 0
+    lai_kernel_size: int = 0
+    levin_precision: str = "default"  # the runs' precision setting (Levin and Lai)
+    prng_impl: str = ""  # the runs' PRNG ('': JAX's default, threefry2x32; or 'rbg', ...)
+    check_precisions: tuple = ()  # Levin reruns of the first finished group, in time
     deadline_s: float = 510.0
-    levin_budget_s: float = 420.0
+    profile_budget_s: float = 60.0
+    levin_budget_s: float = 510.0  # the rest of the deadline goes to Lai
     precision_budget_s: float = 120.0
     batch_budget_s: float = 100.0
     compile_guess_s: float = 60.0  # assumed compile time before one was measured
-    save_reserve_s: float = 15.0  # kept free at the end of the Levin run for saving
+    save_reserve_s: float = 15.0  # kept free at the end of a run for saving
     seed: int = 0
     smoke: bool = False
 
 
 def smoke_settings(**changes) -> Settings:
-    """Tiny nets, 48-64 px, a few steps: the whole chain on a CPU in seconds."""
+    """Tiny nets, 48-64 px crops, a few steps: the whole chain on a CPU in a minute."""
     s = Settings(
         preset="tiny",
         overrides={
@@ -145,14 +193,20 @@ def smoke_settings(**changes) -> Settings:
         num_steps=12,
         size=48,
         kernel_size=5,
+        profile_batch=2,
+        profile_steps=1,
         precisions=("default", "float32", "bfloat16"),
         timed_steps=2,
         batches=(2,),
-        levin_images=LEVIN_K23[:3],
+        max_batch=2,
+        # Two groups: K = 13 (one image), K = 23 (two), at the true sizes.
+        levin_images=("im1_kernel5", "im1_kernel7", "im1_kernel8"),
         levin_crop=64,
-        levin_kernel_size=7,
-        check_precisions=("float32",),
+        lai_images=LAI_5[:2],
+        lai_crop=64,
+        check_precisions=(),
         deadline_s=600.0,
+        profile_budget_s=200.0,
         levin_budget_s=300.0,
         precision_budget_s=200.0,
         batch_budget_s=200.0,
@@ -445,26 +499,47 @@ def phase_environment(entry: dict) -> None:
         _log(f"{k}: {entry[k]}")
 
 
-def load_levin(s: Settings) -> list[dict]:
-    """The Levin images as dicts (name, blurry [H, W, 1], kernel_size, crop box)."""
+def _file_entry(dataset: str, name: str) -> tuple[str, str, str]:
+    """(blurry file, kernel file, category) of a benchmark image, relative to its folder."""
+    if dataset == "levin":
+        m = re.fullmatch(r"im(\d+)_kernel(\d+)", name)
+        if m:
+            return f"blurry/{name}.png", f"kernels/kernel{m.group(2)}.npy", f"kernel{m.group(2)}"
+    elif dataset == "lai":
+        m = re.fullmatch(r"([A-Za-z]+)_(\d+)_kernel_(\d+)", name)
+        if m:
+            return f"blurry_y/{name}.png", f"kernels/kernel_{m.group(3)}.npy", m.group(1)
+    raise ValueError(f"not a {dataset} image name: {name!r}")
+
+
+def load_items(dataset: str, root: str, names: Sequence[str], crop: int, kernel_size: int):
+    """The blurry images of ``dataset`` (``'levin'``/``'lai'``) under ``root``, as dicts (name,
+    category, blurry [H, W, 1] float32, kernel_size, crop box), in the order of ``names``.
+
+    Only the blurry file and the kernel's size are read (the sharp images do not travel to the
+    device for Lai: benchmarks/data/lai/README.md); they load as ``jaxdeconv.datasets`` loads
+    them (``read_gray``: 8-bit / 255, luminance for colour)."""
     from jaxdeconv import datasets
 
-    items = {it.name: it for it in datasets.load_levin(s.levin_data, list(s.levin_images))}
+    folder = os.path.join(root, dataset)
     out = []
-    for name in s.levin_images:
-        it = items[name]
-        h, w = it.blurry.shape[:2]
-        if s.levin_crop:
-            c = min(s.levin_crop, h, w)
-            box = ((h - c) // 2, (w - c) // 2, c, c)
+    for name in names:
+        blurry_file, kernel_file, category = _file_entry(dataset, name)
+        image = datasets.read_gray(os.path.join(folder, blurry_file))
+        true_k = int(np.load(os.path.join(folder, kernel_file), mmap_mode="r").shape[0])
+        h, w = image.shape[:2]
+        if crop:
+            ch, cw = min(crop, h), min(crop, w)
+            box = ((h - ch) // 2, (w - cw) // 2, ch, cw)
         else:
             box = (0, 0, h, w)
         t, left, bh, bw = box
         out.append(
             dict(
                 name=name,
-                blurry=np.asarray(it.blurry[t : t + bh, left : left + bw], np.float32),
-                kernel_size=int(s.levin_kernel_size or it.kernel_size),
+                category=category,
+                blurry=np.asarray(image[t : t + bh, left : left + bw], np.float32),
+                kernel_size=int(kernel_size or true_k),
                 box=box,
             )
         )
@@ -472,41 +547,59 @@ def load_levin(s: Settings) -> list[dict]:
 
 
 def phase_data(entry: dict, s: Settings, ctx: dict) -> None:
-    items = load_levin(s)
-    sizes = {it["kernel_size"] for it in items}
-    shapes = {it["blurry"].shape for it in items}
-    if len(sizes) != 1 or len(shapes) != 1:
-        raise ValueError(f"the Levin images need one shape and kernel size, got {shapes} {sizes}")
-    ctx["levin"] = items
-    entry.update(
-        names=[it["name"] for it in items],
-        shape=list(shapes.pop()),
-        kernel_size=sizes.pop(),
-        crop=s.levin_crop or None,
-    )
-    _log(f"Levin: {entry['names']} shape {entry['shape']} K {entry['kernel_size']}")
+    for dataset, root, names, crop, k in (
+        ("levin", s.levin_data, s.levin_images, s.levin_crop, s.levin_kernel_size),
+        ("lai", s.lai_data, s.lai_images, s.lai_crop, s.lai_kernel_size),
+    ):
+        try:
+            items = load_items(dataset, root, names, crop, k)
+        except Exception as e:  # noqa: BLE001 - the other dataset may still load
+            entry[dataset] = dict(error=_error(e))
+            entry["error"] = f"{dataset}: {_error(e)}"
+            continue
+        ctx[dataset] = items
+        groups = _groups(items)
+        entry[dataset] = dict(
+            names=[it["name"] for it in items],
+            groups=[dict(shape=list(key[0]), kernel_size=key[1], n=len(g)) for key, g in groups],
+            crop=crop or None,
+        )
+        _log(f"{dataset}: {len(items)} images in {len(groups)} groups (shape, K)")
 
 
-def _levin_model(s: Settings, ctx: dict) -> dict:
-    """The Levin run's config, model and jitted batched init, built once and shared by the batch
-    phase and the Levin groups (one model object: jitted functions are reused, not retraced)."""
-    if "model" not in ctx:
+def _groups(items: list[dict]) -> list[tuple[tuple, list[dict]]]:
+    """The items by (shape, kernel size), in the order of their first image: one compiled
+    batched step per group."""
+    out: dict[tuple, list[dict]] = {}
+    for it in items:
+        out.setdefault((tuple(it["blurry"].shape), it["kernel_size"]), []).append(it)
+    return list(out.items())
+
+
+def _model(s: Settings, ctx: dict, shape: tuple, k: int) -> dict:
+    """The config, model and jitted batched init for one (shape, kernel size), built once and
+    shared by the batch phase and the runs (one model object: jitted functions are reused)."""
+    models = ctx.setdefault("models", {})
+    if (shape, k) not in models:
+        import jax
+
         from jaxdeconv import train
 
-        if ctx.get("levin"):
-            shape, k = tuple(ctx["levin"][0]["blurry"].shape), ctx["levin"][0]["kernel_size"]
-        else:
-            side = s.levin_crop or 255
-            shape, k = (side, side, 1), s.levin_kernel_size or 23
         cfg = make_config(s, k)
         model = train.build_model(cfg, shape)
         # Parameter initialisation does not depend on the precision setting (only the
         # discarded forward pass of ``init`` does), so one compiled init serves every group.
-        import jax
-
         init = jax.jit(jax.vmap(functools.partial(train.init_state, model)))
-        ctx["model"] = dict(cfg=cfg, model=model, init=init, shape=shape, kernel_size=k)
-    return ctx["model"]
+        models[(shape, k)] = dict(cfg=cfg, model=model, init=init, shape=shape, kernel_size=k)
+    return models[(shape, k)]
+
+
+def _first_shape(s: Settings, ctx: dict) -> tuple[tuple, int]:
+    """(shape, K) of the first Levin group (the batch phase times that one)."""
+    if ctx.get("levin"):
+        return _groups(ctx["levin"])[0][0]
+    side = s.levin_crop or 255
+    return (side, side, 1), s.levin_kernel_size or 23
 
 
 def _batched_step(model):
@@ -517,6 +610,53 @@ def _batched_step(model):
     from jaxdeconv import train
 
     return jax.jit(jax.vmap(functools.partial(train.train_step, model)), donate_argnums=0)
+
+
+def _key(s: Settings, seed: int):
+    """``jax.random.key(seed)`` with the settings' PRNG implementation."""
+    import jax
+
+    return jax.random.key(seed, impl=s.prng_impl or None)
+
+
+def phase_profile(entry: dict, s: Settings, clock: Clock, report: Report, ctx: dict) -> None:
+    """The parts of one step (benchmarks/gpu_profile.py), within ``profile_budget_s``."""
+    if s.profile_budget_s <= 0:
+        entry["status"] = "skipped: no profile budget"
+        return
+    end = min(clock.elapsed() + s.profile_budget_s, s.deadline_s)
+    cfg = make_config(s, s.kernel_size)
+    shape = (s.size, s.size, 1)
+    entry.update(
+        preset=s.preset,
+        shape=list(shape),
+        kernel_size=s.kernel_size,
+        timed=s.timed_steps,
+        batch=s.profile_batch,
+        end_s=round(end, 1),
+        rows=[],
+    )
+    gpu_profile.run_profile(
+        cfg,
+        shape,
+        s.profile_batch,
+        s.timed_steps,
+        lambda: end - clock.elapsed(),
+        _log,
+        on_row=lambda row: report.save(),
+        compile_guess_s=s.compile_guess_s,
+        steps=s.profile_steps,
+        rows=entry["rows"],
+        only=tuple(s.profile_parts),
+    )
+    # The whole step at JAX's default PRNG and the config's blur method: the runs' first
+    # estimate (compile time and step time), until a run measures its own.
+    base = next((r for r in entry["rows"] if r["part"] == "train_step"), None)
+    if base and base.get("status") == "ok" and not s.prng_impl:
+        ctx.setdefault("compile_times", []).append(base["compile_s"])
+        ctx.setdefault("measured", []).append(
+            dict(batch=1, step_s=base["ms"] / 1e3, pixels=_pixels(shape, s.kernel_size))
+        )
 
 
 def _skip_reason(clock: Clock, end: float, needed: float) -> str | None:
@@ -608,10 +748,14 @@ def phase_batch(entry: dict, s: Settings, clock: Clock, report: Report, ctx: dic
     import jax
     import jax.numpy as jnp
 
-    rows = entry.setdefault("rows", [])
     end = min(clock.elapsed() + s.batch_budget_s, s.deadline_s)
-    lm = _levin_model(s, ctx)
-    model, shape, k = lm["model"], lm["shape"], lm["kernel_size"]
+    rows = entry.setdefault("rows", [])
+    if not s.batches:
+        entry["status"] = "skipped: no batch sizes asked for"
+        return
+    shape, k = _first_shape(s, ctx)
+    lm = _model(s, ctx, shape, k)
+    model = lm["model"]
     precision = s.levin_precision
     entry.update(preset=s.preset, shape=list(shape), kernel_size=k, precision=precision)
     rng = np.random.default_rng(0)
@@ -629,7 +773,7 @@ def phase_batch(entry: dict, s: Settings, clock: Clock, report: Report, ctx: dic
             if skip:
                 row["status"] = skip
                 continue
-            keys = jax.random.split(jax.random.key(0), b)
+            keys = jax.random.split(_key(s, 0), b)
             states = lm["init"](keys)
             ys = jnp.asarray(rng.uniform(size=(b, *shape)), jnp.float32)
             with matmul_precision(precision):
@@ -651,8 +795,12 @@ def phase_batch(entry: dict, s: Settings, clock: Clock, report: Report, ctx: dic
                 gflops=gflop / per_step,
                 memory=_memory(compiled),
             )
-            compiled_steps[(b, precision)] = dict(
+            compiled_steps[(shape, k, b, precision)] = dict(
                 step=compiled, step_s=per_step, compile_s=row["compile_s"]
+            )
+            ctx.setdefault("compile_times", []).append(row["compile_s"])
+            ctx.setdefault("measured", []).append(
+                dict(batch=b, step_s=per_step, pixels=_pixels(shape, k))
             )
             compile_s, step_per_image = row["compile_s"], per_step / b
             _log(
@@ -739,6 +887,7 @@ def save_group(path: str, results: list[dict], meta: dict) -> None:
 
 
 def run_group(
+    dataset: str,
     label: str,
     precision: str,
     batch: int,
@@ -751,17 +900,20 @@ def run_group(
     group: dict,
     save_report: Callable[[], None],
 ) -> list[dict]:
-    """Trains ``items`` in batches of ``batch`` at ``precision`` until done or ``end_s``
-    (seconds on ``clock``); saves ``levin_<label>.npz`` after every batch. Returns results."""
+    """Trains ``items`` (one shape and kernel size) in batches of ``batch`` at ``precision``
+    until done or ``end_s`` (seconds on ``clock``); saves ``<dataset>_<label>.npz`` after every
+    batch. Returns the results."""
     import jax
     import jax.numpy as jnp
 
-    from jaxdeconv import nonblind, train
+    from jaxdeconv import evaluate, train
 
-    lm = _levin_model(s, ctx)
-    cfg, model, init, shape, k = (lm[n] for n in ("cfg", "model", "init", "shape", "kernel_size"))
-    path = os.path.join(out_dir, f"levin_{label}.npz")
+    shape, k = tuple(items[0]["blurry"].shape), items[0]["kernel_size"]
+    lm = _model(s, ctx, shape, k)
+    cfg, model, init = lm["cfg"], lm["model"], lm["init"]
+    path = os.path.join(out_dir, f"{dataset}_{label}.npz")
     meta = dict(
+        dataset=dataset,
         precision=precision,
         batch=batch,
         preset=s.preset,
@@ -770,6 +922,7 @@ def run_group(
         kernel_size=k,
         shape=list(shape),
         seed=s.seed,
+        prng_impl=s.prng_impl,
         keys="jax.random.key(seed) per image, split into (state, loop, sample) as in jaxdeconv.api",
         config=cfg.to_dict(),
         device_kind=_device_kind(),
@@ -779,7 +932,14 @@ def run_group(
         date=time.strftime("%Y-%m-%d", time.gmtime()),
         smoke=s.smoke,
     )
-    group.update(label=label, precision=precision, batch=batch, file=os.path.basename(path))
+    group.update(
+        label=label,
+        precision=precision,
+        batch=batch,
+        shape=list(shape),
+        kernel_size=k,
+        file=os.path.basename(path),
+    )
     results: list[dict] = []
     with matmul_precision(precision):
 
@@ -787,7 +947,7 @@ def run_group(
             return train.kernel_estimate(model, state), train.image_estimate(model, state)
 
         outputs_fn = jax.jit(jax.vmap(outputs))
-        cached = ctx.get("compiled", {}).get((batch, precision))
+        cached = ctx.get("compiled", {}).get((shape, k, batch, precision))
         step = cached["step"] if cached else None
         log_every = max(1, int(cfg.log_every))
         for chunk_i, (chunk, n_real) in enumerate(_chunks(items, batch)):
@@ -795,7 +955,7 @@ def run_group(
                 group.setdefault("not_run", []).extend(it["name"] for it in chunk[:n_real])
                 continue
             t_chunk = time.perf_counter()
-            keys = jnp.stack([jax.random.key(s.seed)] * batch)
+            keys = jnp.stack([_key(s, s.seed)] * batch)
             split = jax.vmap(lambda kk: jax.random.split(kk, 3))(keys)
             key_state, key_loop = split[:, 0], split[:, 1]
             ys = jnp.asarray(np.stack([it["blurry"] for it in chunk]), jnp.float32)
@@ -804,7 +964,8 @@ def run_group(
                 t0 = time.perf_counter()
                 step = _batched_step(model).lower(state, ys, key_loop).compile()
                 group["compile_s"] = round(time.perf_counter() - t0, 2)
-                _log(f"levin {label}: compiled B={batch} in {group['compile_s']:.1f} s")
+                ctx.setdefault("compile_times", []).append(group["compile_s"])
+                _log(f"{dataset} {label}: compiled B={batch} in {group['compile_s']:.1f} s")
             losses = np.full((batch, s.num_steps), np.nan, np.float32)
             pending, done, t_loop = [], 0, time.perf_counter()
             for i in range(s.num_steps):
@@ -819,17 +980,19 @@ def run_group(
                 per_step = (time.perf_counter() - t_loop) / done
                 nxt = min(log_every, s.num_steps - done)
                 if nxt and clock.elapsed() + nxt * per_step + s.save_reserve_s > end_s:
-                    _log(f"levin {label}: stopping at step {done} (deadline)")
+                    _log(f"{dataset} {label}: stopping at step {done} (deadline)")
                     break
             train_s = time.perf_counter() - t_loop
+            ctx.setdefault("measured", []).append(
+                dict(batch=batch, step_s=train_s / max(done, 1), pixels=_pixels(shape, k))
+            )
             kernels, images = jax.device_get(outputs_fn(state))
             del state
             two_stage: list = [None] * n_real
             try:
                 for j in range(n_real):
-                    two_stage[j] = np.asarray(
-                        nonblind.hyper_laplacian_deconv(chunk[j]["blurry"], kernels[j])
-                    )
+                    method = evaluate.nonblind_method(chunk[j]["category"])
+                    two_stage[j] = evaluate.nonblind_deconv(method, chunk[j]["blurry"], kernels[j])
             except Exception as e:  # noqa: BLE001 - the scorer recomputes it anyway
                 group["two_stage_error"] = _error(e)
             for j in range(n_real):
@@ -858,117 +1021,93 @@ def run_group(
             save_group(path, results, meta)
             group["images_done"] = [r["name"] for r in results]
             _log(
-                f"levin {label}: batch {chunk_i + 1}: {n_real} images, {done} steps in "
+                f"{dataset} {label}: batch {chunk_i + 1}: {n_real} images, {done} steps in "
                 f"{train_s:.1f} s ({train_s / max(done, 1) * 1e3:.2f} ms/step); saved {path}"
             )
             save_report()
     return results
 
 
-def _precision_rows(report: Report) -> dict:
-    rows = report.data["phases"].get("precision", {}).get("rows", [])
-    by_name = {r["precision"]: r for r in rows}
-    out = {}
-    for r in rows:  # a setting that lowered to another's program has that one's numbers
-        status = str(r.get("status", ""))
-        if status.startswith("same program as"):
-            other = by_name.get(status.split("'")[1], {})
-            if other.get("status") == "ok":
-                out[r["precision"]] = other
-        elif status == "ok":
-            out[r["precision"]] = r
-    return out
+def _pixels(shape: Sequence[int], k: int) -> int:
+    """Pixels of the image net's output for a blurry ``shape`` and kernel size ``k``."""
+    return (shape[0] + k - 1) * (shape[1] + k - 1)
 
 
-def phase_levin(entry: dict, s: Settings, clock: Clock, report: Report, ctx: dict) -> None:
-    items = ctx.get("levin")
-    if not items:
-        raise RuntimeError("no Levin images loaded (see the data phase)")
-    start = clock.elapsed()
-    end = min(start + s.levin_budget_s, s.deadline_s)
-    entry.update(end_s=round(end, 1), precision=s.levin_precision)
-    batch_rows = report.data["phases"].get("batch", {}).get("rows", [])
-    compiled = ctx.get("compiled", {})
-    options = [
-        dict(batch=r["batch"], step_s=r["step_s"], compile_s=0.0)
-        for r in batch_rows
-        if r.get("status") == "ok" and (r["batch"], s.levin_precision) in compiled
-    ]
-    if not options:  # no batch timings: run the largest batch that fits in memory, to the end
-        b = min(max(s.batches), len(items))
-        options = [dict(batch=b, step_s=float("inf"), compile_s=s.compile_guess_s)]
-        entry["note"] = "no batch timings: one batch, compiled here, runs until the deadline"
-    plan = plan_levin(len(items), s.num_steps, options, end - clock.elapsed())
-    if plan is None:
-        plan = dict(batch=options[0]["batch"], images=min(options[0]["batch"], len(items)))
-        plan.update(chunks=1, estimate_s=float("nan"), complete=False)
-    entry["plan"] = plan
-    _log(f"levin plan: {plan} ({end - clock.elapsed():.0f} s left)")
+def _estimate_step(ctx: dict, batch: int, pixels: int) -> float:
+    """Seconds per step of a batch of ``batch`` images of ``pixels``, scaled from the latest
+    measurement (a Levin batch, else the profile's one-image step) by pixels and images; a
+    batch smaller than the measured one is taken as 1.7x less efficient per image (an H100:
+    B = 1 took 1.65x the per-image time of B = 4). inf when nothing was measured."""
+    measured = ctx.get("measured", [])
+    if not measured:
+        return float("inf")
+    m = measured[-1]
+    per_image = m["step_s"] / m["batch"] * pixels / m["pixels"]
+    return per_image * batch * (1.7 if batch < m["batch"] else 1.0)
+
+
+def run_dataset(
+    entry: dict,
+    dataset: str,
+    items: list[dict],
+    precision: str,
+    s: Settings,
+    clock: Clock,
+    end: float,
+    report: Report,
+    ctx: dict,
+    suffix: str = "",
+) -> list[dict]:
+    """Runs ``items`` group by group (shape, kernel size), in their order, each in batches of up
+    to ``s.max_batch``. Each group's plan (:func:`plan_levin`) takes the batch size, among the
+    group's and the smaller powers of two, that finishes the most of its images before ``end``
+    by the times measured so far (:func:`_estimate_step`, compile: 1.2x the longest measured);
+    a group of which no image can finish is skipped (the later, maybe smaller, ones are still
+    tried). With nothing measured yet, a group runs at its batch until done or ``end`` (it
+    stops at a log point and saves what it has). Group records go into ``entry['groups']``;
+    returns every result."""
     groups = entry.setdefault("groups", [])
-    main = {"status": "running"}
-    groups.append(main)
-    chosen = items[: plan["images"]]
-    try:
-        results = run_group(
-            s.levin_precision,
-            s.levin_precision,
-            plan["batch"],
-            chosen,
-            s,
-            clock,
-            end,
-            ctx,
-            report.out_dir,
-            main,
-            report.save,
-        )
-        main["status"] = "ok"
-    except Exception as e:  # noqa: BLE001 - the precision checks below may still run
-        main.update(status="error", error=_error(e), traceback=traceback.format_exc()[-4000:])
-        _log(f"levin {s.levin_precision}: {main['error']}")
-        results = []
-    report.save()
-    full = [r["name"] for r in results if r["steps_done"] == s.num_steps]
-    main_step = {r["batch"]: r["step_s"] for r in batch_rows if r.get("status") == "ok"}
-    single = _precision_rows(report)
-    base = single.get(s.levin_precision)
-    for p in s.check_precisions:
-        group: dict = {"precision": p}
+    compiled = ctx.get("compiled", {})
+    results: list[dict] = []
+    for (shape, k), members in _groups(items):
+        label = f"{precision}_{shape[0]}x{shape[1]}_k{k}{suffix}"
+        group: dict = {"label": label, "precision": precision, "images": len(members)}
         groups.append(group)
-        other = single.get(p)
-        if p == s.levin_precision:
-            group["status"] = "skipped: the main run's precision"
-        elif not full:
-            group["status"] = "skipped: no finished image in the main run to compare with"
-        elif not other:
-            group["status"] = "skipped: no single-image step time for this precision"
-        elif base and base.get("program") and base.get("program") == other.get("program"):
-            group["status"] = "skipped: same program as the main run's precision"
-        if "status" in group:
-            report.save()
-            continue
-        # Batch step times at this precision, scaled from the main precision's by the
-        # single-image ratio (1 when the main precision's single step was not measured).
-        ratio = other["step_s"] / base["step_s"] if base else 1.0
-        group["step_ratio"] = ratio
-        compiles = [c["compile_s"] for c in compiled.values()] + [other.get("compile_s", 0.0)]
-        compile_est = 1.2 * max(compiles)
-        opts = [
-            dict(batch=b, step_s=t * ratio, compile_s=compile_est) for b, t in main_step.items()
+        options = [
+            dict(batch=b, step_s=c["step_s"], compile_s=0.0)
+            for (sh, kk, b, p), c in compiled.items()
+            if (sh, kk, p) == (shape, k, precision)
         ]
-        sub = plan_levin(len(full), s.num_steps, opts, end - clock.elapsed())
-        group["plan"] = sub
-        if not sub or not sub["complete"]:
-            group["status"] = f"skipped: does not fit in the {end - clock.elapsed():.0f} s left"
-            report.save()
-            continue
-        names = set(full[: sub["images"]])
+        # The group's batch and the smaller powers of two: when the whole group does not fit in
+        # the time left, part of it at a smaller batch may.
+        b = min(len(members), s.max_batch)
+        compile_s = 1.2 * max(ctx.get("compile_times", []), default=s.compile_guess_s / 1.2)
+        for size in [b] + [2**i for i in range(3, -1, -1) if 2**i < b]:
+            if not any(o["batch"] == size for o in options):
+                step_s = _estimate_step(ctx, size, _pixels(shape, k))
+                options.append(dict(batch=size, step_s=step_s, compile_s=compile_s))
+        plan = plan_levin(len(members), s.num_steps, options, end - clock.elapsed())
+        group["plan"] = plan
+        if plan is None or not plan["complete"]:
+            if any(math.isfinite(o["step_s"]) for o in options):
+                left = end - clock.elapsed()
+                group["status"] = f"skipped: does not fit in the {left:.0f} s left"
+                group["not_run"] = [it["name"] for it in members]
+                _log(f"{dataset} {label}: {group['status']} (estimate {options})")
+                report.save()
+                continue
+            plan = dict(batch=b, images=min(b, len(members)), complete=False)
+            group["note"] = "nothing measured yet: one batch, run until the deadline"
+        chosen = members[: plan["images"]]
+        group["not_run"] = [it["name"] for it in members[plan["images"] :]]
+        _log(f"{dataset} {label}: plan {plan} ({end - clock.elapsed():.0f} s left)")
         try:
-            run_group(
-                p,
-                p,
-                sub["batch"],
-                [it for it in chosen if it["name"] in names],
+            results += run_group(
+                dataset,
+                label,
+                precision,
+                plan["batch"],
+                chosen,
                 s,
                 clock,
                 end,
@@ -978,13 +1117,47 @@ def phase_levin(entry: dict, s: Settings, clock: Clock, report: Report, ctx: dic
                 report.save,
             )
             group["status"] = "ok"
-        except Exception as e:  # noqa: BLE001
+        except Exception as e:  # noqa: BLE001 - the next group may still run
             group.update(status="error", error=_error(e), traceback=traceback.format_exc()[-4000:])
-            _log(f"levin {p}: {group['error']}")
+            _log(f"{dataset} {label}: {group['error']}")
         report.save()
-    if main["status"] != "ok":
+    return results
+
+
+def phase_run(
+    entry: dict, dataset: str, s: Settings, clock: Clock, report: Report, ctx: dict
+) -> None:
+    """The `levin` or `lai` phase: its images group by group (:func:`run_dataset`) at
+    ``levin_precision``; Levin within ``levin_budget_s``, Lai until the deadline. Then, for
+    Levin and time allowing, the first group's finished images again at each
+    ``check_precisions``."""
+    names = s.levin_images if dataset == "levin" else s.lai_images
+    if not names:
+        entry["status"] = "skipped: no images asked for"
+        return
+    items = ctx.get(dataset)
+    if not items:
+        raise RuntimeError(f"no {dataset} images loaded (see the data phase)")
+    budget = s.levin_budget_s if dataset == "levin" else s.deadline_s
+    end = min(clock.elapsed() + budget, s.deadline_s)
+    p0 = s.levin_precision
+    entry.update(end_s=round(end, 1), precision=p0)
+    results = run_dataset(entry, dataset, items, p0, s, clock, end, report, ctx)
+    errors = [g for g in entry["groups"] if g.get("status") == "error"]
+    if errors and not results:
         entry["status"] = "error"
-        entry["error"] = main.get("error", "")
+        entry["error"] = errors[0].get("error", "")
+    if dataset != "levin":
+        return
+    finished = {r["name"] for r in results if r["steps_done"] == s.num_steps}
+    first_group = _groups([it for it in items if it["name"] in finished])[:1]
+    for p in s.check_precisions:
+        if p == p0 or not first_group:
+            entry["groups"].append(
+                dict(precision=p, status="skipped: the main precision or no finished image")
+            )
+            continue
+        run_dataset(entry, dataset, first_group[0][1], p, s, clock, end, report, ctx)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -1010,6 +1183,7 @@ def markdown(data: dict) -> str:
         + ", ".join(f"{k} {v.get('status')} ({v.get('seconds', '?')} s)" for k, v in ph.items()),
         "",
     ]
+    lines += gpu_profile.markdown(ph.get("profile", {}))
     prec = ph.get("precision", {})
     if prec.get("rows"):
         lines += [
@@ -1051,19 +1225,22 @@ def markdown(data: dict) -> str:
             else:
                 lines.append(f"| {r['batch']} | {r.get('status')} {r.get('error', '')} |")
         lines.append("")
-    lev = ph.get("levin", {})
-    if lev:
-        lines += [f"## Levin run: plan {lev.get('plan')}", ""]
-        lines += ["| precision | B | images done | steps | training s | s/step | status |"]
-        lines += ["|---|---|---|---|---|---|---|"]
-        for g in lev.get("groups", []):
+    for name in ("levin", "lai"):
+        run = ph.get(name, {})
+        if not run.get("groups"):
+            continue
+        lines += [f"## {name.capitalize()} runs ({data['settings'].get('num_steps')} steps)", ""]
+        lines += ["| group | B | images done | steps | compile s | training s | s/step | status |"]
+        lines += ["|---|---|---|---|---|---|---|---|"]
+        for g in run.get("groups", []):
             chunks = g.get("chunks", [])
             train_s = sum(c["train_s"] for c in chunks)
             steps = sorted({c["steps_done"] for c in chunks})
             step_s = np.mean([c["step_s"] for c in chunks]) if chunks else float("nan")
             lines.append(
-                f"| {g.get('precision')} | {g.get('batch', '-')} | "
-                f"{len(g.get('images_done', []))} | {steps or '-'} | {_f(train_s, '.1f')} | "
+                f"| {g.get('label', g.get('precision'))} | {g.get('batch', '-')} | "
+                f"{len(g.get('images_done', []))} of {g.get('images', '-')} | {steps or '-'} | "
+                f"{_f(g.get('compile_s'), '.1f')} | {_f(train_s, '.1f')} | "
                 f"{_f(float(step_s), '.4f')} | {g.get('status')} {g.get('error', '')} |"
             )
         lines.append("")
@@ -1106,12 +1283,15 @@ def run(s: Settings, out_dir: str) -> dict:
         ctx["git_commit"] = entry.get("git_commit", "")
     with phase(report, "data", clock) as entry:
         phase_data(entry, s, ctx)
+    with phase(report, "profile", clock) as entry:
+        phase_profile(entry, s, clock, report, ctx)
     with phase(report, "precision", clock) as entry:
         phase_precision(entry, s, clock, report)
     with phase(report, "batch", clock) as entry:
         phase_batch(entry, s, clock, report, ctx)
-    with phase(report, "levin", clock) as entry:
-        phase_levin(entry, s, clock, report, ctx)
+    for dataset in ("levin", "lai"):
+        with phase(report, dataset, clock) as entry:
+            phase_run(entry, dataset, s, clock, report, ctx)
     report.data["total_s"] = round(clock.elapsed(), 1)
     report.save()
     _log(markdown(report.data))
@@ -1125,10 +1305,19 @@ def _main(argv) -> None:
     f = flags.FLAGS
     s = smoke_settings() if f.smoke else Settings()
     changes = {}
-    for name in ("deadline_s", "levin_budget_s", "num_steps", "timed_steps", "levin_precision"):
+    for name in (
+        "deadline_s",
+        "levin_budget_s",
+        "profile_budget_s",
+        "num_steps",
+        "timed_steps",
+        "levin_precision",
+        "prng_impl",
+        "max_batch",
+    ):
         if f[name].present:
             changes[name] = f[name].value
-    for name in ("precisions", "check_precisions", "levin_images"):
+    for name in ("precisions", "check_precisions", "levin_images", "lai_images"):
         if f[name].present:
             changes[name] = tuple(v for v in f[name].value if v)
     if f["batches"].present:
@@ -1142,16 +1331,20 @@ def _define_flags() -> None:
     from absl import flags
 
     flags.DEFINE_string("out", None, "Output folder (default: $OUT, else runs/gpu_report).")
-    flags.DEFINE_bool("smoke", False, "Tiny nets, 48-64 px, a few steps: a CPU check.")
+    flags.DEFINE_bool("smoke", False, "Tiny nets, 48-64 px crops, a few steps: a CPU check.")
     flags.DEFINE_float("deadline_s", None, "Seconds after start by which everything ends.")
     flags.DEFINE_float("levin_budget_s", None, "Most seconds for the Levin groups together.")
     flags.DEFINE_integer("num_steps", None, "Steps per image (default 5000; smoke 12).")
     flags.DEFINE_integer("timed_steps", None, "Timed steps per measurement.")
     flags.DEFINE_list("precisions", None, "jax.default_matmul_precision settings to time.")
     flags.DEFINE_list("batches", None, "Batch sizes to time (and to choose from).")
-    flags.DEFINE_string("levin_precision", None, "Precision setting of the main Levin run.")
+    flags.DEFINE_string("levin_precision", None, "Precision setting of the Levin and Lai runs.")
     flags.DEFINE_list("check_precisions", None, "Precisions to rerun the images with, in time.")
-    flags.DEFINE_list("levin_images", None, "Levin image names (default: the 8 with K = 23).")
+    flags.DEFINE_list("levin_images", None, "Levin image names (default: all 32, K = 23 last).")
+    flags.DEFINE_list("lai_images", None, "Lai image names (default: the 5 in benchmarks/data).")
+    flags.DEFINE_float("profile_budget_s", None, "Most seconds for the profile (0: skip it).")
+    flags.DEFINE_string("prng_impl", None, "The runs' PRNG: threefry2x32 (default), rbg, ...")
+    flags.DEFINE_integer("max_batch", None, "Largest batch of one group's images (default 8).")
 
 
 if __name__ == "__main__":

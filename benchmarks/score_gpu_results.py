@@ -1,22 +1,31 @@
-r"""Scores, on the CPU, the Levin arrays that benchmarks/gpu_report.py brought back from a GPU.
+r"""Scores, on the CPU, the Levin and Lai arrays that benchmarks/gpu_report.py brought back.
 
-  python benchmarks/score_gpu_results.py --results=<folder with levin_*.npz, or the files> \
-      [--data=benchmarks/data] [--compare=docs/levin_fast_results.csv] [--out=scores.md]
+  python benchmarks/score_gpu_results.py --results=<folder with levin_*.npz / lai_*.npz, or files> \
+      [--data=benchmarks/data] [--lai_data=../shared/data] [--compare=docs/levin_fast_results.csv] \
+      [--out=scores.md] [--csv_dir=docs]
 
-Each ``levin_<precision>.npz`` holds, per image, the kernel and the network's image after
-training on the GPU. Scoring follows ``jaxdeconv.evaluate``: the two-stage image is the
-hyper-Laplacian non-blind step with the estimated kernel, recomputed here (``--nonblind=final``:
-``nonblind.final_deconv`` instead), the reference is the same step with the true kernel, and
-every image is scored with the shift-aligned protocol (``metrics.aligned_psnr_ssim``): PSNR and
-SSIM direct (the network's image), two-stage and true kernel, the error ratio (two-stage SSD
-over true-kernel SSD), the kernel similarity (``metrics.kernel_similarity``: peak normalised
-cross-correlation over all shifts) and the kernel's largest tap. The two-stage image computed
-on the GPU is compared with the one recomputed here (``two_stage_gpu_psnr``: PSNR between the
-two, a check that the same kernel gives the same result on both machines).
+Each ``<dataset>_<label>.npz`` holds, per image, the kernel and the network's image after
+training on the GPU (one file per group of one shape and kernel size). Scoring follows
+``jaxdeconv.evaluate``: the two-stage image is the protocol's non-blind step with the estimated
+kernel (``evaluate.nonblind_deconv``: hyper-Laplacian, outlier-robust for Lai's 'saturated';
+``--nonblind=final``: ``nonblind.final_deconv`` instead), recomputed here; the reference is
+the same step with the true kernel, and every image is scored with the shift-aligned protocol
+(``metrics.aligned_psnr_ssim``): PSNR and SSIM direct (the network's image), two-stage and true
+kernel, the error ratio (two-stage SSD over true-kernel SSD), the kernel similarity
+(``metrics.kernel_similarity``) and the kernel's largest tap. Lai rows add the published
+scale (``evaluate.published_scores``: studio-range luma as SelfDeblur's statistic_lai.m, for
+the two-stage, true-kernel and direct images). The two-stage image computed on the GPU is
+compared with the one recomputed here (``two_stage_gpu_psnr``).
 
-Prints one markdown table per file (with the `fast` preset's numbers on the same images from
-``--compare``, when given), a precision comparison when there are several files, and writes
-the per-image rows as CSV beside ``--out``.
+Levin sharp images and kernels come from ``--data`` (benchmarks/data holds all 32); Lai's from
+``--lai_data`` (the sharp images do not travel to the GPU machine: ../shared/data).
+
+Prints one markdown table per group (with the `fast` preset's numbers on the same images from
+``--compare``, when given), a precision comparison when there are several, writes the rows as
+CSV beside ``--out``, and with ``--csv_dir`` the docs-ready tables
+``levin_paper_gpu_results.csv`` (always the 32 Levin images: those not in the results are
+taken from ``--previous``, the issue-16 H100 run of the 8 K = 23 images, with their
+``source``, else marked ``not run``) and ``lai_paper_gpu_results.csv`` (the Lai images run).
 """
 
 from __future__ import annotations
@@ -27,6 +36,7 @@ import io
 import json
 import os
 import sys
+from collections.abc import Sequence
 
 import numpy as np
 
@@ -34,13 +44,8 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 if REPO not in sys.path:  # run as a script from anywhere
     sys.path.insert(0, REPO)
 
-COLUMNS = (
-    "group",
-    "name",
-    "category",
-    "kernel_size",
-    "steps_done",
-    "seconds",
+# The scores of an image, in the order the tables show them.
+SCORES = (
     "final_loss",
     "psnr_direct",
     "ssim_direct",
@@ -52,19 +57,50 @@ COLUMNS = (
     "error_ratio_direct",
     "kernel_similarity",
     "kernel_peak",
-    "two_stage_gpu_psnr",
 )
+# Lai's published scale (evaluate.published_scores, and the direct image the same way).
+PUBLISHED = (
+    "psnr_direct_published",
+    "ssim_direct_published",
+    "psnr_two_stage_published",
+    "ssim_two_stage_published",
+    "psnr_true_kernel_published",
+)
+_NAMES = ("name", "category", "kernel_name", "kernel_size", "nonblind_method")
+COLUMNS = (
+    ("group", "dataset", *_NAMES, "steps_done", "seconds")
+    + SCORES
+    + ("two_stage_gpu_psnr",)
+    + PUBLISHED
+)
+# The docs-ready tables (--csv_dir).
+LEVIN_CSV_COLUMNS = (
+    ("name", "category", "kernel_size", "status", "source", "steps_done", "seconds_per_image")
+    + SCORES
+    + ("two_stage_gpu_psnr",)
+)
+LAI_CSV_COLUMNS = (
+    (*_NAMES, "status", "steps_done", "seconds_per_image")
+    + SCORES
+    + PUBLISHED
+    + ("two_stage_gpu_psnr",)
+)
+DEFAULT_LAI_DATA = os.path.join(os.path.dirname(REPO), "shared", "data")
 
 
 def result_files(results: str | list[str]) -> list[str]:
-    """The ``levin_*.npz`` files named by a folder, a file or a list of files."""
+    """The ``levin_*.npz`` and ``lai_*.npz`` files named by a folder, a file or a list."""
     if isinstance(results, str):
         results = [results]
     files: list[str] = []
     for r in results:
-        files += sorted(glob.glob(os.path.join(r, "levin_*.npz"))) if os.path.isdir(r) else [r]
+        if os.path.isdir(r):
+            for pattern in ("levin_*.npz", "lai_*.npz"):
+                files += sorted(glob.glob(os.path.join(r, pattern)))
+        else:
+            files.append(r)
     if not files:
-        raise FileNotFoundError(f"no levin_*.npz in {results}")
+        raise FileNotFoundError(f"no levin_*.npz or lai_*.npz in {results}")
     return files
 
 
@@ -73,19 +109,23 @@ def load_group(path: str) -> dict:
     with np.load(path, allow_pickle=False) as z:
         g = {k: z[k] for k in z.files}
     g["meta"] = json.loads(str(g["meta"]))
+    g["meta"].setdefault("dataset", "levin")  # files from before issue 29: Levin only
     g["names"] = [str(n) for n in g["names"]]
     g["path"] = path
     return g
 
 
-def _deconv(method: str):
-    from jaxdeconv import nonblind
+def _deconv(method: str, category: str):
+    """``(name, deconv(y, k))``: the protocol's non-blind step for ``category``
+    (``evaluate.nonblind_method``) or, for ``method='final'``, ``nonblind.final_deconv``."""
+    from jaxdeconv import evaluate, nonblind
 
     if method == "final":
-        return lambda y, k: np.asarray(nonblind.final_deconv(y, k))
-    if method != "hyper_laplacian":
+        return "final", lambda y, k: np.asarray(nonblind.final_deconv(y, k))
+    if method not in ("protocol", "hyper_laplacian"):
         raise ValueError(f"unknown non-blind method {method!r}")
-    return lambda y, k: np.asarray(nonblind.hyper_laplacian_deconv(y, k))
+    name = evaluate.nonblind_method(category)
+    return name, lambda y, k: evaluate.nonblind_deconv(name, y, k)
 
 
 def _seconds_per_image(meta: dict) -> dict:
@@ -97,15 +137,25 @@ def _seconds_per_image(meta: dict) -> dict:
     return out
 
 
-def score_group(g: dict, data_root: str, nonblind: str = "hyper_laplacian", cache=None) -> list:
-    """Per-image score rows (dicts with ``COLUMNS``) for one loaded group."""
-    from jaxdeconv import datasets, metrics
+def _load_items(dataset: str, roots: dict, names: list[str]) -> dict:
+    from jaxdeconv import datasets
 
-    deconv = _deconv(nonblind)
+    loader = {"levin": datasets.load_levin, "lai": datasets.load_lai}[dataset]
+    return {it.name: it for it in loader(roots[dataset], names)}
+
+
+def score_group(g: dict, roots, nonblind: str = "protocol", cache=None) -> list:
+    """Per-image score rows (dicts with ``COLUMNS``) for one loaded group. ``roots``: the data
+    folder of each dataset (``{'levin': ..., 'lai': ...}``; a string serves both)."""
+    from jaxdeconv import evaluate, metrics
+
+    dataset = g["meta"]["dataset"]
+    roots = roots if isinstance(roots, dict) else {"levin": roots, "lai": roots}
     cache = {} if cache is None else cache
-    items = {it.name: it for it in datasets.load_levin(data_root, g["names"])}
+    items = _load_items(dataset, roots, g["names"])
     seconds = _seconds_per_image(g["meta"])
-    label = g["meta"].get("precision", os.path.basename(g["path"]))
+    label = f"{dataset} {g['meta'].get('precision', os.path.basename(g['path']))}"
+    luma = evaluate.PUBLISHED_LUMA.get(dataset)
     rows = []
     for i, name in enumerate(g["names"]):
         it = items[name]
@@ -113,40 +163,50 @@ def score_group(g: dict, data_root: str, nonblind: str = "hyper_laplacian", cach
         blurry = it.blurry[t : t + h, left : left + w]
         sharp = it.sharp[t : t + h, left : left + w]
         kernel = g["kernel"][i]
-        key = (name, t, left, h, w, nonblind)
+        method, deconv = _deconv(nonblind, it.category)
+        key = (dataset, name, t, left, h, w, method)
         if key not in cache:
-            ref = deconv(blurry, it.kernel)
-            cache[key] = metrics.aligned_psnr_ssim(ref, sharp)
-        reference = cache[key]
+            true_image = deconv(blurry, it.kernel)
+            cache[key] = (true_image, metrics.aligned_psnr_ssim(true_image, sharp))
+        true_image, reference = cache[key]
         two_stage = deconv(blurry, kernel)
         direct = metrics.aligned_psnr_ssim(g["network"][i], sharp)
         staged = metrics.aligned_psnr_ssim(two_stage, sharp)
         gpu = g.get("two_stage")
         loss = g["loss"][i][: int(g["steps_done"][i])]
-        rows.append(
-            dict(
-                group=label,
-                name=name,
-                category=it.category,
-                kernel_size=int(kernel.shape[0]),
-                steps_done=int(g["steps_done"][i]),
-                seconds=seconds.get(name, float("nan")),
-                final_loss=float(loss[-1]) if loss.size else float("nan"),
-                psnr_direct=direct["psnr"],
-                ssim_direct=direct["ssim"],
-                psnr_two_stage=staged["psnr"],
-                ssim_two_stage=staged["ssim"],
-                psnr_true_kernel=reference["psnr"],
-                ssim_true_kernel=reference["ssim"],
-                error_ratio=float(staged["ssd"] / reference["ssd"]),
-                error_ratio_direct=float(direct["ssd"] / reference["ssd"]),
-                kernel_similarity=metrics.kernel_similarity(kernel, it.kernel),
-                kernel_peak=float(np.max(kernel)),
-                two_stage_gpu_psnr=(
-                    metrics.psnr(gpu[i], two_stage) if gpu is not None else float("nan")
-                ),
-            )
+        row = dict(
+            group=label,
+            dataset=dataset,
+            name=name,
+            category=it.category,
+            kernel_name=it.kernel_name,
+            kernel_size=int(kernel.shape[0]),
+            nonblind_method=method,
+            steps_done=int(g["steps_done"][i]),
+            num_steps=int(g["meta"].get("num_steps", 0)),
+            seconds=seconds.get(name, float("nan")),
+            final_loss=float(loss[-1]) if loss.size else float("nan"),
+            psnr_direct=direct["psnr"],
+            ssim_direct=direct["ssim"],
+            psnr_two_stage=staged["psnr"],
+            ssim_two_stage=staged["ssim"],
+            psnr_true_kernel=reference["psnr"],
+            ssim_true_kernel=reference["ssim"],
+            error_ratio=float(staged["ssd"] / reference["ssd"]),
+            error_ratio_direct=float(direct["ssd"] / reference["ssd"]),
+            kernel_similarity=metrics.kernel_similarity(kernel, it.kernel),
+            kernel_peak=float(np.max(kernel)),
+            two_stage_gpu_psnr=(
+                metrics.psnr(gpu[i], two_stage) if gpu is not None else float("nan")
+            ),
         )
+        row.update(
+            evaluate.published_scores(dataset, two_stage, true_image, sharp, staged, reference)
+        )
+        if luma is not None:  # the direct image on the published scale too
+            pub = metrics.aligned_psnr_ssim(luma(g["network"][i]), luma(sharp))
+            row.update(psnr_direct_published=pub["psnr"], ssim_direct_published=pub["ssim"])
+        rows.append(row)
     return rows
 
 
@@ -181,8 +241,8 @@ def group_markdown(g: dict, rows: list, compare: dict, compare_label: str) -> st
     m = g["meta"]
     steps = sorted({r["steps_done"] for r in rows})
     lines = [
-        f"### Levin, {len(rows)} images — preset `{m.get('preset')}` on {m.get('device_kind')} "
-        f"({m.get('backend')}), precision setting `{m.get('precision')}`",
+        f"### {m['dataset'].capitalize()}, {len(rows)} images — preset `{m.get('preset')}` on "
+        f"{m.get('device_kind')} ({m.get('backend')}), precision setting `{m.get('precision')}`",
         "",
         f"- run {m.get('date')}, commit {m.get('git_commit') or '?'}, jax "
         f"{m.get('versions', {}).get('jax', '?')}; {m.get('num_steps')} steps per image "
@@ -228,12 +288,12 @@ def group_markdown(g: dict, rows: list, compare: dict, compare_label: str) -> st
         lines.append(line(r["name"], [r]))
     lines.append(line("**mean**", rows))
     rates = metrics.success_rates([r["error_ratio"] for r in rows], (2, 3))
-    agree = [r["two_stage_gpu_psnr"] for r in rows if np.isfinite(r["two_stage_gpu_psnr"])]
+    agree = [r["two_stage_gpu_psnr"] for r in rows if not np.isnan(r["two_stage_gpu_psnr"])]
     lines += [
         "",
         f"Error ratio below 2: {rates[2]:.0%}, below 3: {rates[3]:.0%}. Two-stage image from the "
         f"GPU vs recomputed here: PSNR between them at least "
-        f"{_fmt(min(agree, default=None), '.1f')} dB.",
+        f"{format(min(agree), '.1f') if agree else '-'} dB (inf: identical).",
         "",
     ]
     return "\n".join(lines)
@@ -269,36 +329,100 @@ def score(
     results: str | list[str],
     data_root: str,
     *,
+    lai_root: str = DEFAULT_LAI_DATA,
     compare: str | None = None,
     compare_label: str = "fast",
-    nonblind: str = "hyper_laplacian",
+    nonblind: str = "protocol",
 ) -> tuple[str, dict]:
-    """Scores every group; returns (markdown, {group label: rows})."""
+    """Scores every file; returns (markdown, {group label: rows}), one label per dataset and
+    precision (``'levin default'``): the files of one label (one per shape and kernel size)
+    add up."""
     cache: dict = {}
     cmp_rows = read_compare(compare)
-    parts, rows_by_group = [], {}
+    roots = {"levin": data_root, "lai": lai_root}
+    parts, rows_by_group, groups = [], {}, {}
     for path in result_files(results):
         g = load_group(path)
-        rows = score_group(g, data_root, nonblind, cache)
+        rows = score_group(g, roots, nonblind, cache)
         label = rows[0]["group"] if rows else os.path.basename(path)
-        rows_by_group[label] = rows
+        rows_by_group.setdefault(label, []).extend(rows)
+        groups.setdefault(label, g)
+    for label, rows in rows_by_group.items():
+        g = groups[label]
         if g["meta"].get("smoke"):  # crops, a few steps: not comparable with full runs
             parts.append("(smoke run: these numbers only show that the chain works)\n")
-        parts.append(
-            group_markdown(g, rows, {} if g["meta"].get("smoke") else cmp_rows, compare_label)
-        )
+        use_compare = not g["meta"].get("smoke") and g["meta"]["dataset"] == "levin"
+        parts.append(group_markdown(g, rows, cmp_rows if use_compare else {}, compare_label))
     parts.append(comparison_markdown(rows_by_group))
     return "\n".join(p for p in parts if p), rows_by_group
 
 
-def rows_csv(rows_by_group: dict) -> str:
+def _csv_text(columns: Sequence[str], rows: list[dict]) -> str:
     buf = io.StringIO()
-    w = csv.DictWriter(buf, fieldnames=COLUMNS, extrasaction="ignore")
+    w = csv.DictWriter(buf, fieldnames=columns, extrasaction="ignore")
     w.writeheader()
-    for rows in rows_by_group.values():
-        for r in rows:
-            w.writerow({k: (f"{v:.4f}" if isinstance(v, float) else v) for k, v in r.items()})
+    for r in rows:
+        w.writerow({k: (f"{v:.4f}" if isinstance(v, float) else v) for k, v in r.items()})
     return buf.getvalue()
+
+
+def rows_csv(rows_by_group: dict) -> str:
+    return _csv_text(COLUMNS, [r for rows in rows_by_group.values() for r in rows])
+
+
+def _docs_row(r: dict, source: str) -> dict:
+    return dict(r, status="ok", source=source, seconds_per_image=r.get("seconds"))
+
+
+def docs_tables(
+    rows_by_group: dict, precision: str = "default", previous: str | None = None
+) -> dict:
+    """The docs-ready rows: ``{'levin': 32 rows, 'lai': the Lai images run}`` at ``precision``.
+    A Levin image without a finished result here (all ``num_steps``) is taken from
+    ``previous`` (an earlier run's CSV of this script, ``source`` = its file name), else its
+    row says ``not run`` (or ``partial``, with the steps done)."""
+    from jaxdeconv import datasets
+
+    levin = {r["name"]: r for r in rows_by_group.get(f"levin {precision}", [])}
+    old = read_compare(previous)
+    label = os.path.basename(previous) if previous else ""
+    names = [f"im{i}_kernel{j}" for i in range(1, 5) for j in range(1, 9)]
+    out_levin = []
+    for n in names:
+        r = levin.get(n)
+        done = r is not None and r["steps_done"] == r["num_steps"]
+        if done:
+            out_levin.append(_docs_row(r, "this run"))
+        elif n in old:
+            out_levin.append(_docs_row(dict(old[n]), label))
+        elif r is not None:
+            out_levin.append(dict(_docs_row(r, "this run"), status="partial"))
+        else:
+            out_levin.append(dict(name=n, category=n.split("_")[1], status="not run"))
+    order = {c: i for i, c in enumerate(datasets.LAI_CATEGORIES)}
+    lai = sorted(
+        rows_by_group.get(f"lai {precision}", []),
+        key=lambda r: (order.get(r["category"], 9), r["name"]),
+    )
+    out_lai = []
+    for r in lai:
+        status = "ok" if r["steps_done"] == r["num_steps"] else "partial"
+        out_lai.append(dict(_docs_row(r, "this run"), status=status))
+    return {"levin": out_levin, "lai": out_lai}
+
+
+def write_docs_csvs(tables: dict, csv_dir: str) -> list[str]:
+    """Writes ``levin_paper_gpu_results.csv`` and (with rows) ``lai_paper_gpu_results.csv``."""
+    os.makedirs(csv_dir, exist_ok=True)
+    written = []
+    for name, columns in (("levin", LEVIN_CSV_COLUMNS), ("lai", LAI_CSV_COLUMNS)):
+        if not tables.get(name):
+            continue
+        path = os.path.join(csv_dir, f"{name}_paper_gpu_results.csv")
+        with open(path, "w") as fh:
+            fh.write(_csv_text(columns, tables[name]))
+        written.append(path)
+    return written
 
 
 def main(argv) -> None:
@@ -309,27 +433,43 @@ def main(argv) -> None:
     md, rows = score(
         f.results,
         f.data,
+        lai_root=f.lai_data,
         compare=f.compare,
         compare_label=f.compare_label,
         nonblind=f.nonblind,
     )
     print(md)
     if f.out:
+        os.makedirs(os.path.dirname(os.path.abspath(f.out)), exist_ok=True)
         with open(f.out, "w") as fh:
             fh.write(md)
         with open(os.path.splitext(f.out)[0] + ".csv", "w") as fh:
             fh.write(rows_csv(rows))
+    if f.csv_dir:
+        tables = docs_tables(rows, f.precision, f.previous)
+        for path in write_docs_csvs(tables, f.csv_dir):
+            print(f"wrote {path}")
 
 
 if __name__ == "__main__":
     from absl import app, flags
 
-    flags.DEFINE_list("results", None, "Folder(s) with levin_*.npz, or the files.", required=True)
+    flags.DEFINE_list("results", None, "Folder(s) with levin_/lai_*.npz, or files.", required=True)
     flags.DEFINE_string("data", os.path.join(REPO, "benchmarks", "data"), "Folder with levin/.")
+    flags.DEFINE_string("lai_data", DEFAULT_LAI_DATA, "Folder with lai/ (with the sharp images).")
     flags.DEFINE_string(
         "compare", os.path.join(REPO, "docs", "levin_fast_results.csv"), "results.csv to compare."
     )
     flags.DEFINE_string("compare_label", "fast", "Name of the compared run in the table.")
-    flags.DEFINE_enum("nonblind", "hyper_laplacian", ["hyper_laplacian", "final"], "Non-blind.")
+    flags.DEFINE_enum(
+        "nonblind", "protocol", ["protocol", "hyper_laplacian", "final"], "Non-blind step."
+    )
+    flags.DEFINE_string("csv_dir", None, "Write the docs-ready CSVs here (e.g. docs).")
+    flags.DEFINE_string("precision", "default", "The precision label of the docs-ready CSVs.")
+    flags.DEFINE_string(
+        "previous",
+        os.path.join(REPO, "docs", "levin_paper_gpu_k23_results.csv"),
+        "Earlier Levin results (this script's CSV) for images not in --results.",
+    )
     flags.DEFINE_string("out", None, "Write the markdown here (and the rows as .csv beside it).")
     app.run(main)

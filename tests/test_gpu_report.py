@@ -1,5 +1,6 @@
 """benchmarks/gpu_report.py end to end in its smoke mode, and score_gpu_results on its output."""
 
+import csv
 import importlib.util
 import json
 import os
@@ -7,6 +8,8 @@ import sys
 
 import numpy as np
 import pytest
+
+from jaxdeconv.datasets import LAI_CATEGORIES
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -23,7 +26,9 @@ def _load(name):
 gpu_report = _load("gpu_report")
 scorer = _load("score_gpu_results")
 
-PHASES = {"environment", "data", "precision", "batch", "levin"}
+PHASES = {"environment", "data", "profile", "precision", "batch", "levin", "lai"}
+# The profile's parts that compile in a second or two on a CPU (the test's subset).
+CHEAP_PARTS = ("blur", "blur_grad_k", "noise_and_masks", "optimizer_k", "image_net_forward")
 
 
 def test_plan_levin_takes_the_batch_size_that_finishes_most_images():
@@ -54,7 +59,38 @@ def test_chunks_pad_the_last_batch_with_its_last_image():
 
 
 def _settings(**changes):
-    return gpu_report.smoke_settings(levin_images=gpu_report.LEVIN_K23[:2], **changes)
+    return gpu_report.smoke_settings(profile_parts=CHEAP_PARTS, **changes)
+
+
+def test_estimate_step_scales_by_pixels_and_batch():
+    ctx = {}
+    assert gpu_report._estimate_step(ctx, 4, 1000) == float("inf")
+    ctx["measured"] = [dict(batch=4, step_s=0.04, pixels=1000)]
+    assert gpu_report._estimate_step(ctx, 4, 2000) == pytest.approx(0.08)
+    assert gpu_report._estimate_step(ctx, 8, 1000) == pytest.approx(0.08)
+    assert gpu_report._estimate_step(ctx, 1, 1000) == pytest.approx(0.01 * 1.7)
+
+
+def test_default_call_plans_all_32_levin_images_then_the_5_lai_images():
+    s = gpu_report.Settings()
+    assert len(set(s.levin_images)) == 32 and s.levin_images[-8:] == gpu_report.LEVIN_K23
+    assert {n.split("_")[0] for n in s.lai_images} == set(LAI_CATEGORIES)
+    assert s.deadline_s <= 520 and s.profile_budget_s <= 60
+    items = gpu_report.load_items("levin", s.levin_data, s.levin_images, 0, 0)
+    groups = gpu_report._groups(items)
+    assert [(key[1], len(g)) for key, g in groups] == [
+        (19, 4),
+        (17, 4),
+        (15, 4),
+        (27, 4),
+        (13, 4),
+        (21, 4),
+        (23, 8),
+    ]
+    assert {key[0] for key, _ in groups} == {(255, 255, 1)}
+    lai = gpu_report.load_items("lai", s.lai_data, s.lai_images, 0, 0)
+    assert [it["kernel_size"] for it in lai] == [31] * 5
+    assert lai[0]["blurry"].shape == (351, 502, 1)  # text_05, the smallest, first
 
 
 def test_smoke_run_reports_every_phase_and_its_arrays_score(tmp_path):
@@ -65,7 +101,16 @@ def test_smoke_run_reports_every_phase_and_its_arrays_score(tmp_path):
     assert set(saved["phases"]) == PHASES
     assert {p: v["status"] for p, v in saved["phases"].items()} == dict.fromkeys(PHASES, "ok")
     assert saved["phases"]["environment"]["versions"]["jax"]
-    assert (tmp_path / "report.md").read_text().count("|---|") >= 3
+    md = (tmp_path / "report.md").read_text()
+    assert md.count("|---|") >= 5 and "## Profile" in md and "## Lai runs" in md
+
+    profile = {(r["part"], r["variant"]): r for r in data["phases"]["profile"]["rows"]}
+    assert {p for p, _ in profile} == set(CHEAP_PARTS)
+    for method in ("direct", "fft"):
+        assert profile[("blur_grad_k", method)]["ms"] > 0
+    for impl in ("threefry2x32", "rbg", "unsafe_rbg"):
+        assert profile[("noise_and_masks", impl)]["status"] == "ok"
+    assert profile[("image_net_forward", "deterministic")]["compile_s"] > 0
 
     rows = {r["precision"]: r for r in data["phases"]["precision"]["rows"]}
     assert rows["default"]["status"] == "ok" and rows["default"]["step_s"] > 0
@@ -81,27 +126,66 @@ def test_smoke_run_reports_every_phase_and_its_arrays_score(tmp_path):
 
     (batch,) = data["phases"]["batch"]["rows"]
     assert batch["status"] == "ok" and batch["images_per_min"] > 0
-    main, check = data["phases"]["levin"]["groups"]
-    assert (main["status"], check["status"]) == ("ok", "ok")
-    assert main["images_done"] == check["images_done"] == ["im1_kernel7", "im1_kernel8"]
+    k13, k23 = data["phases"]["levin"]["groups"]
+    assert (k13["status"], k23["status"]) == ("ok", "ok")
+    assert k13["images_done"] == ["im1_kernel5"] and "compile_s" not in k13  # the batch phase's
+    assert k23["images_done"] == ["im1_kernel7", "im1_kernel8"] and k23["compile_s"] > 0
+    (lai,) = data["phases"]["lai"]["groups"]
+    assert lai["images_done"] == list(gpu_report.LAI_5[:2])
 
-    with np.load(tmp_path / "levin_default.npz") as z:
-        assert z["kernel"].shape == (2, 7, 7) and z["network"].shape == (2, 64, 64, 1)
-        np.testing.assert_allclose(z["kernel"].sum(axis=(1, 2)), 1.0, atol=1e-5)
-        assert list(z["steps_done"]) == [s.num_steps] * 2
+    for name, n, k in (
+        ("levin_default_64x64_k13", 1, 13),
+        ("levin_default_64x64_k23", 2, 23),
+        ("lai_default_64x64_k31", 2, 31),
+    ):
+        with np.load(tmp_path / f"{name}.npz") as z:
+            assert z["kernel"].shape == (n, k, k) and z["network"].shape == (n, 64, 64, 1)
+            assert z["two_stage"].shape == (n, 64, 64, 1)
+            np.testing.assert_allclose(z["kernel"].sum(axis=(1, 2)), 1.0, atol=1e-5)
+            assert list(z["steps_done"]) == [s.num_steps] * n
+            assert json.loads(str(z["meta"]))["dataset"] == name.split("_")[0]
 
-    md, by_group = scorer.score(str(tmp_path), gpu_report.Settings().levin_data)
-    assert set(by_group) == {"default", "float32"}
+    lai_root = scorer.DEFAULT_LAI_DATA
+    if not os.path.isdir(os.path.join(lai_root, "lai")):
+        pytest.skip(f"no Lai sharp images under {lai_root}")
+    md, by_group = scorer.score(str(tmp_path), gpu_report.Settings().levin_data, lai_root=lai_root)
+    assert set(by_group) == {"levin default", "lai default"}
+    assert [r["name"] for r in by_group["levin default"]] == list(s.levin_images)
     for group_rows in by_group.values():
-        assert [r["name"] for r in group_rows] == ["im1_kernel7", "im1_kernel8"]
         for r in group_rows:
             for key in ("psnr_direct", "psnr_two_stage", "psnr_true_kernel", "error_ratio"):
                 assert np.isfinite(r[key]) and r[key] > 0, (key, r[key])
             assert 0 < r["kernel_similarity"] <= 1
             assert r["two_stage_gpu_psnr"] > 60  # same kernel, same non-blind step
-    assert md.count("| **mean** |") == 3  # one per group and the comparison
-    assert "float32 - default" in md
-    assert "kernel7" in scorer.rows_csv(by_group)
+    methods = {r["name"]: r["nonblind_method"] for r in by_group["lai default"]}
+    assert methods == {
+        "text_05_kernel_01": "hyper_laplacian",
+        "saturated_03_kernel_01": "outlier_robust",
+    }
+    assert md.count("| **mean** |") == 2  # one per group
+
+    previous = tmp_path / "previous.csv"
+    previous.write_text("name,psnr_two_stage,steps_done\nim4_kernel4,25.0,5000\n")
+    tables = scorer.docs_tables(by_group, "default", str(previous))
+    written = scorer.write_docs_csvs(tables, str(tmp_path / "docs"))
+    assert [os.path.basename(p) for p in written] == [
+        "levin_paper_gpu_results.csv",
+        "lai_paper_gpu_results.csv",
+    ]
+    with open(written[0], newline="") as f:
+        levin = list(csv.DictReader(f))
+    assert tuple(levin[0]) == scorer.LEVIN_CSV_COLUMNS and len(levin) == 32
+    status = {r["name"]: (r["status"], r["source"]) for r in levin}
+    assert status["im1_kernel5"] == ("ok", "this run")
+    assert status["im4_kernel4"] == ("ok", "previous.csv")
+    assert status["im2_kernel1"] == ("not run", "")
+    with open(written[1], newline="") as f:
+        lai_rows = list(csv.DictReader(f))
+    assert tuple(lai_rows[0]) == scorer.LAI_CSV_COLUMNS
+    assert [r["category"] for r in lai_rows] == ["saturated", "text"]  # category order
+    for r in lai_rows:  # the published scale reads higher than full-range luma
+        assert float(r["psnr_two_stage_published"]) > float(r["psnr_two_stage"])
+        assert np.isfinite(float(r["psnr_direct_published"]))
 
 
 def test_a_failing_phase_is_recorded_and_the_levin_run_still_goes(tmp_path, monkeypatch):
@@ -109,13 +193,30 @@ def test_a_failing_phase_is_recorded_and_the_levin_run_still_goes(tmp_path, monk
         raise RuntimeError("batch phase broke")
 
     monkeypatch.setattr(gpu_report, "phase_batch", broken)
-    data = gpu_report.run(_settings(precisions=(), check_precisions=()), str(tmp_path))
+    s = _settings(precisions=(), profile_budget_s=0, levin_images=("im1_kernel5",), lai_images=())
+    data = gpu_report.run(s, str(tmp_path))
     phases = data["phases"]
     assert set(phases) == PHASES
     assert phases["batch"]["status"] == "error" and "batch phase broke" in phases["batch"]["error"]
+    assert phases["profile"]["status"] == "skipped: no profile budget"
+    assert phases["lai"]["status"] == "skipped: no images asked for"
     assert phases["levin"]["status"] == "ok"
-    assert phases["levin"]["groups"][0]["images_done"] == ["im1_kernel7", "im1_kernel8"]
-    assert (tmp_path / "levin_default.npz").exists()
+    assert phases["levin"]["groups"][0]["images_done"] == ["im1_kernel5"]
+    assert (tmp_path / "levin_default_64x64_k13.npz").exists()
+
+
+def test_a_group_that_cannot_finish_is_skipped_when_times_are_known(tmp_path):
+    s = _settings(num_steps=1000)
+    items = gpu_report.load_items("levin", s.levin_data, ("im1_kernel5",), 64, 0)
+    ctx = {"measured": [dict(batch=1, step_s=1.0, pixels=76 * 76)], "compile_times": [1.0]}
+    report = gpu_report.Report(str(tmp_path), s)
+    entry: dict = {}
+    clock = gpu_report.Clock(100.0)
+    out = gpu_report.run_dataset(entry, "levin", items, "default", s, clock, 100.0, report, ctx)
+    assert out == []
+    (group,) = entry["groups"]
+    assert group["status"].startswith("skipped: does not fit")
+    assert group["not_run"] == ["im1_kernel5"]
 
 
 @pytest.mark.parametrize("name", ["default", None])
