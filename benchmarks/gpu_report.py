@@ -447,7 +447,7 @@ def phase_environment(entry: dict) -> None:
 
 def load_levin(s: Settings) -> list[dict]:
     """The Levin images as dicts (name, blurry [H, W, 1], kernel_size, crop box)."""
-    from jaxdeconv import datasets
+    from jaxdeconv.bench import datasets
 
     items = {it.name: it for it in datasets.load_levin(s.levin_data, list(s.levin_images))}
     out = []
@@ -491,7 +491,7 @@ def _levin_model(s: Settings, ctx: dict) -> dict:
     """The Levin run's config, model and jitted batched init, built once and shared by the batch
     phase and the Levin groups (one model object: jitted functions are reused, not retraced)."""
     if "model" not in ctx:
-        from jaxdeconv import train
+        from jaxdeconv.core import train
 
         if ctx.get("levin"):
             shape, k = tuple(ctx["levin"][0]["blurry"].shape), ctx["levin"][0]["kernel_size"]
@@ -514,7 +514,7 @@ def _batched_step(model):
     states donated (as ``jaxdeconv.deblur_batch`` trains)."""
     import jax
 
-    from jaxdeconv import train
+    from jaxdeconv.core import train
 
     return jax.jit(jax.vmap(functools.partial(train.train_step, model)), donate_argnums=0)
 
@@ -530,7 +530,7 @@ def phase_precision(entry: dict, s: Settings, clock: Clock, report: Report) -> N
     import jax
     import jax.numpy as jnp
 
-    from jaxdeconv import train
+    from jaxdeconv.core import train
 
     rows = entry.setdefault("rows", [])
     if not s.precisions:
@@ -756,7 +756,8 @@ def run_group(
     import jax
     import jax.numpy as jnp
 
-    from jaxdeconv import nonblind, train
+    from jaxdeconv.classical import nonblind
+    from jaxdeconv.core import train
 
     lm = _levin_model(s, ctx)
     cfg, model, init, shape, k = (lm[n] for n in ("cfg", "model", "init", "shape", "kernel_size"))
@@ -770,7 +771,8 @@ def run_group(
         kernel_size=k,
         shape=list(shape),
         seed=s.seed,
-        keys="jax.random.key(seed) per image, split into (state, loop, sample) as in jaxdeconv.api",
+        keys="jax.random.key(seed) per image, split into (state, loop, sample) as in "
+        "jaxdeconv.run.api",
         config=cfg.to_dict(),
         device_kind=_device_kind(),
         backend=jax.default_backend(),

@@ -4,7 +4,7 @@ r"""Scores, on the CPU, the Levin arrays that benchmarks/gpu_report.py brought b
       [--data=benchmarks/data] [--compare=docs/levin_fast_results.csv] [--out=scores.md]
 
 Each ``levin_<precision>.npz`` holds, per image, the kernel and the network's image after
-training on the GPU. Scoring follows ``jaxdeconv.evaluate``: the two-stage image is the
+training on the GPU. Scoring follows ``jaxdeconv.bench.evaluate``: the two-stage image is the
 hyper-Laplacian non-blind step with the estimated kernel, recomputed here (``--nonblind=final``:
 ``nonblind.final_deconv`` instead), the reference is the same step with the true kernel, and
 every image is scored with the shift-aligned protocol (``metrics.aligned_psnr_ssim``): PSNR and
@@ -79,7 +79,7 @@ def load_group(path: str) -> dict:
 
 
 def _deconv(method: str):
-    from jaxdeconv import nonblind
+    from jaxdeconv.classical import nonblind
 
     if method == "final":
         return lambda y, k: np.asarray(nonblind.final_deconv(y, k))
@@ -99,7 +99,7 @@ def _seconds_per_image(meta: dict) -> dict:
 
 def score_group(g: dict, data_root: str, nonblind: str = "hyper_laplacian", cache=None) -> list:
     """Per-image score rows (dicts with ``COLUMNS``) for one loaded group."""
-    from jaxdeconv import datasets, metrics
+    from jaxdeconv.bench import datasets, metrics
 
     deconv = _deconv(nonblind)
     cache = {} if cache is None else cache
@@ -176,7 +176,7 @@ def _fmt(x, spec: str) -> str:
 
 
 def group_markdown(g: dict, rows: list, compare: dict, compare_label: str) -> str:
-    from jaxdeconv import metrics
+    from jaxdeconv.bench import metrics
 
     m = g["meta"]
     steps = sorted({r["steps_done"] for r in rows})

@@ -13,7 +13,8 @@ import pytest
 from PIL import Image
 
 import jaxdeconv
-from jaxdeconv import batch, image_io, launch, synthetic
+from jaxdeconv.app import batch, image_io, launch
+from jaxdeconv.bench import synthetic
 
 SIZE = 24
 

@@ -8,7 +8,8 @@ import pytest
 from PIL import Image
 
 import jaxdeconv
-from jaxdeconv import batch, image_io, synthetic
+from jaxdeconv.app import batch, image_io
+from jaxdeconv.bench import synthetic
 
 
 @pytest.fixture

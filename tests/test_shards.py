@@ -8,8 +8,9 @@ import sys
 import pytest
 from PIL import Image
 
-from jaxdeconv import batch, image_io, shards, synthetic
 from jaxdeconv import config as config_lib
+from jaxdeconv.app import batch, image_io, shards
+from jaxdeconv.bench import synthetic
 
 
 def test_select_is_a_balanced_deterministic_partition():
@@ -77,7 +78,7 @@ def _free_port() -> int:
 
 def _command(src, out, *extra):
     return [
-        sys.executable, "-m", "jaxdeconv.cli", f"--input={src}", f"--output_dir={out}",
+        sys.executable, "-m", "jaxdeconv.app.cli", f"--input={src}", f"--output_dir={out}",
         "--config=tiny", "--config.num_steps=2", "--checkpoint_every=0", "--quiet", *extra,
     ]  # fmt: skip
 

@@ -6,7 +6,7 @@ expands the same ``--input`` the same way). Output names are chosen over the ful
 two shards never write the same file. Each process writes
 ``summary.shard-IIIII-of-NNNNN.json`` (and ``.csv``); the last process to finish (it finds all
 ``n`` shards finished) merges them into ``summary.json``/``summary.csv``, in input order, and
-``python -m jaxdeconv.shards OUTPUT_DIR`` does the same by hand (shard order then).
+``python -m jaxdeconv.app.shards OUTPUT_DIR`` does the same by hand (shard order then).
 
 ``n`` and ``i`` come from ``--num_shards/--shard_index`` when given, else from
 ``jax.process_count()/jax.process_index()`` (1 and 0 unless ``jax.distributed`` is
@@ -106,7 +106,7 @@ def merge(
     """
     import ml_collections
 
-    from jaxdeconv import batch
+    from jaxdeconv.app import batch
 
     found = shard_files(output_dir)
     if num_shards is None:
@@ -148,14 +148,14 @@ def try_merge(output_dir: str, shard: Shard, order: Sequence[str] | None = None)
 
 
 def main(argv: Sequence[str]) -> int:
-    """``python -m jaxdeconv.shards OUTPUT_DIR [NUM_SHARDS]``: merge the summary shards."""
+    """``python -m jaxdeconv.app.shards OUTPUT_DIR [NUM_SHARDS]``: merge the summary shards."""
     if len(argv) not in (2, 3):
-        print("usage: python -m jaxdeconv.shards OUTPUT_DIR [NUM_SHARDS]", file=sys.stderr)
+        print("usage: python -m jaxdeconv.app.shards OUTPUT_DIR [NUM_SHARDS]", file=sys.stderr)
         return 2
     try:
         summary = merge(argv[1], num_shards=int(argv[2]) if len(argv) == 3 else None)
     except (OSError, ValueError) as e:
-        print(f"jaxdeconv.shards: {e}", file=sys.stderr)
+        print(f"jaxdeconv.app.shards: {e}", file=sys.stderr)
         return 1
     n = len(summary["images"])
     print(f"merged {summary['num_shards']} shards, {n} images, into {argv[1]}/summary.json")

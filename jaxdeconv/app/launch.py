@@ -17,8 +17,11 @@ import ml_collections
 import numpy as np
 from absl import flags, logging
 
-from jaxdeconv import batch, image_io, pipeline, runtime, synthetic
 from jaxdeconv import config as config_lib
+from jaxdeconv import pipeline
+from jaxdeconv.app import batch, image_io
+from jaxdeconv.bench import synthetic
+from jaxdeconv.run import runtime
 
 EXAMPLE_SIZE = 128
 EXAMPLE_KERNEL_SIZE = 15

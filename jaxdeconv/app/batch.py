@@ -7,7 +7,7 @@ trained ``batch_size`` images at a time with ``jax.vmap``, sharded over the loca
 a CPU: one image per device, the command splitting the host into one device per core, see
 ``runtime.split_host_cpu``; vmapped batches on one CPU device measured slower); each image
 always gets the key ``jax.random.key(seed)``. Pixels are decoded one batch ahead and the
-previous batch is finished while a batch trains (``jaxdeconv.overlap``).
+previous batch is finished while a batch trains (``jaxdeconv.app.overlap``).
 
 What is the user's stays the user's:
 * Outputs are written atomically, and only over files this tool wrote: every image's record
@@ -45,7 +45,9 @@ import jax
 import ml_collections
 import numpy as np
 
-from jaxdeconv import api, folder_lock, image_io, overlap, pictures, pipeline, progressive, shards
+from jaxdeconv import pipeline
+from jaxdeconv.app import folder_lock, image_io, overlap, pictures, shards
+from jaxdeconv.run import api, progressive
 
 # Files found in a folder or by a glob are taken when their suffix is one of these (any case);
 # a file named on its own is taken whatever its name.
@@ -644,10 +646,10 @@ def process(
     name no input (``unmatched_manifest_rows``).
 
     Files are grouped from their headers; pixels are decoded one batch ahead of training and
-    the previous batch is finished meanwhile (``jaxdeconv.overlap``; ``overlapped=False`` runs
+    the previous batch is finished meanwhile (``jaxdeconv.app.overlap``; ``overlapped=False`` runs
     the stages in turn), so memory does not grow with the number of inputs.
 
-    The run owns ``output_dir`` while it works (``jaxdeconv.folder_lock``, one lock per
+    The run owns ``output_dir`` while it works (``jaxdeconv.app.folder_lock``, one lock per
     ``summary_name``): a second run into the same folder raises ``folder_lock.FolderBusy``
     naming the first; a lock left by a process that is gone is taken over
     (``take_over_lock`` for one from another host).
@@ -702,7 +704,7 @@ def _process(
     overlapped,
 ) -> list[dict]:
     # Output names over every input, so processes sharing the folder never collide; then
-    # this process's share (jaxdeconv.shards: positions shard_index, + num_shards, ...).
+    # this process's share (jaxdeconv.app.shards: positions shard_index, + num_shards, ...).
     all_paths, names = list(paths), output_names(paths)
     paths = [p for _, p in shards.select(all_paths, shards.Shard(num_shards, shard_index))]
     size = choose_batch_size(batch_size)

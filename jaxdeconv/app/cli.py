@@ -21,7 +21,8 @@ import sys
 
 from absl import app, flags, logging
 
-from jaxdeconv import batch, folder_lock, launch, runtime, shards
+from jaxdeconv.app import batch, folder_lock, launch, shards
+from jaxdeconv.run import runtime
 
 _INPUT = flags.DEFINE_multi_string(
     "input",
