@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from jaxdeconv.app import batch, pictures
+from jaxdeconv.app import batch, inputs, pictures
 from jaxdeconv.bench import synthetic
 
 
@@ -58,7 +58,7 @@ def test_a_folder_run_writes_comparisons_and_one_overview(tmp_path, tiny_config)
         assert (out / f"im{i}_comparison.png").is_file()
     assert (out / "overview.png").is_file()
     # The sheet is the tool's own file: a later run over the folder skips it as an output.
-    _, skipped = batch.collect_inputs([str(out)])
+    _, skipped = inputs.collect_inputs([str(out)])
     assert any(
         r["input"].endswith("overview.png") and "written by jaxdeconv" in r["status"]
         for r in skipped

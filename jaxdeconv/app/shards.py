@@ -24,6 +24,8 @@ import sys
 from collections.abc import Sequence
 from typing import NamedTuple
 
+from jaxdeconv.app import summary as summary_lib
+
 SHARD_PATTERN = re.compile(r"summary\.shard-(\d{5})-of-(\d{5})\.json$")
 
 
@@ -98,15 +100,13 @@ def merge(
     output_dir: str, *, num_shards: int | None = None, order: Sequence[str] | None = None
 ) -> dict:
     """Merges the ``num_shards`` summary shards into ``summary.json`` and ``summary.csv``
-    (written by ``batch.write_summary``, so later runs know them as this tool's files).
+    (written by ``summary.write_summary``, so later runs know them as this tool's files).
 
     ``num_shards``: which set (default: the only one present); ``order``: the full input list
     (see ``merge_records``). Raises ``FileNotFoundError`` naming missing shards and
     ``ValueError`` when one has not finished. Returns the merged summary.
     """
     import ml_collections
-
-    from jaxdeconv.app import batch
 
     found = shard_files(output_dir)
     if num_shards is None:
@@ -133,7 +133,7 @@ def merge(
     records = merge_records([part["images"] for part in parts], order)
     unmatched = sorted({r for part in parts for r in part.get("unmatched_manifest_rows", [])})
     config = ml_collections.ConfigDict(parts[0].get("config") or {})
-    batch.write_summary(output_dir, records, config, unmatched_manifest_rows=unmatched)
+    summary_lib.write_summary(output_dir, records, config, unmatched_manifest_rows=unmatched)
     with open(os.path.join(output_dir, "summary.json")) as f:
         return {**json.load(f), "num_shards": num_shards}
 
