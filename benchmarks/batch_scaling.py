@@ -15,7 +15,7 @@ import numpy as np
 from absl import app, flags
 
 from jaxdeconv import config as config_lib
-from jaxdeconv import train
+from jaxdeconv.core import train
 
 _PRESET = flags.DEFINE_string("preset", "fast", "Preset.")
 _SIZE = flags.DEFINE_integer("size", 128, "Side of the estimation image (fast: its crop).")

@@ -9,7 +9,7 @@ import jax
 import jax.numpy as jnp
 from absl import app, flags
 
-from jaxdeconv import blur
+from jaxdeconv.core import blur
 
 _SIZE = flags.DEFINE_integer("size", 255, "Output side (the generated image is size + K - 1).")
 _KERNELS = flags.DEFINE_list("kernels", ["3", "5", "7", "9", "13", "19", "27", "51"], "K values.")

@@ -100,7 +100,7 @@ def parts(cfg, shape: tuple, batch: int, seed: int = 0, steps: int = 4) -> list[
     import ml_collections
     import optax
 
-    from jaxdeconv import blur, train
+    from jaxdeconv.core import blur, train
 
     model = train.build_model(cfg, shape)
     k = model.kernel_size

@@ -517,9 +517,9 @@ def load_items(dataset: str, root: str, names: Sequence[str], crop: int, kernel_
     category, blurry [H, W, 1] float32, kernel_size, crop box), in the order of ``names``.
 
     Only the blurry file and the kernel's size are read (the sharp images do not travel to the
-    device for Lai: benchmarks/data/lai/README.md); they load as ``jaxdeconv.datasets`` loads
+    device for Lai: benchmarks/data/lai/README.md); they load as ``jaxdeconv.bench.datasets`` loads
     them (``read_gray``: 8-bit / 255, luminance for colour)."""
-    from jaxdeconv import datasets
+    from jaxdeconv.bench import datasets
 
     folder = os.path.join(root, dataset)
     out = []
@@ -583,7 +583,7 @@ def _model(s: Settings, ctx: dict, shape: tuple, k: int) -> dict:
     if (shape, k) not in models:
         import jax
 
-        from jaxdeconv import train
+        from jaxdeconv.core import train
 
         cfg = make_config(s, k)
         model = train.build_model(cfg, shape)
@@ -607,7 +607,7 @@ def _batched_step(model):
     states donated (as ``jaxdeconv.deblur_batch`` trains)."""
     import jax
 
-    from jaxdeconv import train
+    from jaxdeconv.core import train
 
     return jax.jit(jax.vmap(functools.partial(train.train_step, model)), donate_argnums=0)
 
@@ -670,7 +670,7 @@ def phase_precision(entry: dict, s: Settings, clock: Clock, report: Report) -> N
     import jax
     import jax.numpy as jnp
 
-    from jaxdeconv import train
+    from jaxdeconv.core import train
 
     rows = entry.setdefault("rows", [])
     if not s.precisions:
@@ -906,7 +906,8 @@ def run_group(
     import jax
     import jax.numpy as jnp
 
-    from jaxdeconv import evaluate, train
+    from jaxdeconv.bench import evaluate
+    from jaxdeconv.core import train
 
     shape, k = tuple(items[0]["blurry"].shape), items[0]["kernel_size"]
     lm = _model(s, ctx, shape, k)

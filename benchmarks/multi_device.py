@@ -35,8 +35,9 @@ def main(argv):
         ).strip()
     import jax  # after XLA_FLAGS: the simulated CPU devices exist only if set first
 
-    from jaxdeconv import api, runner, runtime, synthetic
     from jaxdeconv import config as config_lib
+    from jaxdeconv.bench import synthetic
+    from jaxdeconv.run import api, runner, runtime
 
     if not _CACHE.value:
         runtime.disable_compilation_cache()

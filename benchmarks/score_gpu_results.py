@@ -6,7 +6,7 @@ r"""Scores, on the CPU, the Levin and Lai arrays that benchmarks/gpu_report.py b
 
 Each ``<dataset>_<label>.npz`` holds, per image, the kernel and the network's image after
 training on the GPU (one file per group of one shape and kernel size). Scoring follows
-``jaxdeconv.evaluate``: the two-stage image is the protocol's non-blind step with the estimated
+``jaxdeconv.bench.evaluate``: the two-stage image is the protocol's non-blind step with the estimated
 kernel (``evaluate.nonblind_deconv``: hyper-Laplacian, outlier-robust for Lai's 'saturated';
 ``--nonblind=final``: ``nonblind.final_deconv`` instead), recomputed here; the reference is
 the same step with the true kernel, and every image is scored with the shift-aligned protocol
@@ -118,7 +118,8 @@ def load_group(path: str) -> dict:
 def _deconv(method: str, category: str):
     """``(name, deconv(y, k))``: the protocol's non-blind step for ``category``
     (``evaluate.nonblind_method``) or, for ``method='final'``, ``nonblind.final_deconv``."""
-    from jaxdeconv import evaluate, nonblind
+    from jaxdeconv.bench import evaluate
+    from jaxdeconv.classical import nonblind
 
     if method == "final":
         return "final", lambda y, k: np.asarray(nonblind.final_deconv(y, k))
@@ -138,7 +139,7 @@ def _seconds_per_image(meta: dict) -> dict:
 
 
 def _load_items(dataset: str, roots: dict, names: list[str]) -> dict:
-    from jaxdeconv import datasets
+    from jaxdeconv.bench import datasets
 
     loader = {"levin": datasets.load_levin, "lai": datasets.load_lai}[dataset]
     return {it.name: it for it in loader(roots[dataset], names)}
@@ -147,7 +148,7 @@ def _load_items(dataset: str, roots: dict, names: list[str]) -> dict:
 def score_group(g: dict, roots, nonblind: str = "protocol", cache=None) -> list:
     """Per-image score rows (dicts with ``COLUMNS``) for one loaded group. ``roots``: the data
     folder of each dataset (``{'levin': ..., 'lai': ...}``; a string serves both)."""
-    from jaxdeconv import evaluate, metrics
+    from jaxdeconv.bench import evaluate, metrics
 
     dataset = g["meta"]["dataset"]
     roots = roots if isinstance(roots, dict) else {"levin": roots, "lai": roots}
@@ -236,7 +237,7 @@ def _fmt(x, spec: str) -> str:
 
 
 def group_markdown(g: dict, rows: list, compare: dict, compare_label: str) -> str:
-    from jaxdeconv import metrics
+    from jaxdeconv.bench import metrics
 
     m = g["meta"]
     steps = sorted({r["steps_done"] for r in rows})
@@ -381,7 +382,7 @@ def docs_tables(
     A Levin image without a finished result here (all ``num_steps``) is taken from
     ``previous`` (an earlier run's CSV of this script, ``source`` = its file name), else its
     row says ``not run`` (or ``partial``, with the steps done)."""
-    from jaxdeconv import datasets
+    from jaxdeconv.bench import datasets
 
     levin = {r["name"]: r for r in rows_by_group.get(f"levin {precision}", [])}
     old = read_compare(previous)

@@ -14,7 +14,8 @@ import numpy as np
 from absl import app, flags
 
 from jaxdeconv import config as config_lib
-from jaxdeconv import runtime, train
+from jaxdeconv.core import train
+from jaxdeconv.run import runtime
 
 _PRESETS = flags.DEFINE_list("presets", ["paper", "fast"], "Presets to time.")
 _SIZE = flags.DEFINE_integer("size", 255, "Blurry image side (H = W).")

@@ -15,8 +15,11 @@ import sys
 
 from absl import app, flags
 
-from jaxdeconv import ablation, launch, runtime, variants
 from jaxdeconv import config as config_lib
+from jaxdeconv import variants
+from jaxdeconv.app import launch
+from jaxdeconv.bench import ablation
+from jaxdeconv.run import runtime
 
 _VARIANTS = flags.DEFINE_list(
     "variants",

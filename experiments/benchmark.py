@@ -8,7 +8,7 @@ r"""Blind deblurring on a benchmark, scored with the field's protocol.
 
 Datasets: ``levin`` (32 images), ``lai`` (``--subset=lai20``: each category x each kernel once,
 see ``datasets.lai_subset``; ``--subset=all``: 100 images) and ``synthetic`` (the development
-suite of ``jaxdeconv.synthetic``: ``--suite=dev``, 24 cases, or ``--suite=quick``, 8 of them).
+suite of ``jaxdeconv.bench.synthetic``: ``--suite=dev``, 24 cases, or ``--suite=quick``, 8 of them).
 Writes per-image JSON/PNG under WORKDIR/images, then results.csv, summary.md and kernels.png.
 Re-running skips images already finished with the same config (and the same synthetic case).
 """
@@ -18,7 +18,9 @@ import sys
 
 from absl import app, flags
 
-from jaxdeconv import evaluate, launch, runtime
+from jaxdeconv.app import launch
+from jaxdeconv.bench import evaluate
+from jaxdeconv.run import runtime
 
 _CONFIG = flags.DEFINE_string(
     "config",

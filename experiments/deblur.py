@@ -13,7 +13,7 @@ import sys
 
 from absl import app, flags
 
-from jaxdeconv import launch
+from jaxdeconv.app import launch
 
 _CONFIG = flags.DEFINE_string(
     "config",

@@ -20,7 +20,8 @@ from absl import app, flags
 from ml_collections import config_flags
 
 import jaxdeconv
-from jaxdeconv import metrics, runtime, synthetic
+from jaxdeconv.bench import metrics, synthetic
+from jaxdeconv.run import runtime
 
 
 def _define_flags():

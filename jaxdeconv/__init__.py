@@ -6,15 +6,15 @@ with ``x_big`` of shape ``[H + K - 1, W + K - 1, C]``.
 """
 
 # The benchmark layer (datasets, metrics, synthetic suite, evaluation) is not imported here:
-# ``from jaxdeconv import metrics`` when you need it.
-from jaxdeconv import config, nonblind
-from jaxdeconv.api import DeblurResult, NonFiniteLossError, deblur, deblur_batch
-from jaxdeconv.blur import valid_correlate, valid_correlate_direct, valid_correlate_fft
-from jaxdeconv.loss import LossTerms, loss_from_images, mc_loss, sample_images
-from jaxdeconv.networks import ImageUNet, KernelMLP, KernelUNet
-from jaxdeconv.nonblind import hyper_laplacian_deconv, wiener_deconv
-from jaxdeconv.schedules import piecewise_constant
-from jaxdeconv.train import (
+# ``from jaxdeconv.bench import metrics`` when you need it.
+from jaxdeconv import config
+from jaxdeconv.classical import nonblind
+from jaxdeconv.classical.nonblind import hyper_laplacian_deconv, wiener_deconv
+from jaxdeconv.core.blur import valid_correlate, valid_correlate_direct, valid_correlate_fft
+from jaxdeconv.core.loss import LossTerms, loss_from_images, mc_loss, sample_images
+from jaxdeconv.core.networks import ImageUNet, KernelMLP, KernelUNet
+from jaxdeconv.core.schedules import piecewise_constant
+from jaxdeconv.core.train import (
     Model,
     TrainState,
     build_model,
@@ -25,6 +25,7 @@ from jaxdeconv.train import (
     sample_statistics,
     train_step,
 )
+from jaxdeconv.run.api import DeblurResult, NonFiniteLossError, deblur, deblur_batch
 
 __version__ = "0.1.0"
 

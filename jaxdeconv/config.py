@@ -58,15 +58,15 @@ def default_config() -> ml_collections.ConfigDict:
     c.crop_select = "gradient"
     c.crop_sigma = 1.5
     # Refit the network's kernel by non-negative least squares on image gradients
-    # (jaxdeconv.refine); used by the two-stage result, not by the network's own image.
+    # (jaxdeconv.classical.refine); used by the two-stage result, not by the network's own image.
     c.refine = ml_collections.ConfigDict()
     c.refine.enabled = False
     c.refine.reg = 1e-3
     c.refine.threshold = 0.0
-    # Then polish it by classical alternation (jaxdeconv.refine.polish_kernel): L0-gradient
-    # latent estimate, NNLS refit, ``iters`` times, on the most textured ``crop_size`` window of
-    # the whole image (0: the whole image). Host-side, seconds per image; not used by the
-    # network's own image.
+    # Then polish it by classical alternation (jaxdeconv.classical.refine.polish_kernel):
+    # L0-gradient latent estimate, NNLS refit, ``iters`` times, on the most textured
+    # ``crop_size`` window of the whole image (0: the whole image). Host-side, seconds per
+    # image; not used by the network's own image.
     c.polish = ml_collections.ConfigDict()
     c.polish.enabled = False
     c.polish.iters = 10
@@ -79,7 +79,7 @@ def default_config() -> ml_collections.ConfigDict:
     c.polish.select = True
 
     c.image_net = ml_collections.ConfigDict()
-    c.image_net.type = "unet"  # a registered image generator (jaxdeconv.plugins)
+    c.image_net.type = "unet"  # a registered image generator (jaxdeconv.core.plugins)
     c.image_net.channels = (128,) * 6  # one entry per level
     c.image_net.skip_channels = (16,) * 6
     c.image_net.input_channels = 8  # Cz of the fixed input zx ~ U(0, input_scale)
@@ -89,8 +89,8 @@ def default_config() -> ml_collections.ConfigDict:
     c.image_net.decoder_1x1 = True
 
     c.kernel_net = ml_collections.ConfigDict()
-    # A registered kernel generator (jaxdeconv.plugins): 'unet' (the paper's Gk), 'mlp' (Ren
-    # et al.) or 'coord' (a SIREN over the kernel grid's coordinates, jaxdeconv.kernel_coord).
+    # A registered kernel generator (jaxdeconv.core.plugins): 'unet' (the paper's Gk), 'mlp' (Ren
+    # et al.) or 'coord' (a SIREN over the kernel grid's coordinates, jaxdeconv.core.kernel_coord).
     c.kernel_net.type = "unet"
     c.kernel_net.channels = (64,) * 4
     c.kernel_net.skip_channels = (16,) * 4
@@ -134,7 +134,7 @@ def default_config() -> ml_collections.ConfigDict:
     c.noise.boundaries = (0.7,)  # 3500 of 5000
     c.noise.levels = (0.001,)
 
-    # The final non-blind step of the two-stage result (jaxdeconv.nonblind.final_deconv).
+    # The final non-blind step of the two-stage result (jaxdeconv.classical.nonblind.final_deconv).
     # 'hyper_laplacian': Krishnan & Fergus; 'outlier_robust': the same prior with a data term
     # that lets clipped highlights be brighter than 1 and down-weights outliers (the paper uses
     # an outlier-handling method for Lai's 'saturated' images); 'auto': outlier_robust when at
@@ -192,9 +192,9 @@ def _estimate_fields(c: ml_collections.ConfigDict) -> None:
     # For kernels larger than lam_ref_size taps the L0 weight falls as (lam_ref_size / K)^2
     # (refine.size_scaled_lam); 0: polish.lam for every size.
     c.polish.lam_ref_size = 0
-    # Blind failure checks on the final kernel (jaxdeconv.diagnose) and, for a flagged one, up
-    # to `attempts` more network runs with other seeds; the unflagged candidate with the lowest
-    # data residual (refine.deconv_residual) wins.
+    # Blind failure checks on the final kernel (jaxdeconv.classical.diagnose) and, for a flagged
+    # one, up to `attempts` more network runs with other seeds; the unflagged candidate with
+    # the lowest data residual (refine.deconv_residual) wins.
     c.recover = ml_collections.ConfigDict()
     c.recover.attempts = 0
     c.recover.delta_peak = 0.5
@@ -202,7 +202,7 @@ def _estimate_fields(c: ml_collections.ConfigDict) -> None:
     # Other window rules (crop_select values) whose window also gets a network run on every
     # image (not only a flagged one); the same ranking picks the kernel. () : none.
     c.recover.windows = ()
-    # Progressive coarse-to-fine training of the network stage (jaxdeconv.progressive): before
+    # Progressive coarse-to-fine training of the network stage (jaxdeconv.run.progressive): before
     # the run at the working scale, `levels` shorter runs at coarser scales (kernel grids
     # shrinking by `factor` per level, none under `min_kernel` taps), each on its own most
     # textured crop_size window at its scale (so a coarser level sees more of the photo), the
@@ -246,9 +246,9 @@ def fast() -> ml_collections.ConfigDict:
     polished by classical L0-latent / NNLS alternation where that fits the data better.
     2500 steps rather than 1000: +0.52 dB on the 32 Levin images (30.96 -> 31.48) at 2.6x the
     time. Kernels above 27 px are estimated coarse-to-fine (the cost of the network stage no
-    longer grows with K); a kernel flagged as a failure (jaxdeconv.diagnose) is re-estimated
-    once with another key. ``kernel_size="auto"`` finds the size (jaxdeconv.kernel_size).
-    See docs/performance.md.
+    longer grows with K); a kernel flagged as a failure (jaxdeconv.classical.diagnose) is
+    re-estimated once with another key. ``kernel_size="auto"`` finds the size
+    (jaxdeconv.classical.kernel_size). See docs/performance.md.
     """
     c = default_config()
     c.num_steps = 2500

@@ -19,18 +19,8 @@ import jax
 import ml_collections
 import numpy as np
 
-from jaxdeconv import (
-    api,
-    crops,
-    diagnose,
-    image_io,
-    kernel_size,
-    multiscale,
-    nonblind,
-    pictures,
-    progressive,
-    refine,
-)
+from jaxdeconv.app import image_io, pictures
+from jaxdeconv.classical import crops, diagnose, kernel_size, multiscale, nonblind, refine
 
 # Where and at what scale the network works (re-exported: jaxdeconv.planning).
 from jaxdeconv.planning import (  # noqa: F401
@@ -44,6 +34,7 @@ from jaxdeconv.planning import (  # noqa: F401
     window_rule,
     with_kernel_size,
 )
+from jaxdeconv.run import api, progressive
 
 
 @dataclasses.dataclass
@@ -211,7 +202,7 @@ def robust_kernel(
     *,
     key: jax.Array | None = None,
 ) -> tuple[np.ndarray, dict]:
-    """:func:`kernel_from_network`, checked by ``jaxdeconv.diagnose``: a flagged kernel (a
+    """:func:`kernel_from_network`, checked by ``jaxdeconv.classical.diagnose``: a flagged kernel (a
     delta, or mass piled on the border) triggers up to ``config.recover.attempts`` more
     network runs with other keys; among the candidates, unflagged ones come first and the
     lowest data residual on the polish window wins. Returns the kernel and facts."""

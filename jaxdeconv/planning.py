@@ -3,7 +3,7 @@ the estimation window and the network's config (host-side, no training).
 
 A blur of ``K`` pixels is estimated at the working scale ``s = min(1, scale.max_kernel / K)``
 on the most textured ``crop_size / s`` window of the luminance, down-sampled by ``s``
-(``jaxdeconv.multiscale``), so the network's kernel has at most ``scale.max_kernel`` taps.
+(``jaxdeconv.classical.multiscale``), so the network's kernel has at most ``scale.max_kernel`` taps.
 """
 
 from __future__ import annotations
@@ -13,8 +13,9 @@ import dataclasses
 import ml_collections
 import numpy as np
 
-from jaxdeconv import crops, multiscale, train
-from jaxdeconv import kernel_size as kernel_size_lib
+from jaxdeconv.classical import crops, multiscale
+from jaxdeconv.classical import kernel_size as kernel_size_lib
+from jaxdeconv.core import train
 
 
 @dataclasses.dataclass(frozen=True)

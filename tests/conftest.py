@@ -15,8 +15,10 @@ import pytest
 from absl import flags
 from PIL import Image
 
-from jaxdeconv import cli, launch, runtime, synthetic
 from jaxdeconv import config as config_lib
+from jaxdeconv.app import cli, launch
+from jaxdeconv.bench import synthetic
+from jaxdeconv.run import runtime
 
 runtime.enable_compilation_cache(
     os.environ.get("JAXDECONV_CACHE_DIR")

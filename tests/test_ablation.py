@@ -3,7 +3,7 @@ import os
 import numpy as np
 
 import jaxdeconv
-from jaxdeconv import ablation, synthetic
+from jaxdeconv.bench import ablation, synthetic
 
 
 def test_snapshots_are_kept_every_n_steps(tiny_config):

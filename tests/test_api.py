@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 import jaxdeconv
-from jaxdeconv import synthetic
+from jaxdeconv.bench import synthetic
 
 
 def _psnr(a, b):

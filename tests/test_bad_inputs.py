@@ -13,7 +13,9 @@ import pytest
 from PIL import Image
 
 import jaxdeconv
-from jaxdeconv import batch, image_io, launch, synthetic
+from jaxdeconv.app import batch, image_io, inputs, launch
+from jaxdeconv.app import records as records_lib
+from jaxdeconv.bench import synthetic
 
 SIZE = 24
 
@@ -108,7 +110,7 @@ def test_bad_input_corpus(tmp_path, jaxdeconv_main, monkeypatch):
     assert summary["finished"] and summary["unmatched_manifest_rows"] == ["ghost.png"]
     for good in ("photo", "photo_network", "palette", "float255", "constant", "with, comma"):
         assert [s for i, s in status.items() if os.path.splitext(i)[0] == f"in/{good}"] == ["ok"]
-        assert batch.outputs_complete("out", good)
+        assert records_lib.outputs_complete("out", good)
     assert status["in/raw"].startswith("skipped") and status["in/loop.png"].startswith("skipped")
     records = {r["input"]: r for r in summary["images"]}
     assert "constant" in records["in/constant.png"]["warning"]
@@ -119,7 +121,7 @@ def test_bad_input_corpus(tmp_path, jaxdeconv_main, monkeypatch):
     mask = os.umask(0)
     os.umask(mask)
     assert os.stat("out/photo_deblurred.png").st_mode & 0o777 == 0o666 & ~mask
-    assert not os.path.exists(os.path.join("out", batch.CHECKPOINT_DIR))
+    assert not os.path.exists(os.path.join("out", records_lib.CHECKPOINT_DIR))
 
     # The outputs are never taken as inputs by a later run, whatever their names.
     code, _, err = jaxdeconv_main("--input=out", "--output_dir=out2", *tiny)
@@ -233,17 +235,17 @@ def test_sidecars_are_skipped_and_change_no_output_name(tmp_path, tiny_config):
     Image.fromarray(_grey(0)).save(src / "a.PNG")  # any case
     (src / "a.xmp").write_text("<x:xmpmeta/>")
     (src / "a.txt").write_text("shot at f/2.8")
-    paths, records = batch.collect_inputs([str(src)])
+    paths, records = inputs.collect_inputs([str(src)])
     assert paths == [str(src / "a.PNG")]
     assert sorted(os.path.basename(r["input"]) for r in records) == ["a.txt", "a.xmp"]
     assert {r["status"] for r in records} == {
         "skipped (not an image file type (sidecar or other file))"
     }
-    assert batch.output_names(paths) == {str(src / "a.PNG"): "a"}
+    assert inputs.output_names(paths) == {str(src / "a.PNG"): "a"}
 
 
 def test_manifest_from_a_spreadsheet(tmp_path):
     # Excel writes a byte-order mark; people type a space after the comma.
     path = tmp_path / "sizes.csv"
     path.write_bytes("\ufeffname, kernel_size\nphoto.png, 31\nother, auto\n".encode("utf-8"))
-    assert batch.read_manifest(str(path)) == {"photo.png": 31, "other": "auto"}
+    assert inputs.read_manifest(str(path)) == {"photo.png": 31, "other": "auto"}

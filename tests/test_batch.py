@@ -8,7 +8,10 @@ import pytest
 from PIL import Image
 
 import jaxdeconv
-from jaxdeconv import batch, image_io, synthetic
+from jaxdeconv.app import batch, image_io, inputs
+from jaxdeconv.app import progress as progress_lib
+from jaxdeconv.app import records as records_lib
+from jaxdeconv.bench import synthetic
 
 
 @pytest.fixture
@@ -92,7 +95,7 @@ def test_folder_with_good_colour_and_broken_files(cfg, tmp_path):
     status = {r["name"]: r for r in records}
     for name in ("grey", "colour", "alpha"):
         assert status[name]["status"] == "ok"
-        assert batch.outputs_complete(str(out), name)
+        assert records_lib.outputs_complete(str(out), name)
     for name, words in [
         ("broken", "cannot decode"),
         ("notes", "not an image"),
@@ -140,7 +143,7 @@ def test_collect_inputs_and_manifest(tmp_path):
     (tmp_path / "d").mkdir()
     a = _save(tmp_path / "d" / "a.png", _grey(0))
     b = _save(tmp_path / "b.jpg", _grey(1))
-    paths, failures = batch.collect_inputs(
+    paths, failures = inputs.collect_inputs(
         [
             str(tmp_path / "d"),
             str(tmp_path / "*.jpg"),
@@ -156,19 +159,19 @@ def test_collect_inputs_and_manifest(tmp_path):
     ]
     manifest = tmp_path / "m.csv"
     manifest.write_text("name,kernel_size\na.png,7\nb,9\nc,auto\n")
-    sizes = batch.read_manifest(str(manifest))
+    sizes = inputs.read_manifest(str(manifest))
     assert sizes == {"a.png": 7, "b": 9, "c": "auto"}
-    assert batch.unmatched_manifest_rows(sizes, paths) == ["c"]
+    assert inputs.unmatched_manifest_rows(sizes, paths) == ["c"]
     manifest.write_text("name,kernel_size\na.png,seven\n")
     with pytest.raises(ValueError, match="not an integer"):
-        batch.read_manifest(str(manifest))
+        inputs.read_manifest(str(manifest))
 
 
 def test_unwritable_output_dir(tmp_path):
     blocker = tmp_path / "file"
     blocker.write_text("x")
     with pytest.raises(OSError, match="cannot be written"):
-        batch.check_output_dir(str(blocker / "sub"))
+        records_lib.check_output_dir(str(blocker / "sub"))
 
 
 def test_collect_reports_subfolders_links_duplicates_and_own_outputs(tmp_path):
@@ -181,7 +184,7 @@ def test_collect_reports_subfolders_links_duplicates_and_own_outputs(tmp_path):
     (src / "same.png").symlink_to("photo.png")
     _save(src / ".hidden.png", _grey(2))
     (src / ".DS_Store").write_text("x")
-    paths, records = batch.collect_inputs([str(src)])
+    paths, records = inputs.collect_inputs([str(src)])
     assert paths == [a, look_alike]
     status = {os.path.basename(r["input"]): r["status"] for r in records}
     assert status == {
@@ -191,22 +194,23 @@ def test_collect_reports_subfolders_links_duplicates_and_own_outputs(tmp_path):
         ".hidden.png": "skipped (hidden file)",
         "same.png": f"skipped (same file as {a})",
     }
-    lines = batch.skip_lines(records)
+    lines = inputs.skip_lines(records)
     assert len(lines) == 5 and any("symbolic link loop): " in x for x in lines)
     # Files a record says jaxdeconv wrote are never taken from a folder or a glob.
     image_io.write_json(
-        str(src / batch.RECORD_DIR / "images" / "photo.json"), {"files": ["photo_network.png"]}
+        str(src / records_lib.RECORD_DIR / "images" / "photo.json"),
+        {"files": ["photo_network.png"]},
     )
     for spec in (str(src), str(src / "*.png")):
-        paths, records = batch.collect_inputs([spec])
+        paths, records = inputs.collect_inputs([spec])
         assert paths == [a]
         assert "skipped (written by jaxdeconv in an earlier run)" in [r["status"] for r in records]
-    assert batch.collect_inputs([look_alike])[0] == [look_alike]  # named: the user's word
+    assert inputs.collect_inputs([look_alike])[0] == [look_alike]  # named: the user's word
 
 
 def test_split_specs_and_output_folder_rules(tmp_path):
     comma = _save(tmp_path / "a, b.png", _grey(0))
-    assert batch.split_specs([f"{comma}", "x.png,y.png", r"c\,d.png"]) == [
+    assert inputs.split_specs([f"{comma}", "x.png,y.png", r"c\,d.png"]) == [
         comma,
         "x.png",
         "y.png",
@@ -215,18 +219,18 @@ def test_split_specs_and_output_folder_rules(tmp_path):
     src = tmp_path / "in"
     src.mkdir()
     a = _save(src / "a.png", _grey(0))
-    assert "is the folder of the input" in batch.output_dir_problem(str(src), [str(src)], [a])
-    assert "is the folder of the input" in batch.output_dir_problem(str(src) + "/.", [], [a])
-    assert batch.output_dir_problem(str(tmp_path / "out"), [str(src)], [a]) is None
-    assert batch.output_dir_problem(str(src / "out"), [str(src)], [a]) is None  # not searched
-    assert "not a folder" in batch.output_dir_problem(a, [], [])
+    assert "is the folder of the input" in inputs.output_dir_problem(str(src), [str(src)], [a])
+    assert "is the folder of the input" in inputs.output_dir_problem(str(src) + "/.", [], [a])
+    assert inputs.output_dir_problem(str(tmp_path / "out"), [str(src)], [a]) is None
+    assert inputs.output_dir_problem(str(src / "out"), [str(src)], [a]) is None  # not searched
+    assert "not a folder" in inputs.output_dir_problem(a, [], [])
     # Even where the folder rule is not applied (library use), an output never replaces an
     # input: photo.png's NAME_network.png is the input photo_network.png here.
     photo = _save(src / "photo.png", _grey(1))
     look_alike = _save(src / "photo_network.png", _grey(2))
-    assert batch.foreign_files(str(src), batch.output_files("photo"), [photo, look_alike]) == [
-        look_alike
-    ]
+    assert records_lib.foreign_files(
+        str(src), records_lib.output_files("photo"), [photo, look_alike]
+    ) == [look_alike]
 
 
 def test_never_replaces_files_it_did_not_write(cfg, tmp_path):
@@ -249,7 +253,7 @@ def test_never_replaces_files_it_did_not_write(cfg, tmp_path):
     shared = str(tmp_path / "shared")
     batch.process([a], cfg, shared, kernel_size=4, quiet=True, summary_name="part-1")
     assert json.load(open(os.path.join(shared, "part-1.json")))["images"][0]["status"] == "failed"
-    paths, records = batch.collect_inputs([shared])
+    paths, records = inputs.collect_inputs([shared])
     assert paths == [] and {r["status"] for r in records[:-1]} == {
         "skipped (written by jaxdeconv in an earlier run)"
     }
@@ -293,7 +297,7 @@ def test_checkpoint_used_only_by_its_own_run(cfg, tmp_path, monkeypatch, capsys)
         out = str(tmp_path / f"clean{seed}")
         assert batch.process([src], c, out, quiet=True)[0]["status"] == "ok"
         reference[seed] = np.load(os.path.join(out, "a_kernel.npy"))
-    assert not os.path.exists(os.path.join(out, batch.CHECKPOINT_DIR))  # removed when done
+    assert not os.path.exists(os.path.join(out, records_lib.CHECKPOINT_DIR))  # removed when done
     out = str(tmp_path / "out")
     with monkeypatch.context() as m:
         _interrupt_at(m, 4)
@@ -320,11 +324,11 @@ def test_checkpoint_used_only_by_its_own_run(cfg, tmp_path, monkeypatch, capsys)
     assert batch.process([src], cfg, out)[0]["status"] == "ok"
     assert "continuing from the checkpoint" in capsys.readouterr().err
     np.testing.assert_array_equal(np.load(os.path.join(out, "a_kernel.npy")), reference[0])
-    assert not os.path.exists(os.path.join(out, batch.CHECKPOINT_DIR))
+    assert not os.path.exists(os.path.join(out, records_lib.CHECKPOINT_DIR))
 
 
 def _checkpoints(out):
-    folder = os.path.join(out, batch.CHECKPOINT_DIR)
+    folder = os.path.join(out, records_lib.CHECKPOINT_DIR)
     if not os.path.isdir(folder):
         return []
     return sorted(os.path.join(folder, n) for n in os.listdir(folder) if not n.endswith(".json"))
@@ -391,10 +395,10 @@ def test_killed_run_leaves_a_summary(cfg, tmp_path, monkeypatch):
 
 
 def test_eta_ignores_compilation_and_resumed_steps():
-    progress = batch.Progress(2, quiet=True)
+    progress = progress_lib.Progress(2, quiet=True)
     progress.todo_steps, progress.todo_images = 2 * 1000, 2
     # A run resumed at step 500: the first report (step 600, 40 s in) holds compilation.
-    tracker = batch._StepTracker(progress, "a", num_steps=1000, batch=1)
+    tracker = progress_lib._StepTracker(progress, "a", num_steps=1000, batch=1)
     for step, t in [(600, 40.0), (700, 41.0), (800, 42.0)]:
         tracker.report(step, {"loss": 0.1}, now=t)
     assert progress.rate() == pytest.approx(0.01)  # 200 steps in 2 s
@@ -410,7 +414,7 @@ def test_progress_redraws_in_place_only_on_a_terminal():
             return True
 
     for stream, tty in [(io.StringIO(), False), (Terminal(), True)]:
-        progress = batch.Progress(1, stream=stream)
+        progress = progress_lib.Progress(1, stream=stream)
         progress.status("step 1")
         progress.status("step 2")
         progress.advance(1, "done")

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from scipy import signal
 
-from jaxdeconv import blur
+from jaxdeconv.core import blur
 
 
 def _random(shape, seed):

@@ -1,7 +1,6 @@
 import json
 import os
 import re
-import shutil
 import subprocess
 import sys
 
@@ -9,16 +8,19 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from jaxdeconv import cli, synthetic
 from jaxdeconv import config as config_lib
+from jaxdeconv.app import cli
+from jaxdeconv.bench import synthetic
 
-EXE = shutil.which("jaxdeconv") or os.path.join(os.path.dirname(sys.executable), "jaxdeconv")
+# The command as its console script runs it (`jaxdeconv = "jaxdeconv.app.cli:run"`), through
+# the interpreter running the tests, so it is this checkout's package whatever is installed.
+EXE = [sys.executable, "-m", "jaxdeconv.app.cli"]
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def _cmd(*args, env=None):
     env = None if env is None else {**os.environ, **env}
-    return subprocess.run([EXE, *args], capture_output=True, text=True, timeout=300, env=env)
+    return subprocess.run([*EXE, *args], capture_output=True, text=True, timeout=300, env=env)
 
 
 def test_help_explains_every_flag():
@@ -192,7 +194,7 @@ def test_launchers_share_the_override_syntax(script, item, words):
     ],
 )
 def test_usage_errors_exit_2_in_one_line(args, says, tmp_path):
-    r = subprocess.run([EXE, *args], capture_output=True, text=True, timeout=300, cwd=tmp_path)
+    r = subprocess.run([*EXE, *args], capture_output=True, text=True, timeout=300, cwd=tmp_path)
     assert r.returncode == 2, r.stderr
     lines = r.stderr.strip().splitlines()
     assert len(lines) == 1 and says in lines[0] and "see --help" in lines[0], r.stderr
@@ -200,7 +202,7 @@ def test_usage_errors_exit_2_in_one_line(args, says, tmp_path):
 
 
 def test_output_folder_in_use_is_refused_with_exit_2(tmp_path):
-    from jaxdeconv import folder_lock
+    from jaxdeconv.app import folder_lock
 
     src = tmp_path / "in"
     src.mkdir()
@@ -212,7 +214,7 @@ def test_output_folder_in_use_is_refused_with_exit_2(tmp_path):
         [
             sys.executable,
             "-c",
-            "import sys; from jaxdeconv import folder_lock; "
+            "import sys; from jaxdeconv.app import folder_lock; "
             f"folder_lock.acquire({str(out)!r}, log=lambda s: None); print('held', flush=True); "
             "sys.stdin.read()",
         ],

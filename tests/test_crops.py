@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from jaxdeconv import crops
+from jaxdeconv.classical import crops
 
 
 def test_most_textured_crop_finds_the_textured_patch():

@@ -1,4 +1,5 @@
-"""Tests for jaxdeconv.datasets on tiny fake benchmark folders, plus one check of the real data."""
+"""Tests for jaxdeconv.bench.datasets on tiny fake benchmark folders, plus one check of the real
+data."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ import pytest
 import scipy.ndimage
 from PIL import Image
 
-from jaxdeconv import datasets
+from jaxdeconv.bench import datasets
 
 
 def _save_png(path: pathlib.Path, array: np.ndarray) -> None:
@@ -217,7 +218,7 @@ def test_lazy_dataset_loads_on_demand(fake_lai, fake_levin):
 
 
 def test_lazy_synthetic_cases(tmp_path):
-    from jaxdeconv import synthetic
+    from jaxdeconv.bench import synthetic
 
     root = tmp_path / "data"
     (root / "levin" / "sharp").mkdir(parents=True)

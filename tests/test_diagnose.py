@@ -1,6 +1,7 @@
 import numpy as np
 
-from jaxdeconv import diagnose, synthetic
+from jaxdeconv.bench import synthetic
+from jaxdeconv.classical import diagnose
 
 
 def test_a_good_motion_kernel_passes():

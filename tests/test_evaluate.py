@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from jaxdeconv import datasets, evaluate, nonblind, synthetic
+from jaxdeconv.bench import datasets, evaluate, synthetic
+from jaxdeconv.classical import nonblind
 
 
 def test_run_benchmark_writes_tables_and_resumes(small_levin, tmp_path, tiny_config, monkeypatch):
@@ -253,7 +254,7 @@ def test_lai_summary_has_category_kernel_and_bucket_rows(tiny_config):
 def test_long_runs_keep_a_checkpoint_per_image(tmp_path, tiny_config, monkeypatch):
     """With ``checkpoint_every`` the network run of each image checkpoints under the workdir
     (so a stopped benchmark resumes mid-image); the checkpoint goes once the image is done."""
-    from jaxdeconv import api
+    from jaxdeconv.run import api
 
     tiny_config.num_steps, tiny_config.checkpoint_every = 6, 3
     root, workdir = _synthetic_root(tmp_path), str(tmp_path / "syn")

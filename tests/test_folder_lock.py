@@ -4,7 +4,7 @@ import socket
 
 import pytest
 
-from jaxdeconv import folder_lock
+from jaxdeconv.app import folder_lock
 
 
 def test_second_owner_is_refused_and_release_frees_the_folder(tmp_path):

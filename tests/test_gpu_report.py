@@ -9,7 +9,7 @@ import sys
 import numpy as np
 import pytest
 
-from jaxdeconv.datasets import LAI_CATEGORIES
+from jaxdeconv.bench.datasets import LAI_CATEGORIES
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 

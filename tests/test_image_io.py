@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from jaxdeconv import image_io
+from jaxdeconv.app import image_io
 
 
 def test_8_and_16_bit_and_rgba(tmp_path):

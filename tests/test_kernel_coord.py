@@ -3,7 +3,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from jaxdeconv import kernel_coord, plugins
+from jaxdeconv.core import kernel_coord, plugins
 
 
 @pytest.mark.parametrize("k", [1, 3, 9, 27])

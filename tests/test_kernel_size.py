@@ -1,6 +1,7 @@
 import numpy as np
 
-from jaxdeconv import kernel_size, metrics, synthetic
+from jaxdeconv.bench import metrics, synthetic
+from jaxdeconv.classical import kernel_size
 
 
 def _embedded(k, size, top, left, noise=0.0, seed=0):

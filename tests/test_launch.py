@@ -5,7 +5,7 @@ import numpy as np
 from PIL import Image
 
 from jaxdeconv import config as config_lib
-from jaxdeconv import image_io, launch
+from jaxdeconv.app import image_io, launch
 
 
 def test_builtin_example_writes_all_outputs(tmp_path, monkeypatch):

@@ -3,7 +3,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from jaxdeconv import blur, loss, networks
+from jaxdeconv.core import blur, loss, networks
 
 IMAGE_NET = networks.ImageUNet(out_channels=1, channels=(4, 8), skip_channels=(2, 2))
 KERNEL_NET = networks.KernelMLP(kernel_size=5, hidden=16)

@@ -1,7 +1,8 @@
 import numpy as np
 import pytest
 
-from jaxdeconv import metrics, multiscale, synthetic
+from jaxdeconv.bench import metrics, synthetic
+from jaxdeconv.classical import multiscale
 
 
 @pytest.mark.parametrize("n,expected", [(1, 1), (2, 3), (2.9, 3), (4.1, 5), (5.9, 5), (9.7, 9)])

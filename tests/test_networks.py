@@ -3,7 +3,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from jaxdeconv import networks
+from jaxdeconv.core import networks
 
 IMAGE_NET = networks.ImageUNet(out_channels=1, channels=(4, 8), skip_channels=(2, 2))
 

@@ -1,4 +1,4 @@
-"""Tests for jaxdeconv.nonblind on a small synthetic deblurring problem.
+"""Tests for jaxdeconv.classical.nonblind on a small synthetic deblurring problem.
 
 Real-data check done by hand (not a test, too slow here): with the true kernels, the default
 ``hyper_laplacian_deconv`` gives 34.4 dB on Levin im1_kernel1 and 29.6 dB on im2_kernel4 (the
@@ -12,7 +12,8 @@ import numpy as np
 import pytest
 import scipy.ndimage
 
-from jaxdeconv import metrics, nonblind
+from jaxdeconv.bench import metrics
+from jaxdeconv.classical import nonblind
 
 
 def _sharp_image(size: int = 64) -> np.ndarray:

@@ -2,7 +2,7 @@ import threading
 
 import pytest
 
-from jaxdeconv import overlap
+from jaxdeconv.app import overlap
 
 
 def _stages(log, alive, peak, fail_train_at=None):

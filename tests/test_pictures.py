@@ -1,7 +1,8 @@
 import numpy as np
 import pytest
 
-from jaxdeconv import batch, pictures, synthetic
+from jaxdeconv.app import batch, inputs, pictures
+from jaxdeconv.bench import synthetic
 
 
 def test_comparison_puts_the_panels_side_by_side():
@@ -41,7 +42,7 @@ def test_overview_stacks_rows_and_refuses_nothing():
 def test_a_folder_run_writes_comparisons_and_one_overview(tmp_path, tiny_config):
     from PIL import Image
 
-    from jaxdeconv import image_io
+    from jaxdeconv.app import image_io
 
     tiny_config.num_steps = 6
     paths = []
@@ -57,7 +58,7 @@ def test_a_folder_run_writes_comparisons_and_one_overview(tmp_path, tiny_config)
         assert (out / f"im{i}_comparison.png").is_file()
     assert (out / "overview.png").is_file()
     # The sheet is the tool's own file: a later run over the folder skips it as an output.
-    _, skipped = batch.collect_inputs([str(out)])
+    _, skipped = inputs.collect_inputs([str(out)])
     assert any(
         r["input"].endswith("overview.png") and "written by jaxdeconv" in r["status"]
         for r in skipped

@@ -1,7 +1,9 @@
 import numpy as np
 
 from jaxdeconv import config as config_lib
-from jaxdeconv import nonblind, pipeline, synthetic
+from jaxdeconv import pipeline
+from jaxdeconv.bench import synthetic
+from jaxdeconv.classical import nonblind
 
 
 def test_polished_two_stage_result_covers_every_channel():

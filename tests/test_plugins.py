@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 
 import jaxdeconv
-from jaxdeconv import plugins, synthetic, train
+from jaxdeconv.bench import synthetic
+from jaxdeconv.core import plugins, train
 
 
 class _GaussianKernel(nn.Module):

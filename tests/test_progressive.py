@@ -3,7 +3,9 @@ import numpy as np
 import pytest
 
 import jaxdeconv
-from jaxdeconv import planning, progressive, synthetic
+from jaxdeconv import planning
+from jaxdeconv.bench import synthetic
+from jaxdeconv.run import progressive
 
 
 @pytest.fixture

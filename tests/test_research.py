@@ -8,8 +8,10 @@ import numpy as np
 import pytest
 
 import jaxdeconv
-from jaxdeconv import loss as loss_lib
-from jaxdeconv import runner, synthetic, train
+from jaxdeconv.bench import synthetic
+from jaxdeconv.core import loss as loss_lib
+from jaxdeconv.core import train
+from jaxdeconv.run import runner
 
 
 class SoftmaxKernel(nn.Module):

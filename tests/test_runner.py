@@ -2,7 +2,8 @@ import jax
 import numpy as np
 
 import jaxdeconv
-from jaxdeconv import runner, synthetic
+from jaxdeconv.bench import synthetic
+from jaxdeconv.run import runner
 
 
 def test_second_call_of_a_shape_compiles_nothing(tiny_config):

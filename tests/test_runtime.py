@@ -6,7 +6,7 @@ import sys
 import jax
 import pytest
 
-from jaxdeconv import runtime
+from jaxdeconv.run import runtime
 
 
 def test_default_compilation_cache_for_applications_with_an_opt_out(monkeypatch, tmp_path):
@@ -88,7 +88,7 @@ def test_the_library_leaves_process_settings_alone():
 
 def test_host_cpu_split_in_a_fresh_process():
     code = (
-        "import jax; from jaxdeconv import runtime; n = runtime.split_host_cpu(5); "
+        "import jax; from jaxdeconv.run import runtime; n = runtime.split_host_cpu(5); "
         "print(n, jax.local_device_count())"
     )
     env = {**os.environ, "JAXDECONV_CPU_DEVICES": "3", "XLA_FLAGS": ""}

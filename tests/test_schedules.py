@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 
 from jaxdeconv import config as config_lib
-from jaxdeconv import schedules, train
+from jaxdeconv.core import schedules, train
 
 
 def test_piecewise_constant_values_and_jit():

@@ -12,7 +12,9 @@ _SCRIPT = r"""
 import json, sys
 import jax, numpy as np
 import jaxdeconv
-from jaxdeconv import config as config_lib, runner, synthetic
+from jaxdeconv import config as config_lib
+from jaxdeconv.bench import synthetic
+from jaxdeconv.run import runner
 
 assert len(jax.local_devices()) == 4, jax.local_devices()
 cfg = config_lib.tiny()

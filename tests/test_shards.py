@@ -8,8 +8,11 @@ import sys
 import pytest
 from PIL import Image
 
-from jaxdeconv import batch, image_io, shards, synthetic
 from jaxdeconv import config as config_lib
+from jaxdeconv.app import image_io, shards
+from jaxdeconv.app import records as records_lib
+from jaxdeconv.app import summary as summary_lib
+from jaxdeconv.bench import synthetic
 
 
 def test_select_is_a_balanced_deterministic_partition():
@@ -47,7 +50,7 @@ def test_shard_summaries_merge_in_input_order(tmp_path):
     def write(index, records, finished=True):
         shard = shards.Shard(2, index)
         name = shards.summary_name(shard, "")
-        batch.write_summary(out, records, cfg, finished=finished, summary_name=name)
+        summary_lib.write_summary(out, records, cfg, finished=finished, summary_name=name)
         return shards.try_merge(out, shard, order=paths)
 
     assert not write(0, [loose] + _records(shards.Shard(2, 0), paths))
@@ -77,7 +80,7 @@ def _free_port() -> int:
 
 def _command(src, out, *extra):
     return [
-        sys.executable, "-m", "jaxdeconv.cli", f"--input={src}", f"--output_dir={out}",
+        sys.executable, "-m", "jaxdeconv.app.cli", f"--input={src}", f"--output_dir={out}",
         "--config=tiny", "--config.num_steps=2", "--checkpoint_every=0", "--quiet", *extra,
     ]  # fmt: skip
 
@@ -123,7 +126,7 @@ def test_two_processes_with_a_local_coordinator(tmp_path):
     assert [r["name"] for r in merged["images"]] == ["im0", "im1", "im2"]
     assert all(r["status"] == "ok" for r in merged["images"])
     for name in ("im0", "im1", "im2"):
-        assert batch.outputs_complete(str(out), name)
+        assert records_lib.outputs_complete(str(out), name)
 
     # Shard 1 again, by explicit flags, with --resume: skipped, and the merge redone.
     os.remove(out / "summary.json")

@@ -1,4 +1,5 @@
-"""Tests for the development suite's generator (jaxdeconv.synthetic): kernels, specs, cases."""
+"""Tests for the development suite's generator (jaxdeconv.bench.synthetic): kernels, specs,
+cases."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ import pytest
 import scipy.signal
 from PIL import Image
 
-from jaxdeconv import synthetic
+from jaxdeconv.bench import synthetic
 
 
 def _support(k: np.ndarray) -> tuple[int, int, int, int]:

@@ -5,7 +5,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from jaxdeconv import synthetic, train
+from jaxdeconv.bench import synthetic
+from jaxdeconv.core import train
 
 
 def _problem(cfg, size=24, seed=0):
@@ -158,7 +159,7 @@ def test_half_step_keys_shared_or_independent():
 def test_alternating_step_uses_one_draw_for_both_half_steps(tiny_config, shared):
     """Rebuilds one alternating iteration by hand from the loss: with ``shared_draw`` both
     half-steps use the step's key (the same eps_t and M_t), otherwise two split keys."""
-    from jaxdeconv import loss as loss_lib
+    from jaxdeconv.core import loss as loss_lib
 
     tiny_config.scheme = "alternating"
     tiny_config.shared_draw = shared

@@ -7,7 +7,10 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from jaxdeconv import config, launch, synthetic, train, variants
+from jaxdeconv import config, variants
+from jaxdeconv.app import launch
+from jaxdeconv.bench import synthetic
+from jaxdeconv.core import train
 
 ROOT = os.path.join(os.path.dirname(__file__), "..")
 VARIANT_FILE = os.path.join(ROOT, "experiments", "configs", "variant.py")
@@ -74,7 +77,7 @@ def test_randomized_kernel_draws_differ(tiny_config):
     y = jnp.asarray(synthetic.make_example(20, 20, 5, seed=0).blurry)
     model = train.build_model(cfg, tuple(y.shape))
     state = train.init_state(model, jax.random.key(0))
-    from jaxdeconv import loss
+    from jaxdeconv.core import loss
 
     kernels = loss.sample_kernels(
         model.kernel_net, state.params_k, state.zk, jax.random.key(2), 3, 0.05, 0.3

@@ -5,7 +5,7 @@ import jax
 import numpy as np
 import pytest
 
-from jaxdeconv import synthetic
+from jaxdeconv.bench import synthetic
 
 PATH = os.path.join(os.path.dirname(__file__), "..", "experiments", "variants_demo.py")
 spec = importlib.util.spec_from_file_location("variants_demo", PATH)

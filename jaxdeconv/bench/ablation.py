@@ -15,7 +15,9 @@ import ml_collections
 import numpy as np
 from PIL import Image, ImageDraw
 
-from jaxdeconv import evaluate, image_io, metrics, variants
+from jaxdeconv import variants
+from jaxdeconv.app import image_io
+from jaxdeconv.bench import evaluate, metrics
 
 _COLOURS = [
     (31, 119, 180),

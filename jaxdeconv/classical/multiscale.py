@@ -3,7 +3,7 @@
 A blur of ``K`` pixels on a photo becomes a blur of about ``s K`` pixels on the photo
 down-sampled by ``s`` (anti-aliased), so the network can estimate a large kernel as a small one
 on a small image, cheaply; the kernel is then re-sampled to the full-resolution grid and
-refined there (``jaxdeconv.refine``). Kernels are correlation kernels ``[K, K]``, K odd,
+refined there (``jaxdeconv.classical.refine``). Kernels are correlation kernels ``[K, K]``, K odd,
 non-negative, summing to one, centred on the middle tap; re-sampling keeps the middle tap
 fixed, so the estimate does not shift.
 """

@@ -21,7 +21,10 @@ import sys
 
 from absl import app, flags, logging
 
-from jaxdeconv import batch, folder_lock, launch, runtime, shards
+from jaxdeconv.app import batch, folder_lock, inputs, launch, shards
+from jaxdeconv.app import records as records_lib
+from jaxdeconv.app import summary as summary_lib
+from jaxdeconv.run import runtime
 
 _INPUT = flags.DEFINE_multi_string(
     "input",
@@ -157,14 +160,14 @@ def _prepare():
         raise ValueError(f"--checkpoint_every={_CHECKPOINT_EVERY.value}: must be 0 or more")
     cfg.checkpoint_every = 500 if _CHECKPOINT_EVERY.value is None else _CHECKPOINT_EVERY.value
     kernel_size = parse_kernel_size(_KERNEL_SIZE.value)
-    manifest = batch.read_manifest(_MANIFEST.value) if _MANIFEST.value else None
-    specs = batch.split_specs(_INPUT.value)
-    paths, earlier = batch.collect_inputs(specs)
-    problem = batch.output_dir_problem(_OUTPUT_DIR.value, specs, paths)
+    manifest = inputs.read_manifest(_MANIFEST.value) if _MANIFEST.value else None
+    specs = inputs.split_specs(_INPUT.value)
+    paths, earlier = inputs.collect_inputs(specs)
+    problem = inputs.output_dir_problem(_OUTPUT_DIR.value, specs, paths)
     if problem:
         raise ValueError(problem)
-    batch.check_output_dir(_OUTPUT_DIR.value)
-    blocked = batch.foreign_files(_OUTPUT_DIR.value, batch.summary_files())
+    records_lib.check_output_dir(_OUTPUT_DIR.value)
+    blocked = records_lib.foreign_files(_OUTPUT_DIR.value, summary_lib.summary_files())
     if blocked:
         raise ValueError(
             f"{', '.join(blocked)} exists and was not written by jaxdeconv; move it or give "
@@ -190,7 +193,7 @@ def main(argv):
     runtime.enable_compilation_cache()
     if shard.index:  # input specs matching nothing: reported once, by shard 0
         earlier = []
-    for line in [r["error"] for r in earlier if r["status"] == "failed"] + batch.skip_lines(
+    for line in [r["error"] for r in earlier if r["status"] == "failed"] + inputs.skip_lines(
         earlier
     ):
         print(f"jaxdeconv: {line}", file=sys.stderr)
@@ -212,10 +215,10 @@ def main(argv):
         f"jaxdeconv: {ok} deblurred, {len(skipped)} skipped, {len(failed)} failed; outputs in "
         f"{os.path.abspath(_OUTPUT_DIR.value)}"
     )
-    unmatched = batch.unmatched_manifest_rows(manifest or {}, paths)
+    unmatched = inputs.unmatched_manifest_rows(manifest or {}, paths)
     if unmatched:
         print(f"  manifest rows naming no input: {', '.join(unmatched)}", file=sys.stderr)
-    for line in batch.skip_lines(skipped):
+    for line in inputs.skip_lines(skipped):
         print(f"  {line}", file=sys.stderr)
     for r in records:
         if r.get("warning"):

@@ -32,7 +32,8 @@ from collections.abc import Callable, Sequence
 
 import numpy as np
 
-from jaxdeconv import image_io, synthetic
+from jaxdeconv.app import image_io
+from jaxdeconv.bench import synthetic
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
@@ -336,8 +337,8 @@ def lazy_dataset(
       root: folder that holds ``levin/`` and ``lai/`` (the synthetic suite's sharp sources).
       names: optional subset by name (for Lai, within ``subset``).
       subset: Lai only: ``'all'`` or ``'lai20'`` (:func:`lai_subset`).
-      suite: synthetic only: ``'dev'``, ``'quick'`` (:func:`jaxdeconv.synthetic.suite`) or a list
-        of :class:`jaxdeconv.synthetic.CaseSpec`.
+      suite: synthetic only: ``'dev'``, ``'quick'`` (:func:`jaxdeconv.bench.synthetic.suite`)
+        or a list of :class:`jaxdeconv.bench.synthetic.CaseSpec`.
       seed: synthetic only: the suite's seed.
 
     Returns:

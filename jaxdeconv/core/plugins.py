@@ -22,7 +22,7 @@ Your own generator is one function and one config value, without editing the lib
 
 ``resolution_free=True`` marks a kernel generator whose parameters do not depend on the grid
 (the same weights give the kernel on any grid; its side is read from ``zk``'s shape): only
-those can be carried from one scale to the next (``jaxdeconv.progressive``).
+those can be carried from one scale to the next (``jaxdeconv.run.progressive``).
 """
 
 from __future__ import annotations
@@ -63,7 +63,7 @@ def register_image_net(name: str):
 
 def _builtin() -> None:
     # The built-in generators register themselves when their modules are imported.
-    from jaxdeconv import kernel_coord, networks  # noqa: F401
+    from jaxdeconv.core import kernel_coord, networks  # noqa: F401
 
 
 def kernel_net(name: str) -> KernelNetPlugin:

@@ -5,7 +5,7 @@ taps' coordinates (the grid spans the kernel's support, whatever its number of t
 a small multilayer perceptron with sine activations (Sitzmann et al.'s SIREN, the kernel
 network of Deblur-INR). The parameters do not depend on the grid: the same weights give the
 kernel on a 13-tap grid and on a 27-tap grid, so the estimate carries from a coarse scale to a
-finer one (``jaxdeconv.progressive``). The fixed input ``zk`` only gives the grid's side
+finer one (``jaxdeconv.run.progressive``). The fixed input ``zk`` only gives the grid's side
 (``zk.shape[0]``); its values are not used.
 """
 
@@ -16,8 +16,8 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 
-from jaxdeconv import plugins
-from jaxdeconv.networks import dropout
+from jaxdeconv.core import plugins
+from jaxdeconv.core.networks import dropout
 
 
 def _uniform(bound: float):

@@ -52,7 +52,7 @@ import jax.numpy as jnp
 from jax.typing import ArrayLike
 
 from jaxdeconv import config as config_lib
-from jaxdeconv.blur import next_smooth_size
+from jaxdeconv.core.blur import next_smooth_size
 
 # Data weights chosen with the true kernel on two real Levin images (im1_kernel1, im2_kernel4;
 # shift-aligned PSNR summed over both): suitable for low-noise 8-bit photographs. With
@@ -391,7 +391,8 @@ def l0_gradient_deconv(
     at ``2 lam`` and grows by ``beta_rate`` for ``num_stages`` stages.
 
     The result is piecewise flat with sharp, ringing-free edges: not a good final picture, but
-    the latent image that kernel re-estimation wants (:func:`jaxdeconv.refine.polish_kernel`).
+    the latent image that kernel re-estimation wants
+    (:func:`jaxdeconv.classical.refine.polish_kernel`).
 
     Args:
       blurry: 'same'-size blurry image ``[H, W]`` or ``[H, W, C]`` in [0, 1].

@@ -35,7 +35,7 @@ import numpy as np
 from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
-from jaxdeconv import train
+from jaxdeconv.core import train
 
 AXIS = "batch"
 MAX_CACHED = 16

@@ -31,7 +31,10 @@ import jax
 import ml_collections
 import numpy as np
 
-from jaxdeconv import api, multiscale, planning, plugins, train
+from jaxdeconv import planning
+from jaxdeconv.classical import multiscale
+from jaxdeconv.core import plugins, train
+from jaxdeconv.run import api
 
 
 def level_kernel_sizes(config: ml_collections.ConfigDict, shape: tuple[int, ...]) -> list[int]:

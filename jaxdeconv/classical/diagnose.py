@@ -6,9 +6,9 @@ Two ways a blind estimate fails that the kernel itself shows:
 * a support too small for the blur, or a kernel pushed out of its grid: much of the mass piles
   up in the outermost ring of taps.
 A third signal, a poor fit of the blurry image, needs the image
-(:func:`jaxdeconv.refine.deconv_residual`) and only ranks candidates: it cannot be thresholded
-blindly, and a delta kernel fits well (the deconvolution just copies the blurry image), which
-is why flagged candidates are ruled out before the residual chooses.
+(:func:`jaxdeconv.classical.refine.deconv_residual`) and only ranks candidates: it cannot be
+thresholded blindly, and a delta kernel fits well (the deconvolution just copies the blurry
+image), which is why flagged candidates are ruled out before the residual chooses.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from jaxdeconv import kernel_size
+from jaxdeconv.classical import kernel_size
 
 DELTA_PEAK = 0.5  # a largest tap above this: collapsed towards a delta
 BORDER_MASS = 0.2  # more than this fraction of the mass in the outer ring: piled at the border

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from jaxdeconv import multiscale
+from jaxdeconv.classical import multiscale
 
 # Upper bound of the automatic search when the user gives none: large enough for Lai's 75 px
 # kernels, small enough that a quarter of the image's short side still holds the blur four times.

@@ -22,8 +22,8 @@ import ml_collections
 import numpy as np
 from absl import logging
 
-from jaxdeconv import runner as runner_lib
-from jaxdeconv import train
+from jaxdeconv.core import train
+from jaxdeconv.run import runner as runner_lib
 
 
 class DeblurResult(NamedTuple):
@@ -311,10 +311,10 @@ def deblur(
         recorded per step in ``DeblurResult.metrics``; it must return ``'loss'``.
       warm_start: ``warm_start(model, state) -> state``, applied to the freshly initialised
         state before training (a checkpoint, if resumed, replaces it): e.g. weights carried
-        from a run at a coarser scale (``jaxdeconv.progressive``).
+        from a run at a coarser scale (``jaxdeconv.run.progressive``).
 
     Returns:
-      A ``DeblurResult``. Compiled functions are cached (``jaxdeconv.runner``): a second image
+      A ``DeblurResult``. Compiled functions are cached (``jaxdeconv.run.runner``): a second image
       of the same shape and config compiles nothing.
     """
     y = as_image(blurry)[None]

@@ -32,7 +32,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from jaxdeconv import plugins
+from jaxdeconv.core import plugins
 
 LEAKY_SLOPE = 0.1
 
@@ -224,7 +224,7 @@ def kernel_input_shape(net: nn.Module, kernel_size: int, input_channels: int) ->
     return (kernel_size, kernel_size, input_channels)
 
 
-# --- the built-in generators, registered by name (jaxdeconv.plugins) ----------------------
+# --- the built-in generators, registered by name (jaxdeconv.core.plugins) ----------------------
 
 
 @plugins.register_kernel_net("unet")

@@ -6,7 +6,7 @@ expands the same ``--input`` the same way). Output names are chosen over the ful
 two shards never write the same file. Each process writes
 ``summary.shard-IIIII-of-NNNNN.json`` (and ``.csv``); the last process to finish (it finds all
 ``n`` shards finished) merges them into ``summary.json``/``summary.csv``, in input order, and
-``python -m jaxdeconv.shards OUTPUT_DIR`` does the same by hand (shard order then).
+``python -m jaxdeconv.app.shards OUTPUT_DIR`` does the same by hand (shard order then).
 
 ``n`` and ``i`` come from ``--num_shards/--shard_index`` when given, else from
 ``jax.process_count()/jax.process_index()`` (1 and 0 unless ``jax.distributed`` is
@@ -23,6 +23,8 @@ import re
 import sys
 from collections.abc import Sequence
 from typing import NamedTuple
+
+from jaxdeconv.app import summary as summary_lib
 
 SHARD_PATTERN = re.compile(r"summary\.shard-(\d{5})-of-(\d{5})\.json$")
 
@@ -98,15 +100,13 @@ def merge(
     output_dir: str, *, num_shards: int | None = None, order: Sequence[str] | None = None
 ) -> dict:
     """Merges the ``num_shards`` summary shards into ``summary.json`` and ``summary.csv``
-    (written by ``batch.write_summary``, so later runs know them as this tool's files).
+    (written by ``summary.write_summary``, so later runs know them as this tool's files).
 
     ``num_shards``: which set (default: the only one present); ``order``: the full input list
     (see ``merge_records``). Raises ``FileNotFoundError`` naming missing shards and
     ``ValueError`` when one has not finished. Returns the merged summary.
     """
     import ml_collections
-
-    from jaxdeconv import batch
 
     found = shard_files(output_dir)
     if num_shards is None:
@@ -133,7 +133,7 @@ def merge(
     records = merge_records([part["images"] for part in parts], order)
     unmatched = sorted({r for part in parts for r in part.get("unmatched_manifest_rows", [])})
     config = ml_collections.ConfigDict(parts[0].get("config") or {})
-    batch.write_summary(output_dir, records, config, unmatched_manifest_rows=unmatched)
+    summary_lib.write_summary(output_dir, records, config, unmatched_manifest_rows=unmatched)
     with open(os.path.join(output_dir, "summary.json")) as f:
         return {**json.load(f), "num_shards": num_shards}
 
@@ -148,14 +148,14 @@ def try_merge(output_dir: str, shard: Shard, order: Sequence[str] | None = None)
 
 
 def main(argv: Sequence[str]) -> int:
-    """``python -m jaxdeconv.shards OUTPUT_DIR [NUM_SHARDS]``: merge the summary shards."""
+    """``python -m jaxdeconv.app.shards OUTPUT_DIR [NUM_SHARDS]``: merge the summary shards."""
     if len(argv) not in (2, 3):
-        print("usage: python -m jaxdeconv.shards OUTPUT_DIR [NUM_SHARDS]", file=sys.stderr)
+        print("usage: python -m jaxdeconv.app.shards OUTPUT_DIR [NUM_SHARDS]", file=sys.stderr)
         return 2
     try:
         summary = merge(argv[1], num_shards=int(argv[2]) if len(argv) == 3 else None)
     except (OSError, ValueError) as e:
-        print(f"jaxdeconv.shards: {e}", file=sys.stderr)
+        print(f"jaxdeconv.app.shards: {e}", file=sys.stderr)
         return 1
     n = len(summary["images"])
     print(f"merged {summary['num_shards']} shards, {n} images, into {argv[1]}/summary.json")

@@ -19,7 +19,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from jaxdeconv import blur
+from jaxdeconv.core import blur
 
 DATA_TERMS = ("sum", "mean")
 RANDOMIZE = ("image", "kernel", "both")

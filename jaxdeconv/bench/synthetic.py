@@ -24,7 +24,7 @@ import scipy.interpolate
 import scipy.signal
 from PIL import Image
 
-from jaxdeconv import image_io
+from jaxdeconv.app import image_io
 
 
 def _gaussian_1d(sigma: float) -> np.ndarray:

@@ -17,8 +17,12 @@ import ml_collections
 import numpy as np
 from absl import flags, logging
 
-from jaxdeconv import batch, image_io, pipeline, runtime, synthetic
 from jaxdeconv import config as config_lib
+from jaxdeconv import pipeline
+from jaxdeconv.app import batch, image_io, inputs
+from jaxdeconv.app import records as records_lib
+from jaxdeconv.bench import synthetic
+from jaxdeconv.run import runtime
 
 EXAMPLE_SIZE = 128
 EXAMPLE_KERNEL_SIZE = 15
@@ -113,7 +117,7 @@ def deblur_one(
         if kernel_size is None and config.kernel_size != "auto":
             kernel_size = k
     else:
-        problem = batch.output_dir_problem(workdir, [], [input_path])
+        problem = inputs.output_dir_problem(workdir, [], [input_path])
         if problem:
             raise InputError(problem.replace("--output_dir", "--workdir"))
         try:
@@ -126,17 +130,19 @@ def deblur_one(
     problem = batch.kernel_size_problem(config.kernel_size, blurry.shape)
     if problem:
         raise InputError(f"{input_path or 'example'}: {problem}")
-    files = batch.output_files(name) + [f"{name}_run.json"]
+    files = records_lib.output_files(name) + [f"{name}_run.json"]
     if example is not None:
         files += [f"{name}_blurry.png", f"{name}_sharp.png"]
-    blocked = batch.foreign_files(workdir, files, [input_path] if input_path else [])
+    blocked = records_lib.foreign_files(workdir, files, [input_path] if input_path else [])
     if blocked:
         raise InputError(
             f"would replace {', '.join(blocked)}, which jaxdeconv did not write; move it or "
             "choose another --workdir"
         )
     # Recorded first, so these files are never taken for inputs or for the user's own.
-    image_io.write_json(batch.record_path(workdir, name), {"input": input_path, "files": files})
+    image_io.write_json(
+        records_lib.record_path(workdir, name), {"input": input_path, "files": files}
+    )
     outputs = pipeline.deblur_image(blurry, config, key=jax.random.key(config.seed))
     paths = pipeline.save_outputs(
         workdir,

@@ -38,7 +38,10 @@ import ml_collections
 import numpy as np
 from PIL import Image, ImageDraw
 
-from jaxdeconv import crops, datasets, image_io, metrics, nonblind, pipeline
+from jaxdeconv import pipeline
+from jaxdeconv.app import image_io
+from jaxdeconv.bench import datasets, metrics
+from jaxdeconv.classical import crops, nonblind
 
 # A kernel whose largest tap exceeds this is counted as collapsed towards the trivial delta.
 DELTA_PEAK = 0.5

@@ -21,8 +21,8 @@ import ml_collections
 import optax
 from flax import struct
 
-from jaxdeconv import loss as loss_lib
-from jaxdeconv import plugins, schedules
+from jaxdeconv.core import loss as loss_lib
+from jaxdeconv.core import plugins, schedules
 
 
 class TrainState(struct.PyTreeNode):
@@ -126,7 +126,7 @@ def build_model(config: ml_collections.ConfigDict, blurry_shape: tuple) -> Model
     validate(config, blurry_shape)
     h, w, c = blurry_shape
     k = config.kernel_size
-    # Both generators are plug-ins chosen by name (jaxdeconv.plugins).
+    # Both generators are plug-ins chosen by name (jaxdeconv.core.plugins).
     image_net = plugins.image_net(config.image_net.get("type", "unet"))(config, c)
     kernel_net, zk_shape = plugins.kernel_net(config.kernel_net.type).build(config, k)
     return Model(

@@ -19,7 +19,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxdeconv import blur, multiscale, nonblind
+from jaxdeconv.classical import multiscale, nonblind
+from jaxdeconv.core import blur
 
 
 def _patches(x: jax.Array, k: int) -> jax.Array:
@@ -150,7 +151,7 @@ def polish_kernel(
     """Classical alternating refinement of a kernel estimate on a 'same'-size blurry image.
 
     Each round deconvolves ``blurry [H, W(, 1)]`` with the current kernel under an L0 gradient
-    prior (:func:`jaxdeconv.nonblind.l0_gradient_deconv`: sharp, ringing-free edges), then
+    prior (:func:`jaxdeconv.classical.nonblind.l0_gradient_deconv`: sharp, ringing-free edges), then
     refits the kernel to the blurry image's interior from that latent image
     (:func:`refine_kernel`). Started from the network's kernel, which has the right shape but
     is too spread after a short run, the rounds tighten it.
@@ -231,7 +232,8 @@ def polish_coarse_to_fine(
 
     ``kernel`` was estimated on ``blurry [H, W(, 1)]`` down-sampled by ``scale`` (< 1). At
     each level (``scale * factor^i``, then 1) the kernel is re-sampled to that level's grid
-    (:func:`jaxdeconv.multiscale.resize_kernel`) and polished on the image down-sampled to it;
+    (:func:`jaxdeconv.classical.multiscale.resize_kernel`) and polished on the image
+    down-sampled to it;
     levels whose image is under twice the kernel's side are skipped; the L0 weight follows
     each level's kernel side (:func:`size_scaled_lam`). Returns ``[K, K]``.
     """
