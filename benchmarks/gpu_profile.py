@@ -6,7 +6,7 @@ warm-up call (excluded), then ``timed`` calls ended by ``jax.block_until_ready``
 mean). The parts, cheapest to compile first, so that a short budget still measures most:
 
 * ``blur`` / ``blur_grad_k`` / ``blur_grad_xk`` for ``direct`` and ``fft``
-  (``jaxdeconv.blur``): the valid correlation of an [H+K-1, W+K-1, 1] image with a [K, K]
+  (``jaxdeconv.core.blur``): the valid correlation of an [H+K-1, W+K-1, 1] image with a [K, K]
   kernel, and the gradient of a squared residual through it with respect to the kernel (the
   kernel half-step) and to both (the image half-step also needs the image's). ``auto`` picks
   ``fft`` from ``blur.FFT_MIN_KERNEL_SIZE`` (9 on a GPU, not measured before).

@@ -924,7 +924,10 @@ def run_group(
         shape=list(shape),
         seed=s.seed,
         prng_impl=s.prng_impl,
-        keys="jax.random.key(seed) per image, split into (state, loop, sample) as in jaxdeconv.api",
+        keys=(
+            "jax.random.key(seed) per image, split into (state, loop, sample) as in "
+            "jaxdeconv.run.api"
+        ),
         config=cfg.to_dict(),
         device_kind=_device_kind(),
         backend=jax.default_backend(),

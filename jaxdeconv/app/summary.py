@@ -13,6 +13,9 @@ import os
 import threading
 import time
 
+import numpy as np
+from PIL import Image
+
 from jaxdeconv.app import image_io, pictures
 from jaxdeconv.app.progress import _log
 from jaxdeconv.app.records import RECORD_DIR, foreign_files
@@ -133,12 +136,10 @@ def write_overview(output_dir: str, records: list[dict], summary_name: str, log)
             os.path.join(output_dir, RECORD_DIR, f"{summary_name}.overview.json"),
             {"files": [target]},
         )
-        sheet = pictures.overview(
-            [image_io.to_uint8(image_io.read_image(p)) for _, p in found], [n for n, _ in found]
-        )
+        sheet = pictures.overview([_picture(p) for _, p in found], [n for n, _ in found])
         path = os.path.join(output_dir, target)
         image_io.write_image(path, sheet / 255.0)
-    except (OSError, image_io.ImageReadError) as e:
+    except (OSError, ValueError) as e:  # a picture that cannot be read: no sheet
         log(f"{target} not written ({e})")
         return None
     return path
@@ -179,3 +180,9 @@ def write_summary(
     for r in records:
         writer.writerow({f: r.get(f, "") for f in SUMMARY_FIELDS})
     image_io.write_text(os.path.join(output_dir, files[1]), buf.getvalue())
+
+
+def _picture(path: str) -> np.ndarray:
+    """One of this tool's own 8-bit RGB pictures, as it was written (not an input image)."""
+    with Image.open(path) as img:
+        return np.asarray(img.convert("RGB"))
