@@ -9,8 +9,7 @@ training on the GPU (one file per group of one shape and kernel size). Scoring f
 ``jaxdeconv.bench.evaluate``: the two-stage image is the protocol's non-blind step with the
 estimated kernel (``evaluate.nonblind_deconv``: hyper-Laplacian, outlier-robust for Lai's
 'saturated'; ``--nonblind=final``: ``nonblind.final_deconv`` instead), recomputed here; the
-reference is
-the same step with the true kernel, and every image is scored with the shift-aligned protocol
+reference is the same step with the true kernel, and every image is scored with the shift-aligned protocol
 (``metrics.aligned_psnr_ssim``): PSNR and SSIM direct (the network's image), two-stage and true
 kernel, the error ratio (two-stage SSD over true-kernel SSD), the kernel similarity
 (``metrics.kernel_similarity``) and the kernel's largest tap. Lai rows add the published
