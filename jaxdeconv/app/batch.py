@@ -407,6 +407,9 @@ def _train(chunk, output_dir, names, checkpoints, progress=None) -> list[api.Deb
         )
     label = ", ".join(names[m["path"]] for m in chunk)
     tracker = _StepTracker(progress or Progress(0, quiet=True), label, cfg.num_steps, len(chunk))
+    # The first report comes after compilation (a minute on a CPU when nothing is cached):
+    # say so, so the first minute is not silent.
+    tracker.progress.status(f"    {label}: compiling the training step (cached for later runs)...")
     try:
         return _network_stage(chunk, cfg, ckpt, tracker.report)
     finally:

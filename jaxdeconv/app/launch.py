@@ -143,6 +143,11 @@ def deblur_one(
     image_io.write_json(
         records_lib.record_path(workdir, name), {"input": input_path, "files": files}
     )
+    print(
+        f"Deblurring {input_path or 'the built-in example'}: compiling the training step first "
+        "(up to a minute on a CPU; cached on disk for later runs)...",
+        flush=True,
+    )
     outputs = pipeline.deblur_image(blurry, config, key=jax.random.key(config.seed))
     paths = pipeline.save_outputs(
         workdir,
