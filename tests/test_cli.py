@@ -67,6 +67,7 @@ def test_folder_run_reports_failures_and_exits_non_zero(tmp_path):
     # two images trained side by side, one per CPU device.
     assert "JAX backend: cpu (cpu, 2 local device(s))" in r.stderr
     assert "good, good2: step 6/6" in r.stderr and "ETA" in r.stderr  # per-batch and overall
+    assert "good, good2: compiling the training step" in r.stderr  # the first minute is said
     assert os.path.isfile(out / "good_deblurred.png")
     summary = json.load(open(out / "summary.json"))
     assert [i["status"] for i in summary["images"]] == ["failed", "ok", "ok"]
