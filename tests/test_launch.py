@@ -19,6 +19,8 @@ def test_builtin_example_writes_all_outputs(tmp_path, monkeypatch):
         saved = json.load(f)
     assert saved["kernel_size"] == 5 and saved["num_steps"] == 10
     assert set(saved["psnr_vs_sharp"]) == {"blurry", "network", "deblurred"}
+    assert 0.0 <= saved["kernel_similarity"] <= 1.0 and saved["seconds_total"] > 0
+    assert os.path.isfile(tmp_path / "example_comparison.png")
     kernel = np.load(tmp_path / "example_kernel.npy")
     assert kernel.shape == (5, 5) and abs(kernel.sum() - 1) < 1e-5
 
@@ -50,3 +52,19 @@ def test_colour_input_keeps_colour_and_input_untouched(tmp_path):
     assert out.shape == (24, 28, 3)
     assert image_io.read_image(str(tmp_path / "out" / "photo_network.png")).shape == (24, 28, 1)
     assert path.read_bytes() == before
+
+
+def test_the_example_scene_and_its_blur():
+    from jaxdeconv.app import example
+    from jaxdeconv.bench import synthetic
+
+    ex = example.make(64, 9, noise=0.01, seed=3)
+    assert ex.blurry.shape == ex.sharp.shape == (64, 64, 1)
+    assert ex.kernel.shape == (9, 9) and abs(float(ex.kernel.sum()) - 1) < 1e-5
+    # The forward model: valid correlation of the scene plus about 1% noise.
+    residual = ex.blurry[..., 0] - synthetic.correlate_valid(ex.sharp_big[..., 0], ex.kernel)
+    assert 0.007 < float(np.std(residual)) < 0.013
+    # Edges in both directions (buildings, windows, lettering): strong gradients along x and y.
+    gy, gx = np.gradient(ex.sharp[..., 0])
+    assert (np.abs(gx) > 0.1).mean() > 0.02 and (np.abs(gy) > 0.1).mean() > 0.02
+    assert not np.array_equal(example.make(64, 9, seed=4).sharp, ex.sharp)
