@@ -54,6 +54,13 @@ from jax.typing import ArrayLike
 from jaxdeconv import config as config_lib
 from jaxdeconv.core.blur import next_smooth_size
 
+# XLA's CPU backend splits elementwise work (pow, exp) over its thread pool by load, and a
+# value computed in a vectorised chunk can differ in the last bit from the same value in a
+# scalar tail: measured, the same deconvolution gave different bits from call to call on a
+# busy 2-core machine. Single-threaded Eigen for these host-side solvers makes them
+# repeatable (same seed and config, same result), at no measured cost; ignored elsewhere.
+DETERMINISTIC = {"xla_cpu_multi_thread_eigen": False}
+
 # Data weights chosen with the true kernel on two real Levin images (im1_kernel1, im2_kernel4;
 # shift-aligned PSNR summed over both): suitable for low-noise 8-bit photographs. With
 # DEFAULT_LAM the 32 Levin images average 34.26 dB / SSIM 0.946 with their true kernels.
@@ -281,7 +288,11 @@ def hyper_laplacian_deconv(
     )
 
 
-@functools.partial(jax.jit, static_argnames=("alpha", "betas", "inner_iters", "pad", "boundary"))
+@functools.partial(
+    jax.jit,
+    static_argnames=("alpha", "betas", "inner_iters", "pad", "boundary"),
+    compiler_options=DETERMINISTIC,
+)
 def _hyper_laplacian_jit(
     blurry: jax.Array,
     kernel: jax.Array,
@@ -363,7 +374,11 @@ def wiener_deconv(
     )
 
 
-@functools.partial(jax.jit, static_argnames=("pad",))
+@functools.partial(
+    jax.jit,
+    static_argnames=("pad",),
+    compiler_options=DETERMINISTIC,
+)
 def _wiener_jit(blurry: jax.Array, kernel: jax.Array, nsr: jax.Array, *, pad: int | None):
     yp, otf, hw, squeeze = _prepare(blurry, kernel, pad)
     shape = yp.shape[:2]
@@ -416,7 +431,9 @@ def l0_gradient_deconv(
     )
 
 
-@functools.partial(jax.jit, static_argnames=("num_stages", "beta_rate", "pad"))
+@functools.partial(
+    jax.jit, static_argnames=("num_stages", "beta_rate", "pad"), compiler_options=DETERMINISTIC
+)
 def _l0_jit(
     blurry: jax.Array,
     kernel: jax.Array,
@@ -610,7 +627,11 @@ def _pcg(apply_a, precond, b, x0, iters: int):
     return jax.lax.fori_loop(0, iters, body, (x0, r, z, dot(r, z)))[0]
 
 
-@functools.partial(jax.jit, static_argnames=("alpha", "betas", "inner_iters", "cg_iters", "pad"))
+@functools.partial(
+    jax.jit,
+    static_argnames=("alpha", "betas", "inner_iters", "cg_iters", "pad"),
+    compiler_options=DETERMINISTIC,
+)
 def _outlier_robust_jit(
     blurry: jax.Array,
     kernel: jax.Array,

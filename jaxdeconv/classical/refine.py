@@ -20,6 +20,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxdeconv.classical import multiscale, nonblind
+from jaxdeconv.classical.nonblind import DETERMINISTIC
 from jaxdeconv.core import blur
 
 
@@ -77,7 +78,9 @@ def _threshold_normalise(kv: jax.Array, k: int, threshold: float) -> jax.Array:
     return jnp.where(total > 0, kv / jnp.maximum(total, 1e-12), delta).reshape(k, k)
 
 
-@functools.partial(jax.jit, static_argnames=("kernel_size", "iters"))
+@functools.partial(
+    jax.jit, static_argnames=("kernel_size", "iters"), compiler_options=DETERMINISTIC
+)
 def _refine_fft(x_big, y, kernel_size, *, reg, threshold, iters):
     """:func:`refine_kernel` without the normal matrix: FFT blur and adjoint per iteration."""
     k = kernel_size
@@ -124,7 +127,9 @@ def _refine_fft(x_big, y, kernel_size, *, reg, threshold, iters):
     return _threshold_normalise(kv, k, threshold)
 
 
-@functools.partial(jax.jit, static_argnames=("kernel_size", "iters"))
+@functools.partial(
+    jax.jit, static_argnames=("kernel_size", "iters"), compiler_options=DETERMINISTIC
+)
 def _refine_gram(x_big, y, kernel_size, *, reg, threshold, iters):
     k = kernel_size
     x = x_big.reshape(x_big.shape[:2]) if x_big.ndim == 3 else x_big
