@@ -64,7 +64,7 @@ def comparison(
         b = np.asarray(Image.fromarray(b).resize(size, Image.LANCZOS))
         d = np.asarray(Image.fromarray(d).resize(size, Image.LANCZOS))
     height = b.shape[0]
-    side = max(height // 3, np.asarray(kernel).shape[0])
+    side = max(height // 3, np.asarray(kernel).shape[0], 72)  # wide enough for its label
     panels = [
         _labelled(b, "blurry", height),
         _labelled(d, "deblurred", height),
