@@ -25,6 +25,7 @@ from jaxdeconv.core.train import (
     sample_statistics,
     train_step,
 )
+from jaxdeconv.pipeline import deblur_image  # the two-stage result a user wants
 from jaxdeconv.run.api import DeblurResult, NonFiniteLossError, deblur, deblur_batch
 
 __version__ = "0.1.0"
@@ -45,6 +46,7 @@ __all__ = [
     "wiener_deconv",
     "deblur",
     "deblur_batch",
+    "deblur_image",
     "image_estimate",
     "init_state",
     "kernel_estimate",

@@ -137,11 +137,21 @@ def test_bad_input_corpus(tmp_path, jaxdeconv_main, monkeypatch):
         (np.full((16, 16), -0.1, np.float32), "must lie in [0, 1]"),
         (np.full((16, 16), 255.0, np.float32), "must lie in [0, 1]"),
         (np.where(np.eye(16) > 0, np.nan, 0.5).astype(np.float32), "NaN"),
+        (np.full((3, 16, 16), 0.5, np.float32), "looks channels-first"),
+        (np.full((16, 16, 4), 0.5, np.float32), "1 or 3 channels, got 4"),
     ],
 )
 def test_library_refuses_arrays_it_cannot_use(tiny_config, image, words):
     with pytest.raises(ValueError, match=words.replace("[", r"\[").replace("]", r"\]")):
         jaxdeconv.deblur(image, tiny_config)
+
+
+def test_library_says_what_a_config_and_a_batch_must_be(tiny_config):
+    image = np.full((16, 16), 0.5, np.float32)
+    with pytest.raises(ValueError, match="must be an ml_collections.ConfigDict.*got dict"):
+        jaxdeconv.deblur(image, tiny_config.to_dict())
+    with pytest.raises(ValueError, match="at least one image"):
+        jaxdeconv.deblur_batch([], tiny_config)
 
 
 def test_one_image_launcher_refuses_before_any_work(tmp_path, tiny_config):

@@ -70,7 +70,25 @@ def as_image(blurry) -> jnp.ndarray:
         arr = arr[:, :, None]
     if arr.ndim != 3:
         raise ValueError(f"blurry image must be [H, W] or [H, W, C], got shape {arr.shape}")
+    if arr.shape[-1] not in (1, 3) and arr.shape[0] in (1, 3):
+        raise ValueError(
+            f"blurry image of shape {arr.shape} looks channels-first; give [H, W, C] "
+            "(e.g. np.moveaxis(image, 0, -1))"
+        )
+    if arr.shape[-1] not in (1, 3):
+        raise ValueError(
+            f"blurry image must have 1 or 3 channels, got {arr.shape[-1]} (shape {arr.shape}); "
+            "drop an alpha channel first (image[..., :3])"
+        )
     return arr
+
+
+def _check_config(config) -> None:
+    if not isinstance(config, ml_collections.ConfigDict):
+        raise ValueError(
+            f"config must be an ml_collections.ConfigDict (e.g. jaxdeconv.config.fast()), got "
+            f"{type(config).__name__}; a dict d becomes one with ml_collections.ConfigDict(d)"
+        )
 
 
 def check_finite(losses: np.ndarray, first_step: int) -> None:
@@ -317,6 +335,7 @@ def deblur(
       A ``DeblurResult``. Compiled functions are cached (``jaxdeconv.run.runner``): a second image
       of the same shape and config compiles nothing.
     """
+    _check_config(config)
     y = as_image(blurry)[None]
     if key is None:
         key = jax.random.key(config.seed)
@@ -361,6 +380,9 @@ def deblur_batch(
     Returns:
       One ``DeblurResult`` per image (``seconds`` is the batch's time divided by B).
     """
+    _check_config(config)
+    if len(blurry) == 0:
+        raise ValueError("deblur_batch needs at least one image, got none")
     ys = jnp.stack([as_image(b) for b in blurry])
     if keys is None:
         keys = jnp.stack([jax.random.key(config.seed)] * ys.shape[0])
