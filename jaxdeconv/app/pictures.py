@@ -36,12 +36,18 @@ def _kernel_panel(kernel: np.ndarray, side: int) -> np.ndarray:
 
 
 def _labelled(panel: np.ndarray, label: str, height: int) -> np.ndarray:
-    """``panel`` on a black column of ``height`` px (top-aligned) under ``label``."""
+    """``panel`` on a black column of at least ``height`` px (top-aligned) under ``label``."""
     h, w = panel.shape[:2]
-    canvas = Image.new("RGB", (w, height + _LABEL_HEIGHT), (0, 0, 0))
+    canvas = Image.new("RGB", (w, max(h, height) + _LABEL_HEIGHT), (0, 0, 0))
     canvas.paste(Image.fromarray(panel), (0, _LABEL_HEIGHT))
     ImageDraw.Draw(canvas).text((2, 1), label, fill=(255, 255, 255), font=ImageFont.load_default())
     return np.asarray(canvas)
+
+
+def _pad_to(panel: np.ndarray, height: int) -> np.ndarray:
+    """``panel`` with black rows below it up to ``height``."""
+    extra = height - panel.shape[0]
+    return np.pad(panel, ((0, extra), (0, 0), (0, 0))) if extra > 0 else panel
 
 
 def comparison(
@@ -64,7 +70,9 @@ def comparison(
         b = np.asarray(Image.fromarray(b).resize(size, Image.LANCZOS))
         d = np.asarray(Image.fromarray(d).resize(size, Image.LANCZOS))
     height = b.shape[0]
-    side = max(height // 3, np.asarray(kernel).shape[0], 72)  # wide enough for its label
+    # A third of the images' height, at least the kernel's own size and (where the images
+    # are that tall) 72 px, wide enough for the panel's label.
+    side = max(height // 3, np.asarray(kernel).shape[0], min(72, height))
     panels = [
         _labelled(b, "blurry", height),
         _labelled(d, "deblurred", height),
@@ -72,6 +80,8 @@ def comparison(
     ]
     if true_kernel is not None:
         panels.append(_labelled(_kernel_panel(true_kernel, side), "true kernel", height))
+    height = max(p.shape[0] for p in panels) - _LABEL_HEIGHT
+    panels = [_pad_to(p, height + _LABEL_HEIGHT) for p in panels]
     gap = np.zeros((height + _LABEL_HEIGHT, _GAP, 3), np.uint8)
     row = []
     for p in panels:
