@@ -39,7 +39,11 @@ def main(argv):
         print(f"deblur.py: {e}", file=sys.stderr)
         return 2
     try:
-        launch.deblur_one(cfg, _INPUT.value, _KERNEL_SIZE.value, _WORKDIR.value)
+        # The built-in example runs its own number of steps unless the user set num_steps.
+        steps = None if launch.sets_field(_SET.value, "num_steps") else launch.EXAMPLE_STEPS
+        launch.deblur_one(
+            cfg, _INPUT.value, _KERNEL_SIZE.value, _WORKDIR.value, example_steps=steps
+        )
     except launch.InputError as e:  # unreadable image, bad kernel size, workdir among inputs
         print(f"deblur.py: {e}", file=sys.stderr)
         return 1

@@ -12,7 +12,7 @@ def test_builtin_example_writes_all_outputs(tmp_path, monkeypatch):
     monkeypatch.setattr(launch, "EXAMPLE_SIZE", 32)
     cfg = config_lib.tiny()
     cfg.num_steps = 10
-    facts = launch.deblur_one(cfg, None, 5, str(tmp_path))
+    facts = launch.deblur_one(cfg, None, 5, str(tmp_path), example_steps=None)
     for path in facts["files"].values():
         assert os.path.getsize(path) > 0
     with open(tmp_path / "example_run.json") as f:
@@ -23,6 +23,27 @@ def test_builtin_example_writes_all_outputs(tmp_path, monkeypatch):
     assert os.path.isfile(tmp_path / "example_comparison.png")
     kernel = np.load(tmp_path / "example_kernel.npy")
     assert kernel.shape == (5, 5) and abs(kernel.sum() - 1) < 1e-5
+
+
+def test_example_steps_replace_the_configs_for_the_example_only(tmp_path, monkeypatch):
+    monkeypatch.setattr(launch, "EXAMPLE_SIZE", 32)
+    cfg = config_lib.tiny()
+    cfg.num_steps = 10
+    launch.deblur_one(cfg, None, 5, str(tmp_path / "ex"), example_steps=4)
+    with open(tmp_path / "ex" / "example_run.json") as f:
+        assert json.load(f)["num_steps"] == 4
+    assert cfg.num_steps == 10  # the caller's config is not changed
+    path = tmp_path / "in.png"
+    Image.fromarray(np.full((24, 24), 128, np.uint8)).save(path)
+    launch.deblur_one(cfg, str(path), 5, str(tmp_path / "out"), example_steps=4)
+    with open(tmp_path / "out" / "in_run.json") as f:
+        assert json.load(f)["num_steps"] == 10  # a photo keeps the config's steps
+
+
+def test_sets_field_reads_both_override_spellings():
+    assert launch.sets_field(["num_steps=100", "seed=1"], "num_steps")
+    assert launch.sets_field([" num_steps = 100"], "num_steps")
+    assert not launch.sets_field(["optim.num_steps=1", "num_stepsx=2"], "num_steps")
 
 
 def test_builtin_example_with_automatic_kernel_size(tmp_path, monkeypatch):

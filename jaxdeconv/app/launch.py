@@ -25,9 +25,13 @@ from jaxdeconv.app import example as example_lib
 from jaxdeconv.app import records as records_lib
 from jaxdeconv.run import runtime
 
-EXAMPLE_SIZE = 128
+EXAMPLE_SIZE = 112
 EXAMPLE_KERNEL_SIZE = 15
 EXAMPLE_NOISE = 0.01
+# The example's training steps (photos get the preset's own): on 3 seeds the fast preset
+# gained +6.9 dB or more at 1000 steps on this 112 px scene, in under half the time of a
+# 128 px, 2500-step run (README).
+EXAMPLE_STEPS = 1000
 
 
 class InputError(ValueError):
@@ -93,6 +97,11 @@ def prepare_config(
     return cfg
 
 
+def sets_field(overrides: list[str], field: str) -> bool:
+    """Whether ``FIELD=VALUE`` items (``--set``/``--config.FIELD``) set ``field``."""
+    return any(str(item).partition("=")[0].strip() == field for item in overrides)
+
+
 def _psnr(a: np.ndarray, b: np.ndarray) -> float:
     return float(10 * np.log10(1.0 / np.mean((np.asarray(a) - np.asarray(b)) ** 2)))
 
@@ -102,8 +111,13 @@ def deblur_one(
     input_path: str | None,
     kernel_size: int | None,
     workdir: str,
+    *,
+    example_steps: int | None = None,
 ) -> dict:
-    """Deblurs ``input_path`` (or the built-in example) and writes outputs into ``workdir``."""
+    """Deblurs ``input_path`` (or the built-in example) and writes outputs into ``workdir``.
+
+    The built-in example trains ``example_steps`` steps (``None``: ``config.num_steps``;
+    launchers pass ``None`` when the user set ``num_steps``)."""
     start = time.perf_counter()
     runtime.enable_compilation_cache()
     config = ml_collections.ConfigDict(config.to_dict())  # unlocked copy
@@ -117,6 +131,8 @@ def deblur_one(
         k = kernel_size if isinstance(kernel_size, int) else EXAMPLE_KERNEL_SIZE
         example = example_lib.make(EXAMPLE_SIZE, k, noise=EXAMPLE_NOISE, seed=config.seed)
         blurry, name = example.blurry, "example"
+        if example_steps is not None:
+            config.num_steps = int(example_steps)
         if kernel_size is None and config.kernel_size != "auto":
             kernel_size = k
     else:
