@@ -4,19 +4,18 @@ r"""Scores, on the CPU, the Levin and Lai arrays that benchmarks/gpu_report.py b
       [--data=benchmarks/data] [--lai_data=../shared/data] [--compare=docs/levin_fast_results.csv] \
       [--out=scores.md] [--csv_dir=docs]
 
-Each ``<dataset>_<label>.npz`` holds, per image, the kernel and the network's image after
-training on the GPU (one file per group of one shape and kernel size). Scoring follows
+Each ``<dataset>_<label>.npz`` holds, per image, the kernel and the network's image after training
+on the GPU (one file per group of one shape and kernel size). Scoring follows
 ``jaxdeconv.bench.evaluate``: the two-stage image is the protocol's non-blind step with the
 estimated kernel (``evaluate.nonblind_deconv``: hyper-Laplacian, outlier-robust for Lai's
 'saturated'; ``--nonblind=final``: ``nonblind.final_deconv`` instead), recomputed here; the
-reference is the same step with the true kernel, and every image is scored with the shift-aligned protocol
-(``metrics.aligned_psnr_ssim``): PSNR and SSIM direct (the network's image), two-stage and true
-kernel, the error ratio (two-stage SSD over true-kernel SSD), the kernel similarity
-(``metrics.kernel_similarity``) and the kernel's largest tap. Lai rows add the published
-scale (``evaluate.published_scores``: studio-range luma as SelfDeblur's statistic_lai.m, for
-the two-stage, true-kernel and direct images). The two-stage image computed on the GPU is
-compared with the one recomputed here (``two_stage_gpu_psnr``).
-
+reference is the same step with the true kernel, and every image is scored with the shift-aligned
+protocol (``metrics.aligned_psnr_ssim``): PSNR and SSIM direct (the network's image), two-stage and
+true kernel, the error ratio (two-stage SSD over true-kernel SSD), the kernel similarity
+(``metrics.kernel_similarity``) and the kernel's largest tap. Lai rows add the published scale
+(``evaluate.published_scores``: studio-range luma as SelfDeblur's statistic_lai.m, for the
+two-stage, true-kernel and direct images). The two-stage image computed on the GPU is compared with
+the one recomputed here (``two_stage_gpu_psnr``).
 Levin sharp images and kernels come from ``--data`` (benchmarks/data holds all 32); Lai's from
 ``--lai_data`` (the sharp images do not travel to the GPU machine: ../shared/data).
 
