@@ -16,6 +16,7 @@ true kernel, the error ratio (two-stage SSD over true-kernel SSD), the kernel si
 (``evaluate.published_scores``: studio-range luma as SelfDeblur's statistic_lai.m, for the
 two-stage, true-kernel and direct images). The two-stage image computed on the GPU is compared with
 the one recomputed here (``two_stage_gpu_psnr``).
+
 Levin sharp images and kernels come from ``--data`` (benchmarks/data holds all 32); Lai's from
 ``--lai_data`` (the sharp images do not travel to the GPU machine: ../shared/data).
 
