@@ -260,7 +260,7 @@ def choose_estimate(
     kernel, facts = robust_kernel(result, region, config, luminance, key=key)
     facts["window"] = window_rule(config, p)
     best = Choice(kernel, facts, result, box)
-    others = [w for w in config.recover.get("windows", ()) if w != facts["window"]]
+    others = [w for w in config.recover.windows if w != facts["window"]]
     if not others or not config.crop_size:
         return best
     image = _polish_window(luminance, config, p)

@@ -27,6 +27,7 @@ import jax
 import ml_collections
 import numpy as np
 
+from jaxdeconv import config as config_lib
 from jaxdeconv import pipeline
 from jaxdeconv.app import folder_lock, image_io, overlap, shards
 from jaxdeconv.app.inputs import _failure, output_names, unmatched_manifest_rows
@@ -35,7 +36,6 @@ from jaxdeconv.app.records import (
     _checkpoint_dir,
     _checkpoint_fingerprint,
     _remove_checkpoint,
-    config_fingerprint,
     file_sha256,
     foreign_files,
     output_files,
@@ -197,7 +197,7 @@ def _process(
             sha = file_sha256(path)
         except OSError as e:
             sha = f"unreadable: {e}"
-        fingerprint = hashlib.sha256(f"{sha} {config_fingerprint(cfg)}".encode()).hexdigest()
+        fingerprint = hashlib.sha256(f"{sha} {config_lib.fingerprint(cfg)}".encode()).hexdigest()
         if resume and outputs_complete(output_dir, name, fingerprint):
             run.set(path, _record(name, path, "skipped (complete)", k, cfg))
             progress.advance(1, f"{name}: outputs complete, skipped")

@@ -22,7 +22,6 @@ true kernels). A failing image is recorded as failed and the others go on.
 from __future__ import annotations
 
 import csv
-import hashlib
 import io
 import json
 import os
@@ -38,6 +37,7 @@ import ml_collections
 import numpy as np
 from PIL import Image, ImageDraw
 
+from jaxdeconv import config as config_lib
 from jaxdeconv import pipeline
 from jaxdeconv.app import image_io
 from jaxdeconv.bench import datasets, metrics
@@ -105,46 +105,18 @@ TARGET_MAX_KERNEL = 35
 TARGET_MAX_NOISE = 0.01
 
 
-# Fields added after benchmark results were stored, with the value at which a config computes
-# what it did before the field existed: left out of the hash at that value, so that stored
-# results stay valid (a resumed benchmark does not redo them).
-_NEUTRAL = {
-    ("support_margin",): 1.0,
-    ("recover", "windows"): (),
-    ("grad_weight",): 0.0,
-    ("image_net", "type"): "unet",
-    ("kernel_net", "coord_hidden"): 64,
-    ("kernel_net", "coord_layers"): 3,
-    ("kernel_net", "coord_omega"): 30.0,
-    ("progressive", "levels"): 0,
-    ("progressive", "factor"): 2.0,
-    ("progressive", "min_kernel"): 7,
-    ("progressive", "step_share"): 0.4,
-    ("progressive", "carry_image"): False,
-    ("progressive", "hold_kernel"): 0.0,
-    ("optim", "hold_k"): 0.0,
-}
+# The benchmark's result identity predates config.RESULT_NEUTRAL: stored per-image results
+# carry a fingerprint that leaves out only checkpoint_every, so it still does (a benchmark run
+# with another log_every or snapshot_every is recomputed).
+BENCHMARK_IGNORE = ("checkpoint_every",)
 
 
 def config_hash(config: ml_collections.ConfigDict) -> str:
-    """Short stable hash of what a config computes (not the per-image kernel size, unless it is
-    ``'auto'``, nor the checkpoint interval, nor a later field at its neutral value)."""
-    d = config.to_dict()
-    if not isinstance(d.get("kernel_size"), str):
-        d.pop("kernel_size", None)
-    d.pop("checkpoint_every", None)
-    for path, neutral in _NEUTRAL.items():
-        *parents, leaf = path
-        node = d
-        for part in parents:
-            node = node.get(part, {}) if isinstance(node, dict) else {}
-        if isinstance(node, dict) and leaf in node:
-            value = node[leaf]
-            if (tuple(value) if isinstance(value, list | tuple) else value) == neutral:
-                del node[leaf]
-    if d.get("progressive") == {}:  # a group added later, every field neutral
-        del d["progressive"]
-    return hashlib.sha1(json.dumps(d, sort_keys=True, default=str).encode()).hexdigest()[:12]
+    """The benchmark's result identity of ``config``: its fingerprint
+    (``config.fingerprint``) without the checkpoint interval nor, unless it is ``'auto'``, the
+    kernel size (set per image)."""
+    per_image = () if isinstance(config.get("kernel_size"), str) else ("kernel_size",)
+    return config_lib.fingerprint(config, ignore=BENCHMARK_IGNORE + per_image)
 
 
 def nonblind_method(category: str) -> str:

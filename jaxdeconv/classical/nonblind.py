@@ -100,7 +100,7 @@ def adapted_lam(blurry: ArrayLike, cfg=None) -> float:
     """
     nb = _nonblind_block(cfg)
     lam = float(nb.lam)
-    if not nb.get("noise_adaptive", False):
+    if not nb.noise_adaptive:
         return lam
     sigma = estimate_noise(blurry)
     return min(lam, float(nb.noise_lam_scale) / max(sigma, 1e-6))
@@ -113,13 +113,13 @@ METHODS = ("auto", "hyper_laplacian", "outlier_robust")
 
 
 def _nonblind_block(cfg):
-    """The ``nonblind`` block from a full run config, the block itself, or None (defaults).
-    A run config without the block (saved by an older version) gets the defaults."""
+    """The ``nonblind`` block from a full run config, the block itself, or None (defaults),
+    with any field it lacks (a config saved by an older version) from the defaults."""
     if cfg is not None and "nonblind" in cfg:
-        return cfg.nonblind
+        return config_lib.with_defaults(cfg.nonblind, "nonblind")
     if cfg is None or "method" not in cfg:
         return config_lib.default_config().nonblind
-    return cfg
+    return config_lib.with_defaults(cfg, "nonblind")
 
 
 def choose_method(blurry: ArrayLike, cfg=None) -> str:
