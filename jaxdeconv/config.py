@@ -16,6 +16,10 @@ Presets:
 
 from __future__ import annotations
 
+import hashlib
+import json
+from collections.abc import Iterable
+
 import ml_collections
 from ml_collections import config_dict
 
@@ -307,6 +311,80 @@ def tiny() -> ml_collections.ConfigDict:
 
 
 PRESETS = {"paper": paper, "fast": fast, "tiny": tiny}
+
+
+# --- What a config computes: one fingerprint, and the defaults of a partial config ------------
+
+# Fields that change no result: how often a run reports, checkpoints or keeps the network's
+# image for curves.
+RESULT_NEUTRAL = ("log_every", "checkpoint_every", "snapshot_every")
+
+# Fields added after fingerprints were first stored, each with the value at which a config
+# computes what it did before the field existed: left out of the fingerprint at that value, so
+# what was stored before stays valid (a resumed benchmark does not redo it). A new field that
+# is off by default goes here with its default.
+ADDED_FIELDS = {
+    "support_margin": 1.0,
+    "recover.windows": (),
+    "grad_weight": 0.0,
+    "image_net.type": "unet",
+    "kernel_net.coord_hidden": 64,
+    "kernel_net.coord_layers": 3,
+    "kernel_net.coord_omega": 30.0,
+    "progressive.levels": 0,
+    "progressive.factor": 2.0,
+    "progressive.min_kernel": 7,
+    "progressive.step_share": 0.4,
+    "progressive.carry_image": False,
+    "progressive.hold_kernel": 0.0,
+    "optim.hold_k": 0.0,
+}
+
+
+def _parent(d: dict, field: str) -> tuple[dict, str]:
+    """The dict holding dotted ``field`` in the nested ``d`` (``{}`` when absent) and its key."""
+    *parents, leaf = field.split(".")
+    for part in parents:
+        d = d.get(part, {}) if isinstance(d, dict) else {}
+    return (d if isinstance(d, dict) else {}), leaf
+
+
+def fingerprint(cfg: ml_collections.ConfigDict, *, ignore: Iterable[str] = RESULT_NEUTRAL) -> str:
+    """12 hex digits naming what ``cfg`` computes: a SHA-1 of its fields as sorted JSON, less
+    the dotted names in ``ignore`` and less :data:`ADDED_FIELDS` at their off value (a group
+    they leave empty goes too). Equal configs, or configs differing only there, share it."""
+    d = cfg.to_dict()
+    for field in ignore:
+        node, leaf = _parent(d, field)
+        node.pop(leaf, None)
+    for field, off in ADDED_FIELDS.items():
+        node, leaf = _parent(d, field)
+        if leaf in node:
+            value = node[leaf]
+            if (tuple(value) if isinstance(value, list | tuple) else value) == off:
+                del node[leaf]
+    for group in {f.split(".")[0] for f in ADDED_FIELDS if "." in f}:
+        if d.get(group) == {}:  # a group added later, every field at its off value
+            del d[group]
+    return hashlib.sha1(json.dumps(d, sort_keys=True, default=str).encode()).hexdigest()[:12]
+
+
+def with_defaults(cfg: ml_collections.ConfigDict, group: str = "") -> ml_collections.ConfigDict:
+    """A copy of ``cfg`` (a run config, or its group ``group`` such as ``'nonblind'``) with every
+    field it lacks taken from :func:`default_config`: for a partial config, or one saved before
+    a field existed. A full config comes back with the same values."""
+    defaults = default_config()
+    for part in filter(None, group.split(".")):
+        defaults = defaults[part]
+
+    def merged(base: dict, over: dict) -> dict:
+        out = dict(base)
+        for key, value in over.items():
+            both = isinstance(value, dict) and isinstance(base.get(key), dict)
+            out[key] = merged(base[key], value) if both else value
+        return out
+
+    return ml_collections.ConfigDict(merged(defaults.to_dict(), cfg.to_dict()))
 
 
 # --- Command-line overrides (one syntax for the command, the launchers and the ablation tool) --

@@ -260,7 +260,7 @@ def choose_estimate(
     kernel, facts = robust_kernel(result, region, config, luminance, key=key)
     facts["window"] = window_rule(config, p)
     best = Choice(kernel, facts, result, box)
-    others = [w for w in config.recover.get("windows", ()) if w != facts["window"]]
+    others = [w for w in config.recover.windows if w != facts["window"]]
     if not others or not config.crop_size:
         return best
     image = _polish_window(luminance, config, p)
@@ -361,6 +361,14 @@ def exposure_gain(blurry: np.ndarray) -> float:
     return 1.0 if top >= DARK_MAX or top <= 0.0 else 1.0 / top
 
 
+def brightened(blurry: np.ndarray) -> tuple[np.ndarray, float]:
+    """``(blurry * gain, gain)`` with ``gain = exposure_gain(blurry)``: what the estimate and
+    the deconvolution work on; :func:`scaled_outputs` by ``1 / gain`` scales their outputs
+    back."""
+    gain = exposure_gain(blurry)
+    return blurry * np.float32(gain), gain
+
+
 def scaled_outputs(outputs: Outputs, factor: float) -> Outputs:
     """``outputs`` with its images and uncertainty multiplied by ``factor`` (kernel kept)."""
     if factor == 1.0:
@@ -377,12 +385,11 @@ def deblur_image(
     blurry: np.ndarray, config: ml_collections.ConfigDict, *, key: jax.Array | None = None
 ) -> Outputs:
     """Blind deblurring of ``[H, W, C]`` in [0, 1]: kernel on luminance, then every channel.
-    A dark image (maximum under ``DARK_MAX``) is worked on brightened (``exposure_gain``)."""
+    A dark image (maximum under ``DARK_MAX``) is worked on brightened (:func:`brightened`)."""
     blurry = np.asarray(blurry, np.float32)
     if blurry.ndim == 2:
         blurry = blurry[..., None]
-    gain = exposure_gain(blurry)
-    blurry = blurry * np.float32(gain)
+    blurry, gain = brightened(blurry)
     luminance = image_io.luminance(blurry)
     region, _ = estimation_region(luminance, config)
     result = progressive.network_run(luminance, config, key=key, region=region)

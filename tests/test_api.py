@@ -6,11 +6,7 @@ import numpy as np
 import pytest
 
 import jaxdeconv
-from jaxdeconv.bench import synthetic
-
-
-def _psnr(a, b):
-    return 10 * np.log10(1.0 / np.mean((np.asarray(a) - np.asarray(b)) ** 2))
+from jaxdeconv.bench import metrics, synthetic
 
 
 def test_end_to_end_tiny_recovers_kernel_and_sharpens(tiny_config):
@@ -23,7 +19,7 @@ def test_end_to_end_tiny_recovers_kernel_and_sharpens(tiny_config):
     err = np.linalg.norm(result.kernel - ex.kernel)
     err_delta = np.linalg.norm(delta - ex.kernel)
     assert err < 0.5 * err_delta
-    assert _psnr(result.image, ex.sharp) > _psnr(ex.blurry, ex.sharp) + 1.0
+    assert metrics.psnr(result.image, ex.sharp) > metrics.psnr(ex.blurry, ex.sharp) + 1.0
 
     assert result.image.shape == result.mean.shape == result.std.shape == (32, 32, 1)
     assert result.kernel.min() >= 0 and abs(result.kernel.sum() - 1) < 1e-5

@@ -53,13 +53,6 @@ def test_auto_uses_crossover():
     assert "fft" in jax.jit(blur.valid_correlate).lower(x, large).as_text().lower()
 
 
-def test_next_smooth_size():
-    assert blur.next_smooth_size(281) == 288
-    assert blur.next_smooth_size(255) == 256
-    assert blur.next_smooth_size(7) == 8
-    assert blur.next_smooth_size(1) == 1
-
-
 def test_rejects_bad_shapes():
     with pytest.raises(ValueError, match="larger than the image"):
         blur.valid_correlate(jnp.zeros((4, 4, 1)), jnp.zeros((5, 5)))

@@ -275,6 +275,17 @@ def test_long_runs_keep_a_checkpoint_per_image(tmp_path, tiny_config, monkeypatc
     assert not os.path.exists(path)  # ... and removed once the image was scored
 
 
+def test_config_hash_values_of_stored_results_are_unchanged():
+    """Per-image benchmark results store this hash: these values were computed by the
+    benchmark's own hash before it became ``config.fingerprint`` (issue 27)."""
+    from jaxdeconv import config as config_lib
+
+    assert evaluate.config_hash(config_lib.fast()) == "ab491088e423"
+    assert evaluate.config_hash(config_lib.paper()) == "236d316dd579"
+    assert evaluate.config_hash(config_lib.tiny()) == "6ff0ab55313a"
+    assert evaluate.config_hash(config_lib.default_config()) == "523f668e1824"
+
+
 def test_a_later_field_at_its_neutral_value_keeps_stored_results_valid():
     from jaxdeconv import config as config_lib
 

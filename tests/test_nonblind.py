@@ -156,32 +156,6 @@ def test_prox_alpha_one_is_soft_threshold():
     np.testing.assert_allclose(w, np.sign(v) * np.maximum(np.abs(v) - 0.25, 0.0), atol=1e-7)
 
 
-def test_correlation_otf_matches_scipy():
-    """The FFT operator is circular cross-correlation with the kernel centred at K // 2."""
-    rng = np.random.default_rng(1)
-    x = rng.random((12, 15)).astype(np.float32)
-    k = rng.random((5, 5)).astype(np.float32)
-    otf = nonblind._correlation_otf(k, (2, 2), x.shape)
-    got = np.fft.irfft2(np.asarray(otf) * np.fft.rfft2(x), s=x.shape)
-    want = scipy.ndimage.correlate(x.astype(np.float64), k.astype(np.float64), mode="wrap")
-    np.testing.assert_allclose(got, want, atol=1e-5)
-
-
-def test_periodic_extension_keeps_image_and_wraps_smoothly():
-    x = _sharp_image(40)
-    ext = np.asarray(nonblind._periodic_extend(nonblind._periodic_extend(x, 64, 0), 60, 1))
-    assert ext.shape == (64, 60)
-    np.testing.assert_array_equal(ext[:40, :40], x)
-    # Largest jump between neighbours on the periodic canvas (including the wrap-around)
-    # is no larger than inside the image itself.
-    jump = max(
-        np.abs(np.diff(ext, axis=0, append=ext[:1])).max(),
-        np.abs(np.diff(ext, axis=1, append=ext[:, :1])).max(),
-    )
-    inside = max(np.abs(np.diff(x, axis=0)).max(), np.abs(np.diff(x, axis=1)).max())
-    assert jump <= inside + 1e-6
-
-
 def test_bad_inputs_raise():
     y = np.zeros((16, 16), np.float32)
     with pytest.raises(ValueError, match="K odd"):

@@ -76,3 +76,30 @@ def test_progressive_needs_a_resolution_free_kernel_net(cfg):
     ex = synthetic.make_example(32, 32, 9, seed=0)
     with pytest.raises(ValueError, match="resolution-free"):
         progressive.network_run(ex.blurry, cfg)
+
+
+def test_network_runs_batches_at_one_scale_and_goes_one_by_one_when_progressive(cfg, monkeypatch):
+    calls = []
+
+    def fake_run(luminance, config, *, key, region, checkpoint_dir, callback):
+        calls.append(("run", region.shape, checkpoint_dir))
+        return "run"
+
+    def fake_batch(regions, config, *, checkpoint_dir, callback):
+        calls.append(("batch", len(regions), config.kernel_size, checkpoint_dir))
+        return ["batch"] * len(regions)
+
+    monkeypatch.setattr(progressive, "network_run", fake_run)
+    monkeypatch.setattr(progressive.api, "deblur_batch", fake_batch)
+    lums = [np.zeros((40, 40, 1), np.float32)] * 2
+    regions = [np.zeros((40, 40, 1), np.float32)] * 2
+    cfg.progressive.levels = 0
+    assert progressive.network_runs(lums, regions, cfg, checkpoint_dir="c") == ["batch"] * 2
+    assert calls == [("batch", 2, 9, "c")]  # the network's config at the working scale
+    calls.clear()
+    assert progressive.network_runs(lums[:1], regions[:1], cfg, checkpoint_dir="c") == ["run"]
+    assert calls == [("run", (40, 40, 1), "c")]  # one image keeps its checkpoint
+    calls.clear()
+    cfg.progressive.levels = 1
+    assert progressive.network_runs(lums, regions, cfg, checkpoint_dir="c") == ["run"] * 2
+    assert calls == [("run", (40, 40, 1), None)] * 2  # no checkpoint shared by two images

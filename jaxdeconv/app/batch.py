@@ -27,6 +27,7 @@ import jax
 import ml_collections
 import numpy as np
 
+from jaxdeconv import config as config_lib
 from jaxdeconv import pipeline
 from jaxdeconv.app import folder_lock, image_io, overlap, shards
 from jaxdeconv.app.inputs import _failure, output_names, unmatched_manifest_rows
@@ -35,7 +36,6 @@ from jaxdeconv.app.records import (
     _checkpoint_dir,
     _checkpoint_fingerprint,
     _remove_checkpoint,
-    config_fingerprint,
     file_sha256,
     foreign_files,
     output_files,
@@ -197,7 +197,7 @@ def _process(
             sha = file_sha256(path)
         except OSError as e:
             sha = f"unreadable: {e}"
-        fingerprint = hashlib.sha256(f"{sha} {config_fingerprint(cfg)}".encode()).hexdigest()
+        fingerprint = hashlib.sha256(f"{sha} {config_lib.fingerprint(cfg)}".encode()).hexdigest()
         if resume and outputs_complete(output_dir, name, fingerprint):
             run.set(path, _record(name, path, "skipped (complete)", k, cfg))
             progress.advance(1, f"{name}: outputs complete, skipped")
@@ -279,13 +279,12 @@ def _load(member: dict, names: dict, run: _Run, progress: Progress) -> dict | No
     step = 1.0 / (2**bits - 1) if bits in (8, 16) else 0.0
     if float(np.ptp(image_io.luminance(blurry))) <= step:
         notes.append("the image is constant (no detail): its kernel is arbitrary")
-    gain = pipeline.exposure_gain(blurry)
+    blurry, gain = pipeline.brightened(blurry)
     if gain != 1.0:
         notes.append(
             f"dark image (brightest value {1 / gain:.4g} of 1): worked on {gain:.3g} times "
             "brighter, outputs scaled back"
         )
-        blurry = blurry * np.float32(gain)
     lum = image_io.luminance(blurry)
     for note in notes:
         progress.line(f"warning: {path}: {note}")
@@ -428,24 +427,13 @@ def _estimation_region(luminance: np.ndarray, cfg: ml_collections.ConfigDict) ->
 
 def _network_stage(chunk, cfg, ckpt, report) -> list[api.DeblurResult]:
     """Trains the networks of one batch (``chunk``: same-shaped regions, one config)."""
-    # The networks' kernel side at the working scale (pipeline.plan; the given size, or the
-    # upper bound for 'auto', when the estimate runs at full resolution).
-    if len(chunk) == 1 or progressive.level_kernel_sizes(cfg, chunk[0]["shape"]):
-        # Progressive runs go one image at a time (each carries its own coarser levels).
-        return [
-            progressive.network_run(
-                image_io.luminance(m["blurry"]),
-                cfg,
-                key=jax.random.key(cfg.seed),
-                region=m["region"],
-                checkpoint_dir=ckpt if len(chunk) == 1 else None,
-                callback=report,
-            )
-            for m in chunk
-        ]
-    cfg = pipeline.network_config(cfg, chunk[0]["shape"])
-    regions = [m["region"] for m in chunk]
-    return api.deblur_batch(regions, cfg, checkpoint_dir=ckpt, callback=report)
+    return progressive.network_runs(
+        [image_io.luminance(m["blurry"]) for m in chunk],
+        [m["region"] for m in chunk],
+        cfg,
+        checkpoint_dir=ckpt,
+        callback=report,
+    )
 
 
 def _final_stage(member: dict, result: api.DeblurResult) -> pipeline.Outputs:

@@ -15,7 +15,6 @@ import time
 
 import jax
 import ml_collections
-import numpy as np
 from absl import flags, logging
 
 from jaxdeconv import config as config_lib
@@ -102,10 +101,6 @@ def sets_field(overrides: list[str], field: str) -> bool:
     return any(str(item).partition("=")[0].strip() == field for item in overrides)
 
 
-def _psnr(a: np.ndarray, b: np.ndarray) -> float:
-    return float(10 * np.log10(1.0 / np.mean((np.asarray(a) - np.asarray(b)) ** 2)))
-
-
 def deblur_one(
     config: ml_collections.ConfigDict,
     input_path: str | None,
@@ -188,7 +183,7 @@ def deblur_one(
 
         def scored(image):
             if min(example.sharp.shape[:2]) < 41:  # too small for the protocol's 15 px border
-                return _psnr(image, example.sharp)
+                return metrics.psnr(image, example.sharp)
             return metrics.aligned_psnr_ssim(image, example.sharp)["psnr"]
 
         extra["psnr_vs_sharp"] = {
@@ -197,8 +192,8 @@ def deblur_one(
             "deblurred": scored(outputs.deblurred),
         }
         extra["psnr_vs_sharp_unaligned"] = {
-            "blurry": _psnr(example.blurry, example.sharp),
-            "deblurred": _psnr(outputs.deblurred, example.sharp),
+            "blurry": metrics.psnr(example.blurry, example.sharp),
+            "deblurred": metrics.psnr(outputs.deblurred, example.sharp),
         }
         extra["kernel_similarity"] = metrics.kernel_similarity(outputs.kernel, example.kernel)
     facts = pipeline.run_facts(config, outputs, **extra)

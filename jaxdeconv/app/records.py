@@ -19,8 +19,7 @@ import os
 import shutil
 from collections.abc import Iterable
 
-import ml_collections
-
+from jaxdeconv import config as config_lib
 from jaxdeconv.app import image_io
 
 OUTPUT_SUFFIXES = (
@@ -34,9 +33,6 @@ OUTPUT_SUFFIXES = (
 )
 RECORD_DIR = ".jaxdeconv"  # in an output folder: what this tool wrote there
 CHECKPOINT_DIR = ".checkpoints"
-# Fields that do not change a run's result: a checkpoint or output made with other values of
-# these still belongs to the run.
-_NOT_RESULT_FIELDS = ("checkpoint_every", "log_every")
 
 
 def written_here(folder: str) -> set[str]:
@@ -64,15 +60,6 @@ def file_sha256(path: str) -> str:
         for block in iter(lambda: f.read(1 << 20), b""):
             h.update(block)
     return h.hexdigest()
-
-
-def config_fingerprint(config: ml_collections.ConfigDict, leave_out: tuple = ()) -> str:
-    """Hash of every config field that changes a result (seed and kernel size included unless
-    named in ``leave_out``)."""
-    skip = _NOT_RESULT_FIELDS + tuple(leave_out)
-    d = {k: v for k, v in config.to_dict().items() if k not in skip}
-    text = json.dumps(d, sort_keys=True, default=str)
-    return hashlib.sha256(text.encode()).hexdigest()
 
 
 def record_path(output_dir: str, name: str) -> str:
@@ -155,7 +142,9 @@ def _checkpoint_dir(chunk, output_dir, names, checkpoints) -> str | None:
 def _checkpoint_fingerprint(chunk) -> dict:
     return {
         "inputs": [m["sha"] for m in chunk],
-        "config": config_fingerprint(chunk[0]["cfg"], leave_out=("seed", "kernel_size")),
+        "config": config_lib.fingerprint(
+            chunk[0]["cfg"], ignore=config_lib.RESULT_NEUTRAL + ("seed", "kernel_size")
+        ),
         "seed": chunk[0]["cfg"].seed,
         "kernel_size": chunk[0]["cfg"].kernel_size,
     }

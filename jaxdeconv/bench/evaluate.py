@@ -17,18 +17,16 @@ reference; the kernel similarity is the peak normalised cross-correlation with t
 the same config, the same case and the same non-blind method), then ``results.csv``,
 ``summary.md`` (overall, per category and per bucket tables) and ``kernels.png`` (estimated vs
 true kernels). A failing image is recorded as failed and the others go on.
+
+The protocol (columns, scores, non-blind step, result identity) is ``jaxdeconv.bench.protocol``,
+the tables and pictures ``jaxdeconv.bench.report``; both are re-exported here.
 """
 
 from __future__ import annotations
 
-import csv
-import hashlib
-import io
 import json
 import os
-import platform
 import shutil
-import subprocess
 import time
 import traceback
 from collections.abc import Callable, Sequence
@@ -36,136 +34,30 @@ from collections.abc import Callable, Sequence
 import jax
 import ml_collections
 import numpy as np
-from PIL import Image, ImageDraw
 
 from jaxdeconv import pipeline
 from jaxdeconv.app import image_io
 from jaxdeconv.bench import datasets, metrics
-from jaxdeconv.classical import crops, nonblind
-
-# A kernel whose largest tap exceeds this is counted as collapsed towards the trivial delta.
-DELTA_PEAK = 0.5
-
-COLUMNS = (
-    "name",
-    "category",
-    "kernel_name",
-    "kernel_size",
-    "kernel_size_used",
-    "kernel_size_true",
-    "nonblind_method",
-    "status",
-    "seconds",
-    "seconds_total",
-    "final_loss",
-    "psnr_direct",
-    "ssim_direct",
-    "psnr_two_stage",
-    "ssim_two_stage",
-    "psnr_true_kernel",
-    "ssim_true_kernel",
-    "error_ratio",
-    "error_ratio_direct",
-    "kernel_similarity",
-    "kernel_peak",
-    "psnr_blurry",
-    "ssim_blurry",
-    "gain",
-    # The scale published tables use (PUBLISHED_LUMA; empty where no published protocol applies).
-    "psnr_two_stage_published",
-    "ssim_two_stage_published",
-    "psnr_true_kernel_published",
-    # The synthetic suite's buckets and facts (empty for the other datasets).
-    "kernel_bucket",
-    "support",
-    "blur_size",
-    "noise",
-    "jpeg",
-    "smooth",
-    "size_bucket",
-    "image_size",
-    "source",
-    "error",
+from jaxdeconv.bench.protocol import (  # noqa: F401 - re-exported
+    BENCHMARK_IGNORE,
+    COLUMNS,
+    PUBLISHED_LUMA,
+    aligned_or_nan,
+    config_hash,
+    nonblind_deconv,
+    nonblind_method,
+    published_scores,
 )
-
-# How published tables score each dataset, when it differs from the protocol above: Lai's
-# (SelfDeblur's statistic_lai.m, used by the paper and its peers) compares the luma of MATLAB's
-# rgb2ycbcr, studio range, so the same result reads 1.32 dB higher than on full-range luma.
-# Levin's published protocol is ours (grey images, no conversion).
-PUBLISHED_LUMA = {"lai": metrics.studio_luma, "levin": None}
-
-# Per-bucket tables of summary.md, by dataset.
-BUCKET_FIELDS = {
-    "levin": ("category",),
-    "lai": ("category", "kernel_name"),
-    "synthetic": ("kernel_bucket", "support", "noise", "jpeg", "smooth", "size_bucket"),
-}
-# The issue's target group on the synthetic suite: kernels up to this size at <= 1% noise.
-TARGET_MAX_KERNEL = 35
-TARGET_MAX_NOISE = 0.01
-
-
-# Fields added after benchmark results were stored, with the value at which a config computes
-# what it did before the field existed: left out of the hash at that value, so that stored
-# results stay valid (a resumed benchmark does not redo them).
-_NEUTRAL = {
-    ("support_margin",): 1.0,
-    ("recover", "windows"): (),
-    ("grad_weight",): 0.0,
-    ("image_net", "type"): "unet",
-    ("kernel_net", "coord_hidden"): 64,
-    ("kernel_net", "coord_layers"): 3,
-    ("kernel_net", "coord_omega"): 30.0,
-    ("progressive", "levels"): 0,
-    ("progressive", "factor"): 2.0,
-    ("progressive", "min_kernel"): 7,
-    ("progressive", "step_share"): 0.4,
-    ("progressive", "carry_image"): False,
-    ("progressive", "hold_kernel"): 0.0,
-    ("optim", "hold_k"): 0.0,
-}
-
-
-def config_hash(config: ml_collections.ConfigDict) -> str:
-    """Short stable hash of what a config computes (not the per-image kernel size, unless it is
-    ``'auto'``, nor the checkpoint interval, nor a later field at its neutral value)."""
-    d = config.to_dict()
-    if not isinstance(d.get("kernel_size"), str):
-        d.pop("kernel_size", None)
-    d.pop("checkpoint_every", None)
-    for path, neutral in _NEUTRAL.items():
-        *parents, leaf = path
-        node = d
-        for part in parents:
-            node = node.get(part, {}) if isinstance(node, dict) else {}
-        if isinstance(node, dict) and leaf in node:
-            value = node[leaf]
-            if (tuple(value) if isinstance(value, list | tuple) else value) == neutral:
-                del node[leaf]
-    if d.get("progressive") == {}:  # a group added later, every field neutral
-        del d["progressive"]
-    return hashlib.sha1(json.dumps(d, sort_keys=True, default=str).encode()).hexdigest()[:12]
-
-
-def nonblind_method(category: str) -> str:
-    """The non-blind step of the two-stage protocol (METHOD.md) for an image of ``category``:
-    ``'outlier_robust'`` for Lai's 'saturated' images when ``nonblind`` provides it, else
-    ``'hyper_laplacian'``."""
-    if category == "saturated" and hasattr(nonblind, "outlier_robust_deconv"):
-        return "outlier_robust"
-    return "hyper_laplacian"
-
-
-def nonblind_deconv(method: str, blurry: np.ndarray, kernel: np.ndarray) -> np.ndarray:
-    """Runs the named non-blind method with its default parameters and the data weight
-    adapted to the image's noise (``nonblind.adapted_lam``; the default 5000 on Levin and Lai,
-    whose noise is below its threshold)."""
-    lam = nonblind.adapted_lam(blurry)
-    if method == "outlier_robust":
-        return np.asarray(nonblind.outlier_robust_deconv(blurry, kernel, lam=lam))
-    if method == "hyper_laplacian":
-        return np.asarray(nonblind.hyper_laplacian_deconv(blurry, kernel, lam=lam))
-    raise ValueError(f"unknown non-blind method {method!r}")
+from jaxdeconv.bench.report import (  # noqa: F401 - re-exported
+    BUCKET_FIELDS,
+    bucket_table,
+    commit_id,
+    summary_markdown,
+    write_csv,
+    write_kernel_montage,
+)
+from jaxdeconv.classical import crops
+from jaxdeconv.classical.diagnose import DELTA_PEAK  # noqa: F401 - re-exported
 
 
 def blind_estimate(
@@ -188,33 +80,6 @@ def _image_config(
     if not isinstance(config.kernel_size, str):
         cfg.kernel_size = int(item.kernel_size)
     return cfg
-
-
-def _aligned_or_nan(estimate: np.ndarray, sharp: np.ndarray) -> dict:
-    """Aligned scores, or NaNs when the two cannot be compared (another shape, e.g. a network
-    image at a coarser scale, or too small for the protocol's 15 px crop)."""
-    if estimate.shape[:2] != sharp.shape[:2] or min(sharp.shape[:2]) < 2 * 15 + 11:
-        return {"psnr": float("nan"), "ssim": float("nan"), "ssd": float("nan")}
-    return metrics.aligned_psnr_ssim(estimate, sharp)
-
-
-def published_scores(dataset: str, two_stage, true_kernel, sharp, staged: dict, reference: dict):
-    """The ``*_published`` columns: two-stage PSNR/SSIM and true-kernel PSNR on the scale the
-    published tables of ``dataset`` use (:data:`PUBLISHED_LUMA`): re-scored after the map
-    where there is one, the protocol's own scores where it is the published one (Levin), none
-    where nothing is published (the synthetic suite: the columns stay empty)."""
-    if dataset not in PUBLISHED_LUMA:
-        return {}
-    luma = PUBLISHED_LUMA[dataset]
-    if luma is not None:
-        ref = luma(sharp)
-        staged = metrics.aligned_psnr_ssim(luma(two_stage), ref)
-        reference = metrics.aligned_psnr_ssim(luma(true_kernel), ref)
-    return {
-        "psnr_two_stage_published": staged["psnr"],
-        "ssim_two_stage_published": staged["ssim"],
-        "psnr_true_kernel_published": reference["psnr"],
-    }
 
 
 def evaluate_image(
@@ -240,7 +105,7 @@ def evaluate_image(
     true_kernel = nonblind_deconv(method, item.blurry, item.kernel)
     # The network's own image covers the estimation crop (the whole image without one).
     whole = tuple(box[2:]) == tuple(item.blurry.shape[:2])
-    direct = _aligned_or_nan(np.asarray(result.image), crops.crop(item.sharp, box))
+    direct = aligned_or_nan(np.asarray(result.image), crops.crop(item.sharp, box))
     staged = metrics.aligned_psnr_ssim(two_stage, item.sharp)
     reference = metrics.aligned_psnr_ssim(true_kernel, item.sharp)
     blurry = metrics.aligned_psnr_ssim(item.blurry, item.sharp)
@@ -276,7 +141,7 @@ def evaluate_image(
     if result.snapshots:
         sharp = crops.crop(item.sharp, box)
         row["psnr_curve"] = [
-            [int(step), _aligned_or_nan(np.asarray(img), sharp)["psnr"]]
+            [int(step), aligned_or_nan(np.asarray(img), sharp)["psnr"]]
             for step, img in sorted(result.snapshots.items())
         ]
     arrays = {
@@ -286,35 +151,6 @@ def evaluate_image(
         "direct": np.asarray(result.image),
     }
     return row, arrays
-
-
-def _machine() -> str:
-    dev = jax.devices()[0]
-    return (
-        f"{platform.machine()}, {os.cpu_count()} CPU cores, JAX {jax.__version__} "
-        f"backend {jax.default_backend()} ({dev.device_kind})"
-    )
-
-
-def _commit() -> str:
-    try:
-        here = os.path.dirname(os.path.abspath(__file__))
-        out = subprocess.run(
-            ["git", "-C", here, "rev-parse", "--short", "HEAD"],
-            capture_output=True,
-            text=True,
-            check=True,
-            timeout=10,
-        )
-        dirty = subprocess.run(
-            ["git", "-C", here, "status", "--porcelain", "--", "."],
-            capture_output=True,
-            text=True,
-            timeout=10,
-        ).stdout.strip()
-        return out.stdout.strip() + ("+uncommitted" if dirty else "")
-    except (OSError, subprocess.SubprocessError):
-        return "unknown"
 
 
 def run_benchmark(
@@ -350,7 +186,7 @@ def run_benchmark(
     image_dir = os.path.join(workdir, "images")
     os.makedirs(image_dir, exist_ok=True)
     chash = config_hash(config)
-    commit = _commit()
+    commit = commit_id()
     rows, kernels = [], {}
     for i, lazy in enumerate(items):
         path = os.path.join(image_dir, f"{lazy.name}.json")
@@ -437,189 +273,3 @@ def run_benchmark(
     if kernels:
         write_kernel_montage(os.path.join(workdir, "kernels.png"), kernels)
     return rows
-
-
-def write_csv(path: str, rows: list[dict]) -> None:
-    buf = io.StringIO()
-    writer = csv.DictWriter(buf, fieldnames=COLUMNS, extrasaction="ignore")
-    writer.writeheader()
-    for r in rows:
-        writer.writerow({k: (f"{v:.4f}" if isinstance(v, float) else v) for k, v in r.items()})
-    image_io.write_text(path, buf.getvalue())
-
-
-def _values(rows: list[dict], key: str) -> np.ndarray:
-    out = []
-    for r in rows:
-        v = r.get(key, "")
-        if isinstance(v, bool) or v in ("", None):
-            continue
-        out.append(float(v))
-    out = np.asarray(out, np.float64)
-    return out[np.isfinite(out)]
-
-
-def _mean(rows: list[dict], key: str) -> float:
-    """Mean of the finite values of ``key`` (NaN when there are none)."""
-    v = _values(rows, key)
-    return float(v.mean()) if v.size else float("nan")
-
-
-def _collapsed(rows: list[dict]) -> int:
-    return sum(float(r.get("kernel_peak") or 0.0) > DELTA_PEAK for r in rows)
-
-
-def _bucket_line(label: str, group: list[dict]) -> str:
-    ratios = _values(group, "error_ratio")
-    success = f"{np.mean(ratios < 2):.0%}" if ratios.size else "-"
-    return (
-        f"| {label} | {len(group)} | {success} | {_mean(group, 'gain'):+.2f} | "
-        f"{_mean(group, 'psnr_blurry'):.2f} | {_mean(group, 'psnr_two_stage'):.2f} | "
-        f"{_mean(group, 'psnr_true_kernel'):.2f} | {_mean(group, 'kernel_similarity'):.3f} | "
-        f"{_collapsed(group)} | {_mean(group, 'kernel_size_used'):.1f} | "
-        f"{_mean(group, 'kernel_size_true'):.1f} | {_mean(group, 'seconds_total'):.0f} |"
-    )
-
-
-def _in_target(row: dict) -> bool:
-    """The issue's target group: true kernel up to TARGET_MAX_KERNEL px, noise <= 1%."""
-    try:
-        return (
-            int(row["kernel_size_true"]) <= TARGET_MAX_KERNEL
-            and float(row["noise"]) <= TARGET_MAX_NOISE
-        )
-    except (KeyError, TypeError, ValueError):
-        return False
-
-
-def bucket_table(rows: list[dict], fields: Sequence[str]) -> list[str]:
-    """Markdown lines: success rate (error ratio < 2), mean gain of the two-stage result over
-    the blurry input, PSNRs, kernel similarity, collapsed kernels, kernel sizes and seconds per
-    image, for all images and for each value of each of ``fields``."""
-    ok = [r for r in rows if r["status"] == "ok"]
-    lines = [
-        "| bucket | n | ratio < 2 | gain dB | PSNR blurry | PSNR two-stage | PSNR true kernel "
-        "| kernel sim. | collapsed | K used | K true | s/image |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|",
-    ]
-    if not ok:
-        return lines
-    lines.append(_bucket_line("**all**", ok))
-    if "noise" in fields:
-        target = [r for r in ok if _in_target(r)]
-        if target:
-            lines.append(
-                _bucket_line(
-                    f"target: K <= {TARGET_MAX_KERNEL}, noise <= {TARGET_MAX_NOISE:.0%}", target
-                )
-            )
-    for field in fields:
-        values = sorted({str(r.get(field, "")) for r in ok})
-        for value in values:
-            group = [r for r in ok if str(r.get(field, "")) == value]
-            lines.append(_bucket_line(f"{field} = {value}", group))
-    return lines
-
-
-def summary_markdown(
-    rows: list[dict],
-    *,
-    dataset: str,
-    config,
-    preset: str = "",
-    commit: str = "",
-    title: str = "",
-) -> str:
-    """The results tables: the field's table (overall, per category and, for Lai, per kernel)
-    and the per-bucket table (:func:`bucket_table` over ``BUCKET_FIELDS[dataset]``)."""
-    ok = [r for r in rows if r["status"] == "ok"]
-    methods = sorted({r.get("nonblind_method", "") for r in ok} - {""})
-    counts = ", ".join(f"{m} {sum(r.get('nonblind_method') == m for r in ok)}" for m in methods)
-    size_note = (
-        "chosen automatically ('auto'; see K used)"
-        if isinstance(config.kernel_size, str)
-        else "the ground-truth kernel's size per image"
-    )
-    lines = [
-        f"## {title or dataset} — preset `{preset or 'custom'}`",
-        "",
-        f"- date: {time.strftime('%Y-%m-%d')}, commit: {commit or _commit()}, "
-        f"config hash {config_hash(config)}",
-        f"- machine: {_machine()}",
-        f"- steps: {config.num_steps}, scheme: {config.scheme}, draws: {config.num_draws}, "
-        f"seed: {config.seed}, kernel size: {size_note}",
-        "- direct = the image network's own output, scored on the estimation crop when "
-        f"crop_size is set (crop_size: {config.crop_size or 'whole image'})",
-        "- protocol: shift-aligned PSNR/SSIM (15 px crop, ±10 px search in 0.25 px steps, "
-        "bilinear, peak 255; SSIM Gaussian 11/1.5 with automatic down-sampling); two-stage = "
-        f"non-blind deconvolution with the estimated kernel (hyper-Laplacian, alpha 2/3, lambda "
-        f"{nonblind.DEFAULT_LAM:g}, lowered to 20/sigma on images with noise std sigma > 0.004; "
-        "outlier-robust for Lai's 'saturated' when available); "
-        "error ratio = SSD(two-stage) / SSD(true kernel, same non-blind); gain = PSNR "
-        "two-stage - PSNR of the blurry input (same protocol)",
-        f"- non-blind method per image: {counts or 'none'}",
-        "- s training: the networks' training, compilation included; s/image: image in, "
-        "deblurred image out (training, kernel refit/polish, final deconvolution), wall clock",
-        f"- images: {len(ok)} evaluated, {len(rows) - len(ok)} failed; "
-        f"{_collapsed(ok)} kernels collapsed towards a delta (largest tap > {DELTA_PEAK})",
-    ]
-    published = [r for r in ok if _values([r], "psnr_two_stage_published").size]
-    if PUBLISHED_LUMA.get(dataset) is not None and published:
-        lines.append(
-            f"- on the published tables' scale ({len(published)} images; studio-range luma "
-            "as SelfDeblur's statistic_lai.m computes it, 1.32 dB above full range in PSNR): "
-            f"two-stage {_mean(published, 'psnr_two_stage_published'):.2f} dB / SSIM "
-            f"{_mean(published, 'ssim_two_stage_published'):.3f}, true kernel "
-            f"{_mean(published, 'psnr_true_kernel_published'):.2f} dB"
-        )
-    lines += [
-        "",
-        "| | PSNR direct | SSIM direct | PSNR two-stage | SSIM two-stage | PSNR true kernel "
-        "| SSIM true kernel | error ratio | ratio < 2 | ratio < 3 | kernel sim. | s training "
-        "| s/image |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
-    ]
-
-    def line(label, group):
-        rs = metrics.success_rates([r["error_ratio"] for r in group], (2, 3))
-        return (
-            f"| {label} | {_mean(group, 'psnr_direct'):.2f} | {_mean(group, 'ssim_direct'):.3f}"
-            f" | {_mean(group, 'psnr_two_stage'):.2f} | {_mean(group, 'ssim_two_stage'):.3f}"
-            f" | {_mean(group, 'psnr_true_kernel'):.2f} | "
-            f"{_mean(group, 'ssim_true_kernel'):.3f} | {_mean(group, 'error_ratio'):.2f} | "
-            f"{rs[2]:.0%} | {rs[3]:.0%} | {_mean(group, 'kernel_similarity'):.3f} | "
-            f"{_mean(group, 'seconds'):.0f} | {_mean(group, 'seconds_total'):.0f} |"
-        )
-
-    if ok:
-        lines.append(line("**all**", ok))
-        for cat in sorted({r["category"] for r in ok}):
-            lines.append(line(cat, [r for r in ok if r["category"] == cat]))
-        if dataset == "lai":
-            for kname in sorted({r.get("kernel_name", "") for r in ok}):
-                lines.append(line(kname, [r for r in ok if r.get("kernel_name", "") == kname]))
-    fields = BUCKET_FIELDS.get(dataset, ("category",))
-    lines += ["", f"Per bucket ({', '.join(fields)}):", ""] + bucket_table(rows, fields)
-    failed = [r for r in rows if r["status"] != "ok"]
-    if failed:
-        lines += ["", "Failed:"] + [f"- {r['name']}: {r['error']}" for r in failed]
-    return "\n".join(lines) + "\n"
-
-
-def write_kernel_montage(path: str, kernels: dict, zoom: int = 4) -> None:
-    """A grid of (estimated | true) kernel pairs, each scaled so its maximum is white."""
-    size = max(max(e.shape[0], t.shape[0]) for e, t in kernels.values()) * zoom
-    cols = 4
-    cell_w, cell_h = 2 * size + 12, size + 16
-    rows = (len(kernels) + cols - 1) // cols
-    canvas = Image.new("L", (cols * cell_w, rows * cell_h), 40)
-    draw = ImageDraw.Draw(canvas)
-    for i, (name, (est, true)) in enumerate(sorted(kernels.items())):
-        x0, y0 = (i % cols) * cell_w, (i // cols) * cell_h
-        for j, k in enumerate((est, true)):
-            k = np.asarray(k, np.float64)
-            tile = image_io.to_uint8(np.kron(k / max(k.max(), 1e-12), np.ones((zoom, zoom))))
-            off = (size - tile.shape[0]) // 2
-            canvas.paste(Image.fromarray(tile), (x0 + 4 + j * (size + 4) + off, y0 + 14 + off))
-        draw.text((x0 + 4, y0 + 2), f"{name} (est | true)", fill=255)
-    image_io.atomic_write(path, lambda tmp: canvas.save(tmp, format="PNG"))

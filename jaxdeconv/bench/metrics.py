@@ -41,7 +41,7 @@ import scipy.ndimage
 import scipy.signal
 from numpy.typing import ArrayLike
 
-_LUMA = np.array([0.299, 0.587, 0.114])
+from jaxdeconv.app import image_io
 
 # Z. Wang's ssim.m defaults.
 _SSIM_WINDOW = 11
@@ -72,7 +72,7 @@ def _as_gray(img: ArrayLike, name: str) -> np.ndarray:
     if a.ndim == 3 and a.shape[-1] == 1:
         a = a[..., 0]
     elif a.ndim == 3 and a.shape[-1] == 3:
-        a = a @ _LUMA
+        a = image_io.luminance(a)[..., 0]
     elif a.ndim != 2:
         raise ValueError(f"{name} must be [H, W], [H, W, 1] or [H, W, 3], got shape {a.shape}")
     return a

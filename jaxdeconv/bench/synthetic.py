@@ -25,6 +25,7 @@ import scipy.signal
 from PIL import Image
 
 from jaxdeconv.app import image_io
+from jaxdeconv.classical import multiscale
 
 
 def _gaussian_1d(sigma: float) -> np.ndarray:
@@ -373,10 +374,6 @@ class CaseSpec:
         }
 
 
-def _odd(x: float) -> int:
-    return int(2 * np.floor(x / 2) + 1)
-
-
 def _image_size(bucket: str, source_hw: tuple[int, int], k: int) -> tuple[int, int]:
     if bucket == "full":  # the whole photo, cropped by K - 1 for the valid blur
         return source_hw[0] - k + 1, source_hw[1] - k + 1
@@ -405,7 +402,7 @@ def suite(seed: int = 0, size: str = "dev") -> list[CaseSpec]:
         rng = np.random.default_rng([seed, i])
         lo, hi = KERNEL_BUCKETS[kb]
         k = int(rng.choice(np.arange(lo, hi + 1, 2)))
-        blur = k if support == "tight" else max(3, _odd(k / rng.uniform(1.3, 2.0)))
+        blur = k if support == "tight" else max(3, multiscale.odd(k / rng.uniform(1.3, 2.0)))
         quality = int(rng.integers(75, 91)) if jpeg else 0
         names = sorted(
             n

@@ -19,9 +19,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxdeconv.classical import multiscale, nonblind
-from jaxdeconv.classical.nonblind import DETERMINISTIC
-from jaxdeconv.core import blur
+from jaxdeconv.classical import gradient_prior, multiscale
+from jaxdeconv.classical.canvas import DETERMINISTIC
+from jaxdeconv.core import blur, fourier
 
 
 def _patches(x: jax.Array, k: int) -> jax.Array:
@@ -87,25 +87,26 @@ def _refine_fft(x_big, y, kernel_size, *, reg, threshold, iters):
     x = x_big.reshape(x_big.shape[:2]) if x_big.ndim == 3 else x_big
     yy = y.reshape(y.shape[:2]) if y.ndim == 3 else y
     h, w = yy.shape
-    shape = (blur.next_smooth_size(x.shape[0]), blur.next_smooth_size(x.shape[1]))
+    shape = (fourier.next_smooth_size(x.shape[0]), fourier.next_smooth_size(x.shape[1]))
     # Horizontal and vertical differences, both cut to [H + K - 2, W + K - 2] so one shape
     # serves both; the matching blurry differences are [H - 1, W - 1].
     grads = [jnp.diff(x, axis=1)[:-1], jnp.diff(x, axis=0)[:, :-1]]
     targets = [jnp.diff(yy, axis=1)[:-1], jnp.diff(yy, axis=0)[:, :-1]]
-    spectra = [jnp.fft.rfft2(g, s=shape) for g in grads]
+    spectra = [fourier.rfft2(g, shape) for g in grads]
     oh, ow = h - 1, w - 1
 
-    # Correlation through the spectra: out[a, b] = sum_ij g[i + a, j + b] r[i, j], no wrap
-    # because the FFT size covers the gradient image.
+    # The blur of the gradients by the kernel is their circular correlation by it, and its
+    # adjoint the correlation of the gradients by the residuals: out[a, b] = sum_ij
+    # g[i + a, j + b] r[i, j]. Neither wraps, because the FFT size covers the gradient image.
     def adjoint(rs):
         acc = 0.0
         for gf, r in zip(spectra, rs, strict=True):
-            acc = acc + jnp.fft.irfft2(gf * jnp.conj(jnp.fft.rfft2(r, s=shape)), s=shape)
+            acc = acc + fourier.circular_correlation(r, shape).forward_spectrum(gf)
         return acc[:k, :k].reshape(-1)
 
     def forward(kv):
-        kf = jnp.conj(jnp.fft.rfft2(kv.reshape(k, k), s=shape))
-        return [jnp.fft.irfft2(gf * kf, s=shape)[:oh, :ow] for gf in spectra]
+        by_kernel = fourier.circular_correlation(kv.reshape(k, k), shape)
+        return [by_kernel.forward_spectrum(gf)[:oh, :ow] for gf in spectra]
 
     rhs = adjoint(targets)
     # The normal matrix's diagonal entry for tap (a, b) is the gradient energy of the window
@@ -156,8 +157,8 @@ def polish_kernel(
     """Classical alternating refinement of a kernel estimate on a 'same'-size blurry image.
 
     Each round deconvolves ``blurry [H, W(, 1)]`` with the current kernel under an L0 gradient
-    prior (:func:`jaxdeconv.classical.nonblind.l0_gradient_deconv`: sharp, ringing-free edges), then
-    refits the kernel to the blurry image's interior from that latent image
+    prior (:func:`jaxdeconv.classical.gradient_prior.l0_gradient_deconv`: sharp, ringing-free
+    edges), then refits the kernel to the blurry image's interior from that latent image
     (:func:`refine_kernel`). Started from the network's kernel, which has the right shape but
     is too spread after a short run, the rounds tighten it.
 
@@ -175,7 +176,7 @@ def polish_kernel(
         raise ValueError(f"image {y.shape} too small to polish a {size}x{size} kernel")
     interior = y[r : y.shape[0] - r, r : y.shape[1] - r]
     for _ in range(iters):
-        latent = nonblind.l0_gradient_deconv(y, k, lam=lam)
+        latent = gradient_prior.l0_gradient_deconv(y, k, lam=lam)
         k = refine_kernel(latent, interior, size, reg=reg, threshold=threshold)
     return k
 
@@ -188,7 +189,7 @@ def deconv_residual(blurry: jax.Array, kernel: jax.Array) -> jax.Array:
     y = y.reshape(y.shape[:2] + (1,))
     k = jnp.asarray(kernel, jnp.float32)
     r = k.shape[0] // 2
-    x = nonblind.hyper_laplacian_deconv(y, k)
+    x = gradient_prior.hyper_laplacian_deconv(y, k)
     pred = blur.valid_correlate(x, k)
     return jnp.mean((pred - y[r : y.shape[0] - r, r : y.shape[1] - r]) ** 2)
 

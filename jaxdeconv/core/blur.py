@@ -19,6 +19,8 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
+from jaxdeconv.core import fourier
+
 # Smallest kernel size for which 'auto' picks the FFT, per backend. CPU: measured with
 # benchmarks/blur_crossover.py (forward + backward through both arguments) on the 2-core CPU,
 # where the FFT was faster for every K >= 3 at 32x32, 96x96 and 255x255 outputs (K = 27 at
@@ -26,21 +28,6 @@ import jax.numpy as jnp
 # leaves small kernels to the vendor convolution.
 FFT_MIN_KERNEL_SIZE = {"cpu": 3}
 FFT_MIN_KERNEL_SIZE_DEFAULT = 9
-
-_SMOOTH_FACTORS = (2, 3, 5)
-
-
-def next_smooth_size(n: int) -> int:
-    """Smallest integer >= n whose only prime factors are 2, 3 and 5 (fast FFT sizes)."""
-    m = max(int(n), 1)
-    while True:
-        r = m
-        for p in _SMOOTH_FACTORS:
-            while r % p == 0:
-                r //= p
-        if r == 1:
-            return m
-        m += 1
 
 
 def _check(x: jax.Array, kernel: jax.Array) -> None:
@@ -79,8 +66,9 @@ def valid_correlate_direct(x: jax.Array, kernel: jax.Array) -> jax.Array:
 def valid_correlate_fft(x: jax.Array, kernel: jax.Array) -> jax.Array:
     """Valid cross-correlation computed with real FFTs.
 
-    Correlating with ``k`` equals convolving with ``k`` flipped; a circular convolution of
-    size ``>= Hb`` matches the linear one on the valid rows ``K-1 .. Hb-1``.
+    Correlating with ``k`` equals convolving with ``k`` flipped, the adjoint of the circular
+    correlation by the flipped kernel (``jaxdeconv.core.fourier``); on a canvas of size
+    ``>= Hb`` it matches the linear one on the valid rows ``K-1 .. Hb-1``.
 
     Args:
       x: image ``[Hb, Wb, C]``.
@@ -92,11 +80,9 @@ def valid_correlate_fft(x: jax.Array, kernel: jax.Array) -> jax.Array:
     _check(x, kernel)
     hb, wb, _ = x.shape
     k = kernel.shape[0]
-    fh, fw = next_smooth_size(hb), next_smooth_size(wb)
-    flipped = kernel[::-1, ::-1].astype(x.dtype)
-    xf = jnp.fft.rfft2(x, s=(fh, fw), axes=(0, 1))
-    kf = jnp.fft.rfft2(flipped, s=(fh, fw))
-    full = jnp.fft.irfft2(xf * kf[:, :, None], s=(fh, fw), axes=(0, 1))
+    shape = (fourier.next_smooth_size(hb), fourier.next_smooth_size(wb))
+    flipped = fourier.circular_correlation(kernel[::-1, ::-1].astype(x.dtype), shape)
+    full = flipped.adjoint(x)  # the convolution by the flipped kernel
     return full[k - 1 : hb, k - 1 : wb, :].astype(x.dtype)
 
 

@@ -16,6 +16,7 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 
+from jaxdeconv import config as config_lib
 from jaxdeconv.core import plugins
 from jaxdeconv.core.networks import dropout
 
@@ -71,10 +72,8 @@ class KernelCoord(nn.Module):
 
 @plugins.register_kernel_net("coord", resolution_free=True)
 def build(config: ml_collections.ConfigDict, kernel_size: int):
-    net = config.kernel_net
+    net = config_lib.with_defaults(config.kernel_net, "kernel_net")  # a partial one too
     module = KernelCoord(
-        hidden=int(net.get("coord_hidden", 64)),
-        layers=int(net.get("coord_layers", 3)),
-        omega=float(net.get("coord_omega", 30.0)),
+        hidden=int(net.coord_hidden), layers=int(net.coord_layers), omega=float(net.coord_omega)
     )
     return module, (kernel_size, kernel_size, 1)

@@ -25,7 +25,7 @@ scale's run; a resumed run repeats the (deterministic) coarser levels first.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 import jax
 import ml_collections
@@ -143,4 +143,36 @@ def network_run(
         checkpoint_dir=checkpoint_dir,
         callback=callback,
         warm_start=carry(previous, carry_image),
+    )
+
+
+def network_runs(
+    luminances: Sequence[np.ndarray],
+    regions: Sequence[np.ndarray],
+    config: ml_collections.ConfigDict,
+    *,
+    checkpoint_dir: str | None = None,
+    callback: Callable[[int, dict], None] | None = None,
+) -> list[api.DeblurResult]:
+    """:func:`network_run` for several images of one shape and one config (luminances
+    ``[H, W, 1]``, each trained on its region), every one with the key
+    ``jax.random.key(config.seed)``: trained together (``api.deblur_batch``, vmapped) at the
+    working scale, or one at a time when progressive (each image carries its own coarser
+    levels; ``checkpoint_dir`` then serves a single image only)."""
+    shape = luminances[0].shape
+    if len(regions) == 1 or level_kernel_sizes(config, shape):
+        return [
+            network_run(
+                luminance,
+                config,
+                key=jax.random.key(config.seed),
+                region=region,
+                checkpoint_dir=checkpoint_dir if len(regions) == 1 else None,
+                callback=callback,
+            )
+            for luminance, region in zip(luminances, regions, strict=True)
+        ]
+    net_cfg = planning.network_config(config, shape)
+    return api.deblur_batch(
+        list(regions), net_cfg, checkpoint_dir=checkpoint_dir, callback=callback
     )

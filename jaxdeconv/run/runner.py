@@ -23,8 +23,6 @@ import collections
 import contextlib
 import dataclasses
 import functools
-import hashlib
-import json
 import threading
 from collections.abc import Callable, Iterator, Sequence
 
@@ -35,21 +33,17 @@ import numpy as np
 from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
+from jaxdeconv import config as config_lib
 from jaxdeconv.core import train
 
 AXIS = "batch"
 MAX_CACHED = 16
-# Fields that change neither the model nor the compiled functions (host-side or loop-only).
-_IGNORED_FIELDS = ("seed", "log_every", "checkpoint_every", "snapshot_every")
 
 
 def fingerprint(config: ml_collections.ConfigDict) -> str:
-    """A short hash of every config field that can change the compiled functions."""
-    d = config.to_dict()
-    for f in _IGNORED_FIELDS:
-        d.pop(f, None)
-    text = json.dumps(d, sort_keys=True, default=repr)
-    return hashlib.sha256(text.encode()).hexdigest()[:16]
+    """The config's fingerprint (``config.fingerprint``) without the fields that change
+    neither the model nor the compiled functions: the seed and the host-side intervals."""
+    return config_lib.fingerprint(config, ignore=config_lib.RESULT_NEUTRAL + ("seed",))
 
 
 def _outputs(model: train.Model, num_samples: int, state, key, noise_std, rate):
