@@ -71,6 +71,8 @@ def config_fingerprint(config: ml_collections.ConfigDict, leave_out: tuple = ())
     named in ``leave_out``)."""
     skip = _NOT_RESULT_FIELDS + tuple(leave_out)
     d = {k: v for k, v in config.to_dict().items() if k not in skip}
+    if not any((d.get("extra_loss") or {}).values()):  # added later; off: as before it existed
+        d.pop("extra_loss", None)
     text = json.dumps(d, sort_keys=True, default=str)
     return hashlib.sha256(text.encode()).hexdigest()
 

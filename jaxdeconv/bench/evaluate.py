@@ -123,6 +123,8 @@ _NEUTRAL = {
     ("progressive", "carry_image"): False,
     ("progressive", "hold_kernel"): 0.0,
     ("optim", "hold_k"): 0.0,
+    ("extra_loss", "names"): (),
+    ("extra_loss", "weights"): (),
 }
 
 
@@ -142,8 +144,9 @@ def config_hash(config: ml_collections.ConfigDict) -> str:
             value = node[leaf]
             if (tuple(value) if isinstance(value, list | tuple) else value) == neutral:
                 del node[leaf]
-    if d.get("progressive") == {}:  # a group added later, every field neutral
-        del d["progressive"]
+    for group in ("progressive", "extra_loss"):
+        if d.get(group) == {}:  # a group added later, every field neutral
+            del d[group]
     return hashlib.sha1(json.dumps(d, sort_keys=True, default=str).encode()).hexdigest()[:12]
 
 
