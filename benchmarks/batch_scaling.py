@@ -39,10 +39,10 @@ def main(argv):
     cfg = config_lib.PRESETS[_PRESET.value]()
     cfg.kernel_size = _KERNEL_SIZE.value
     shape = (_SIZE.value, _SIZE.value, 1)
-    model = train.build_model(cfg, shape)
+    spec = train.build_spec(cfg, shape)
     rng = np.random.default_rng(0)
-    single = jax.jit(functools.partial(train.train_step, model), donate_argnums=0)
-    state = train.init_state(model, jax.random.key(0))
+    single = jax.jit(functools.partial(train.train_step, spec), donate_argnums=0)
+    state = train.init_state(spec, jax.random.key(0))
     y = jnp.asarray(rng.uniform(size=shape), jnp.float32)
     t1 = _time(single, state, y, jax.random.key(1), _STEPS.value)
     print(
@@ -53,10 +53,10 @@ def main(argv):
     print("| B | strategy | s/step | images/min |")
     print("|---|---|---|---|")
     print(f"| 1 | one image at a time | {t1:.3f} | {60 / (t1 * cfg.num_steps):.2f} |", flush=True)
-    batched = jax.jit(jax.vmap(functools.partial(train.train_step, model)), donate_argnums=0)
+    batched = jax.jit(jax.vmap(functools.partial(train.train_step, spec)), donate_argnums=0)
     for b in map(int, _BATCHES.value):
         keys = jax.random.split(jax.random.key(0), b)
-        states = jax.vmap(functools.partial(train.init_state, model))(keys)
+        states = jax.vmap(functools.partial(train.init_state, spec))(keys)
         ys = jnp.asarray(rng.uniform(size=(b, *shape)), jnp.float32)
         tb = _time(batched, states, ys, keys, _STEPS.value)
         print(f"| {b} | vmap | {tb:.3f} | {60 * b / (tb * cfg.num_steps):.2f} |", flush=True)

@@ -102,16 +102,16 @@ def parts(cfg, shape: tuple, batch: int, seed: int = 0, steps: int = 4) -> list[
 
     from jaxdeconv.core import blur, train
 
-    model = train.build_model(cfg, shape)
-    k = model.kernel_size
-    state = jax.jit(functools.partial(train.init_state, model))(jax.random.key(seed))
+    spec = train.build_spec(cfg, shape)
+    k = spec.kernel_size
+    state = jax.jit(functools.partial(train.init_state, spec))(jax.random.key(seed))
     rng = np.random.default_rng(seed)
-    hb, wb = model.zx_shape[:2]
+    hb, wb = spec.zx_shape[:2]
     x = jnp.asarray(rng.uniform(size=(hb, wb, shape[2])), jnp.float32)
     y = jnp.asarray(rng.uniform(size=shape), jnp.float32)
     kern = jnp.full((k, k), 1.0 / k**2, jnp.float32)
     noise_std, rate = jnp.float32(0.01), jnp.float32(0.3)
-    net, net_k = model.image_net, model.kernel_net
+    net, net_k = spec.image_net, spec.kernel_net
     out: list[tuple] = []
 
     for m in BLUR_METHODS:
@@ -135,12 +135,12 @@ def parts(cfg, shape: tuple, batch: int, seed: int = 0, steps: int = 4) -> list[
     try:
         mask_shapes = _random_shapes(draw, state.params_x, keys[PRNG_IMPLS[0]])
     except Exception:  # noqa: BLE001 - the jaxpr's layout is JAX's business: fall back to zx
-        mask_shapes = [tuple(model.zx_shape)]
+        mask_shapes = [tuple(spec.zx_shape)]
     for impl in PRNG_IMPLS:
 
         def masks(key, shapes=tuple(mask_shapes)):
             ks = jax.random.split(key, len(shapes) + 1)
-            noise = jax.random.normal(ks[0], model.zx_shape)
+            noise = jax.random.normal(ks[0], spec.zx_shape)
             drawn = [jax.random.bernoulli(kk, 0.7, s) for kk, s in zip(ks[1:], shapes, strict=True)]
             return noise, drawn
 
@@ -151,8 +151,8 @@ def parts(cfg, shape: tuple, batch: int, seed: int = 0, steps: int = 4) -> list[
 
     out.append(("kernel_net_forward_backward", "", kernel_fb, (state.params_k,), "small"))
     for name, tx, params, opt in (
-        ("optimizer_x", model.tx_x, state.params_x, state.opt_x),
-        ("optimizer_k", model.tx_k, state.params_k, state.opt_k),
+        ("optimizer_x", spec.tx_x, state.params_x, state.opt_x),
+        ("optimizer_k", spec.tx_k, state.params_k, state.opt_k),
     ):
 
         def update(g, o, p, tx=tx):
@@ -206,7 +206,7 @@ def parts(cfg, shape: tuple, batch: int, seed: int = 0, steps: int = 4) -> list[
         c = ml_collections.ConfigDict(cfg.to_dict())
         if method:
             c.blur_method = method
-        return functools.partial(train.train_step, train.build_model(c, shape))
+        return functools.partial(train.train_step, train.build_spec(c, shape))
 
     resolved = cfg.blur_method
     if resolved == "auto":

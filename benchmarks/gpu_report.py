@@ -577,21 +577,21 @@ def _groups(items: list[dict]) -> list[tuple[tuple, list[dict]]]:
 
 
 def _model(s: Settings, ctx: dict, shape: tuple, k: int) -> dict:
-    """The config, model and jitted batched init for one (shape, kernel size), built once and
-    shared by the batch phase and the runs (one model object: jitted functions are reused)."""
-    models = ctx.setdefault("models", {})
-    if (shape, k) not in models:
+    """The config, spec and jitted batched init for one (shape, kernel size), built once and
+    shared by the batch phase and the runs (one spec object: jitted functions are reused)."""
+    specs = ctx.setdefault("specs", {})
+    if (shape, k) not in specs:
         import jax
 
         from jaxdeconv.core import train
 
         cfg = make_config(s, k)
-        model = train.build_model(cfg, shape)
+        spec = train.build_spec(cfg, shape)
         # Parameter initialisation does not depend on the precision setting (only the
         # discarded forward pass of ``init`` does), so one compiled init serves every group.
-        init = jax.jit(jax.vmap(functools.partial(train.init_state, model)))
-        models[(shape, k)] = dict(cfg=cfg, model=model, init=init, shape=shape, kernel_size=k)
-    return models[(shape, k)]
+        init = jax.jit(jax.vmap(functools.partial(train.init_state, spec)))
+        specs[(shape, k)] = dict(cfg=cfg, spec=spec, init=init, shape=shape, kernel_size=k)
+    return specs[(shape, k)]
 
 
 def _first_shape(s: Settings, ctx: dict) -> tuple[tuple, int]:
@@ -602,14 +602,14 @@ def _first_shape(s: Settings, ctx: dict) -> tuple[tuple, int]:
     return (side, side, 1), s.levin_kernel_size or 23
 
 
-def _batched_step(model):
+def _batched_step(spec):
     """``step(states, ys, keys)`` for a batch: the whole per-image step vmapped, jitted, the
     states donated (as ``jaxdeconv.deblur_batch`` trains)."""
     import jax
 
     from jaxdeconv.core import train
 
-    return jax.jit(jax.vmap(functools.partial(train.train_step, model)), donate_argnums=0)
+    return jax.jit(jax.vmap(functools.partial(train.train_step, spec)), donate_argnums=0)
 
 
 def _key(s: Settings, seed: int):
@@ -682,9 +682,9 @@ def phase_precision(entry: dict, s: Settings, clock: Clock, report: Report) -> N
     entry.update(preset=s.preset, size=s.size, kernel_size=s.kernel_size)
     y = jnp.asarray(np.random.default_rng(0).uniform(size=shape), jnp.float32)
     key = jax.random.key(1)
-    model = train.build_model(cfg, shape)
+    spec = train.build_spec(cfg, shape)
     t0 = time.perf_counter()
-    state0 = jax.jit(functools.partial(train.init_state, model))(jax.random.key(0))
+    state0 = jax.jit(functools.partial(train.init_state, spec))(jax.random.key(0))
     jax.block_until_ready(state0)
     entry["init_s"] = round(time.perf_counter() - t0, 2)
     kind = _device_kind()
@@ -699,7 +699,7 @@ def phase_precision(entry: dict, s: Settings, clock: Clock, report: Report) -> N
                 row["status"] = skip
                 continue
             with matmul_precision(name):
-                step = jax.jit(functools.partial(train.train_step, model), donate_argnums=0)
+                step = jax.jit(functools.partial(train.train_step, spec), donate_argnums=0)
                 lowered, lower_s, fingerprint, attrs = _lower(step, state0, y, key)
             row.update(lower_s=round(lower_s, 2), precision_attrs=attrs, program=fingerprint)
             if fingerprint in seen:
@@ -755,7 +755,7 @@ def phase_batch(entry: dict, s: Settings, clock: Clock, report: Report, ctx: dic
         return
     shape, k = _first_shape(s, ctx)
     lm = _model(s, ctx, shape, k)
-    model = lm["model"]
+    spec = lm["spec"]
     precision = s.levin_precision
     entry.update(preset=s.preset, shape=list(shape), kernel_size=k, precision=precision)
     rng = np.random.default_rng(0)
@@ -777,7 +777,7 @@ def phase_batch(entry: dict, s: Settings, clock: Clock, report: Report, ctx: dic
             states = lm["init"](keys)
             ys = jnp.asarray(rng.uniform(size=(b, *shape)), jnp.float32)
             with matmul_precision(precision):
-                lowered, lower_s, _, attrs = _lower(_batched_step(model), states, ys, keys)
+                lowered, lower_s, _, attrs = _lower(_batched_step(spec), states, ys, keys)
             t0 = time.perf_counter()
             compiled = lowered.compile()
             row["compile_s"] = round(time.perf_counter() - t0, 2)
@@ -911,7 +911,7 @@ def run_group(
 
     shape, k = tuple(items[0]["blurry"].shape), items[0]["kernel_size"]
     lm = _model(s, ctx, shape, k)
-    cfg, model, init = lm["cfg"], lm["model"], lm["init"]
+    cfg, spec, init = lm["cfg"], lm["spec"], lm["init"]
     path = os.path.join(out_dir, f"{dataset}_{label}.npz")
     meta = dict(
         dataset=dataset,
@@ -948,7 +948,7 @@ def run_group(
     with matmul_precision(precision):
 
         def outputs(state):
-            return train.kernel_estimate(model, state), train.image_estimate(model, state)
+            return train.kernel_estimate(spec, state), train.image_estimate(spec, state)
 
         outputs_fn = jax.jit(jax.vmap(outputs))
         cached = ctx.get("compiled", {}).get((shape, k, batch, precision))
@@ -966,7 +966,7 @@ def run_group(
             state = init(key_state)
             if step is None:
                 t0 = time.perf_counter()
-                step = _batched_step(model).lower(state, ys, key_loop).compile()
+                step = _batched_step(spec).lower(state, ys, key_loop).compile()
                 group["compile_s"] = round(time.perf_counter() - t0, 2)
                 ctx.setdefault("compile_times", []).append(group["compile_s"])
                 _log(f"{dataset} {label}: compiled B={batch} in {group['compile_s']:.1f} s")

@@ -31,10 +31,10 @@ def time_preset(name: str, size: int, kernel_size: int, steps: int, scheme=None)
     if scheme:
         cfg.scheme = scheme
     y = jnp.asarray(np.random.default_rng(0).uniform(size=(size, size, 1)), jnp.float32)
-    model = train.build_model(cfg, tuple(y.shape))
-    state = jax.jit(lambda k: train.init_state(model, k))(jax.random.key(0))
+    spec = train.build_spec(cfg, tuple(y.shape))
+    state = jax.jit(lambda k: train.init_state(spec, k))(jax.random.key(0))
     key = jax.random.key(1)
-    step = jax.jit(lambda s, y, k: train.train_step(model, s, y, k), donate_argnums=0)
+    step = jax.jit(lambda s, y, k: train.train_step(spec, s, y, k), donate_argnums=0)
     t0 = time.perf_counter()
     compiled = step.lower(state, y, key).compile()
     compile_s = time.perf_counter() - t0

@@ -34,20 +34,20 @@ def _define_flags():
 def seed_ensemble(blurry, config, seeds):
     """Kernels ``[S, K, K]`` of independent runs, one per seed, trained in one vmapped loop."""
     y = jnp.asarray(blurry)
-    model = jaxdeconv.build_model(config, tuple(y.shape))
+    spec = jaxdeconv.build_spec(config, tuple(y.shape))
     keys = jnp.stack([jax.random.key(s) for s in seeds])
     split = jax.vmap(lambda k: jax.random.split(k))(keys)
-    states = jax.jit(jax.vmap(functools.partial(jaxdeconv.init_state, model)))(split[:, 0])
-    step = jax.jit(jax.vmap(functools.partial(jaxdeconv.train_step, model), (0, None, 0)))
+    states = jax.jit(jax.vmap(functools.partial(jaxdeconv.init_state, spec)))(split[:, 0])
+    step = jax.jit(jax.vmap(functools.partial(jaxdeconv.train_step, spec), (0, None, 0)))
     for _ in range(config.num_steps):
         states, _ = step(states, y, split[:, 1])
-    return jax.vmap(functools.partial(jaxdeconv.kernel_estimate, model))(states)
+    return jax.vmap(functools.partial(jaxdeconv.kernel_estimate, spec))(states)
 
 
 def mu_sweep(blurry, config, mus, key):
     """Kernels ``[M, K, K]``, one joint-update run per value of mu, vmapped over mu."""
     y = jnp.asarray(blurry)
-    model = jaxdeconv.build_model(config, tuple(y.shape))
+    spec = jaxdeconv.build_spec(config, tuple(y.shape))
     tx = optax.adam(config.optim.lr_x), optax.adam(config.optim.lr_k)
 
     def loss(params, state, mu, k):
@@ -58,11 +58,11 @@ def mu_sweep(blurry, config, mus, key):
             state.zx,
             state.zk,
             k,
-            image_net=model.image_net,
-            kernel_net=model.kernel_net,
+            image_net=spec.image_net,
+            kernel_net=spec.kernel_net,
             num_draws=config.num_draws,
-            noise_std=model.noise(state.step),
-            dropout_rate=model.dropout(state.step),
+            noise_std=spec.noise(state.step),
+            dropout_rate=spec.dropout(state.step),
             mu=mu,
         ).total
 
@@ -80,21 +80,21 @@ def mu_sweep(blurry, config, mus, key):
             opt_k=ok,
         )
 
-    init = jaxdeconv.init_state(model, key)
+    init = jaxdeconv.init_state(spec, key)
     state = init.replace(opt_x=tx[0].init(init.params_x), opt_k=tx[1].init(init.params_k))
     mus = jnp.asarray(mus, jnp.float32)
     states = jax.tree_util.tree_map(lambda a: jnp.stack([a] * len(mus)), state)
     vstep = jax.jit(jax.vmap(step))
     for _ in range(config.num_steps):
         states = vstep(states, mus)
-    return jax.vmap(functools.partial(jaxdeconv.kernel_estimate, model))(states)
+    return jax.vmap(functools.partial(jaxdeconv.kernel_estimate, spec))(states)
 
 
 def zx_gradient(blurry, config, key):
     """``d loss / d zx`` at initialisation: ``[H + K - 1, W + K - 1, Cz]``."""
     y = jnp.asarray(blurry)
-    model = jaxdeconv.build_model(config, tuple(y.shape))
-    state = jaxdeconv.init_state(model, key)
+    spec = jaxdeconv.build_spec(config, tuple(y.shape))
+    state = jaxdeconv.init_state(spec, key)
 
     def loss(zx):
         return jaxdeconv.mc_loss(
@@ -104,11 +104,11 @@ def zx_gradient(blurry, config, key):
             zx,
             state.zk,
             key,
-            image_net=model.image_net,
-            kernel_net=model.kernel_net,
+            image_net=spec.image_net,
+            kernel_net=spec.kernel_net,
             num_draws=config.num_draws,
-            noise_std=model.noise(0),
-            dropout_rate=model.dropout(0),
+            noise_std=spec.noise(0),
+            dropout_rate=spec.dropout(0),
             mu=config.mu,
         ).total
 

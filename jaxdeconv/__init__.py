@@ -15,9 +15,10 @@ from jaxdeconv.core.loss import LossTerms, loss_from_images, mc_loss, sample_ima
 from jaxdeconv.core.networks import ImageUNet, KernelMLP, KernelUNet
 from jaxdeconv.core.schedules import piecewise_constant
 from jaxdeconv.core.train import (
-    Model,
+    ExtraLoss,
+    RunSpec,
     TrainState,
-    build_model,
+    build_spec,
     image_estimate,
     init_state,
     kernel_estimate,
@@ -32,14 +33,15 @@ __version__ = "0.1.0"
 
 __all__ = [
     "DeblurResult",
+    "ExtraLoss",
     "ImageUNet",
     "KernelMLP",
     "KernelUNet",
     "LossTerms",
-    "Model",
     "NonFiniteLossError",
+    "RunSpec",
     "TrainState",
-    "build_model",
+    "build_spec",
     "config",
     "hyper_laplacian_deconv",
     "nonblind",
@@ -61,3 +63,12 @@ __all__ = [
     "valid_correlate_direct",
     "valid_correlate_fft",
 ]
+
+
+def __getattr__(name: str):
+    # The former names of RunSpec and build_spec (deprecated; jaxdeconv.core.train warns).
+    if name in ("Model", "build_model"):
+        from jaxdeconv.core import train
+
+        return getattr(train, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

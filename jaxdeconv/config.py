@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import numbers
 from collections.abc import Iterable
 
 import ml_collections
@@ -48,6 +49,12 @@ def default_config() -> ml_collections.ConfigDict:
     c.randomize = "image"  # which net the draws sample: 'image' (paper), 'kernel' or 'both'
     c.mu = 1e-4  # weight of ||k||^2
     c.tv_weight = 0.0  # weight of a total-variation term on the image (eq. 8 baseline)
+    # Extra loss terms added to the loss inside the train step: registered plug-ins
+    # (jaxdeconv.core.plugins.register_loss_term, e.g. 'kernel_centre'), one weight each (none
+    # given: 1 each). () : the paper's loss alone.
+    c.extra_loss = ml_collections.ConfigDict()
+    c.extra_loss.names = ()
+    c.extra_loss.weights = ()
     c.blur_method = "auto"  # 'auto', 'direct' or 'fft'
     c.log_every = 100  # steps between host-side metric pulls and finiteness checks
     c.snapshot_every = 0  # keep the network's image every N steps (PSNR-vs-step curves); 0: off
@@ -338,6 +345,8 @@ ADDED_FIELDS = {
     "progressive.carry_image": False,
     "progressive.hold_kernel": 0.0,
     "optim.hold_k": 0.0,
+    "extra_loss.names": (),
+    "extra_loss.weights": (),
 }
 
 
@@ -385,6 +394,36 @@ def with_defaults(cfg: ml_collections.ConfigDict, group: str = "") -> ml_collect
         return out
 
     return ml_collections.ConfigDict(merged(defaults.to_dict(), cfg.to_dict()))
+
+
+# --- Kernel sizes: the one check of a size's validity -----------------------------------------
+
+
+def kernel_size_problem(k, *, allow_auto: bool = True, where: str = "kernel_size") -> str | None:
+    """Why ``k`` is not a kernel size (None when it is): a positive odd integer (a NumPy
+    integer too, not a bool), or ``'auto'`` where ``allow_auto``. ``where`` starts the message."""
+    if allow_auto and isinstance(k, str) and k == "auto":
+        return None
+    if isinstance(k, numbers.Integral) and not isinstance(k, bool) and k >= 1 and k % 2 == 1:
+        return None
+    either = " or 'auto'" if allow_auto else ""
+    return f"{where} must be a positive odd integer{either}, got {k!r}"
+
+
+def check_kernel_size(k, *, allow_auto: bool = True, where: str = "kernel_size") -> int | str:
+    """``k`` as an ``int`` (or ``'auto'``); ``ValueError`` with :func:`kernel_size_problem`'s
+    message when it is not a kernel size."""
+    problem = kernel_size_problem(k, allow_auto=allow_auto, where=where)
+    if problem:
+        raise ValueError(problem)
+    return k if isinstance(k, str) else int(k)
+
+
+def check_kernel_shape(shape: tuple, *, where: str = "kernel") -> None:
+    """``ValueError`` unless ``shape`` is that of a kernel array, ``[K, K]`` with ``K`` odd."""
+    shape = tuple(shape)
+    if len(shape) != 2 or shape[0] != shape[1] or shape[0] % 2 != 1:
+        raise ValueError(f"{where} must be [K, K] with K odd, got shape {shape}")
 
 
 # --- Command-line overrides (one syntax for the command, the launchers and the ablation tool) --
@@ -526,8 +565,8 @@ def check_values(cfg: ml_collections.ConfigDict) -> None:
 
     problems = []
     k = get("kernel_size")
-    if k is not None and k != "auto" and not (isinstance(k, int) and k >= 1 and k % 2 == 1):
-        problems.append(f"kernel_size must be a positive odd integer or 'auto', got {k!r}")
+    if k is not None and (problem := kernel_size_problem(k, allow_auto=True)):
+        problems.append(problem)
     for field, least in [
         ("num_steps", 1),
         ("num_draws", 1),
@@ -550,6 +589,12 @@ def check_values(cfg: ml_collections.ConfigDict) -> None:
     select = get("crop_select")
     if select is not None and select not in ("gradient", "structure", "auto"):
         problems.append(f"crop_select must be 'gradient', 'structure' or 'auto', got {select!r}")
+    names, weights = get("extra_loss.names") or (), get("extra_loss.weights") or ()
+    if weights and len(weights) != len(names):
+        problems.append(
+            f"extra_loss.weights needs one weight per name, got {len(names)} names and "
+            f"{len(weights)} weights"
+        )
     margin = get("support_margin")
     if isinstance(margin, (int, float)) and not margin >= 1.0:
         problems.append(f"support_margin must be 1 or more, got {margin!r}")

@@ -5,6 +5,12 @@ non-blind hyper-Laplacian deconvolution with the estimated kernel on every chann
 paper's two-stage protocol, which beats the network's direct output on real photos). The
 network's own image and the uncertainty map (per-pixel standard deviation of stochastic draws
 of Gx) are returned too. ``save_outputs`` writes them atomically under one name prefix.
+
+One :class:`Plan` per image (``plan(luminance.shape, config)``) is made by the entry points
+and passed along (``p=``); each public function makes it itself when called alone. The
+research hooks ``spec=`` and ``step=`` (``jaxdeconv.run.api.deblur``) reach every network run
+of an image, recovery and other-window runs included; ``spec`` is then best a builder
+``spec(config, shape) -> RunSpec``, since those runs differ in shape.
 """
 
 from __future__ import annotations
@@ -13,6 +19,8 @@ import dataclasses
 import os
 import platform
 import time
+import warnings
+from collections.abc import Callable
 from typing import Any, NamedTuple
 
 import jax
@@ -89,6 +97,8 @@ def kernel_from_network(
     region: np.ndarray,
     config: ml_collections.ConfigDict,
     luminance: np.ndarray | None = None,
+    *,
+    p: Plan | None = None,
 ) -> tuple[np.ndarray, dict]:
     """The final kernel from one network run, and facts about how it was found.
 
@@ -100,9 +110,10 @@ def kernel_from_network(
     polish.kernel_factor * K)`` and, with ``config.polish.select``, is kept only where the
     final non-blind step fits that window better. With ``kernel_size="auto"`` the kernel is
     then cut to its support (``kernel_size.trim``) and polished once more at that size.
+    ``p``: the plan of ``luminance`` (of ``region`` when not given), made here when not given.
     """
     lum = region if luminance is None else luminance
-    p = plan(lum.shape, config)
+    p = p or plan(lum.shape, config)
     facts = {"scale": p.scale, "net_kernel_size": p.net_kernel_size, "polished": False}
     coarse = _network_kernel(result, region, p.net_kernel_size, config)
     if p.scale < 1.0:
@@ -183,9 +194,11 @@ def final_kernel(
     region: np.ndarray,
     config: ml_collections.ConfigDict,
     luminance: np.ndarray | None = None,
+    *,
+    p: Plan | None = None,
 ) -> np.ndarray:
     """:func:`kernel_from_network`'s kernel alone."""
-    return kernel_from_network(result, region, config, luminance)[0]
+    return kernel_from_network(result, region, config, luminance, p=p)[0]
 
 
 def _check(kernel: np.ndarray, config) -> diagnose.Diagnosis:
@@ -201,27 +214,37 @@ def robust_kernel(
     luminance: np.ndarray | None = None,
     *,
     key: jax.Array | None = None,
+    p: Plan | None = None,
+    spec=None,
+    step: Callable | None = None,
 ) -> tuple[np.ndarray, dict]:
     """:func:`kernel_from_network`, checked by ``jaxdeconv.classical.diagnose``: a flagged kernel (a
     delta, or mass piled on the border) triggers up to ``config.recover.attempts`` more
-    network runs with other keys; among the candidates, unflagged ones come first and the
-    lowest data residual on the polish window wins. Returns the kernel and facts."""
+    network runs with other keys (and the hooks ``spec``, ``step``); among the candidates,
+    unflagged ones come first and the lowest data residual on the polish window wins. Returns
+    the kernel and facts."""
     lum = region if luminance is None else luminance
-    kernel, facts = kernel_from_network(result, region, config, lum)
+    p = p or plan(lum.shape, config)
+    kernel, facts = kernel_from_network(result, region, config, lum, p=p)
     found = _check(kernel, config)
     facts["diagnosis"] = found._asdict()
     attempts = int(config.recover.attempts)
     if found.ok or attempts <= 0:
         return kernel, facts
-    p = plan(lum.shape, config)
     image = _polish_window(lum, config, p)
     candidates = [(not found.ok, _residual(image, kernel), kernel, facts)]
     base = jax.random.key(config.seed) if key is None else key
     for i in range(attempts):
         retry = progressive.network_run(
-            lum, config, key=jax.random.fold_in(base, 1000 + i), region=region
+            lum,
+            config,
+            key=jax.random.fold_in(base, 1000 + i),
+            region=region,
+            spec=spec,
+            step=step,
+            p=p,
         )
-        k, f = kernel_from_network(retry, region, config, lum)
+        k, f = kernel_from_network(retry, region, config, lum, p=p)
         d = _check(k, config)
         f["diagnosis"] = d._asdict()
         candidates.append((not d.ok, _residual(image, k), k, f))
@@ -249,15 +272,21 @@ def choose_estimate(
     luminance: np.ndarray,
     *,
     key: jax.Array | None = None,
+    p: Plan | None = None,
+    spec=None,
+    step: Callable | None = None,
 ) -> Choice:
     """:func:`robust_kernel` on the network run ``result`` (trained on ``region``, the
     window ``config.crop_select`` picks in ``luminance [H, W, 1]``) and, for each other
     window rule in ``config.recover.windows``, on a network run trained on that rule's window
-    (same key; skipped where it picks the same window). Unflagged kernels first, then the
-    lowest data residual of the final non-blind step on the polish window decides."""
-    _, box = estimation_region(luminance, config)
-    p = plan(luminance.shape, config)
-    kernel, facts = robust_kernel(result, region, config, luminance, key=key)
+    (same key and hooks ``spec``, ``step``; skipped where it picks the same window).
+    Unflagged kernels first, then the lowest data residual of the final non-blind step on the
+    polish window decides. ``p``: the plan of ``luminance``, made here when not given (the
+    window rule does not change it)."""
+    p = p or plan(luminance.shape, config)
+    hooks = dict(spec=spec, step=step)
+    _, box = estimation_region(luminance, config, p=p)
+    kernel, facts = robust_kernel(result, region, config, luminance, key=key, p=p, **hooks)
     facts["window"] = window_rule(config, p)
     best = Choice(kernel, facts, result, box)
     others = [w for w in config.recover.windows if w != facts["window"]]
@@ -272,11 +301,11 @@ def choose_estimate(
     tried, best_rank = 1, rank(best)
     for select in others:
         cfg = _with_field(config, "crop_select", select)
-        other_region, other_box = estimation_region(luminance, cfg)
+        other_region, other_box = estimation_region(luminance, cfg, p=p)
         if other_box == box:
             continue
-        other = progressive.network_run(luminance, cfg, key=key, region=other_region)
-        k, f = robust_kernel(other, other_region, cfg, luminance, key=key)
+        other = progressive.network_run(luminance, cfg, key=key, region=other_region, p=p, **hooks)
+        k, f = robust_kernel(other, other_region, cfg, luminance, key=key, p=p, **hooks)
         f["window"] = select
         candidate = Choice(k, f, other, other_box)
         tried += 1
@@ -306,34 +335,49 @@ def estimate(
     *,
     key: jax.Array | None = None,
     checkpoint_dir: str | None = None,
+    spec=None,
+    step: Callable | None = None,
 ) -> tuple[api.DeblurResult, tuple[int, int, int, int], np.ndarray]:
     """Blind estimate on ``[H, W, 1]``: the result (its images cover the estimation window,
     at full resolution), the window's box and the final kernel. ``checkpoint_dir`` (with
-    ``config.checkpoint_every > 0``) lets a stopped network run resume (``api.deblur``)."""
-    region, _ = estimation_region(luminance, config)
+    ``config.checkpoint_every > 0``) lets a stopped network run resume (``api.deblur``);
+    ``spec``, ``step``: the research hooks of every network run."""
+    p = plan(luminance.shape, config)
+    hooks = dict(spec=spec, step=step)
+    region, _ = estimation_region(luminance, config, p=p)
     result = progressive.network_run(
-        luminance, config, key=key, region=region, checkpoint_dir=checkpoint_dir
+        luminance, config, key=key, region=region, checkpoint_dir=checkpoint_dir, p=p, **hooks
     )
-    kernel, _, result, box = choose_estimate(result, region, config, luminance, key=key)
+    kernel, _, result, box = choose_estimate(
+        result, region, config, luminance, key=key, p=p, **hooks
+    )
     return _full_resolution(result, box[2:]), box, kernel
 
 
-def finish(
+def two_stage_from_run(
     blurry: np.ndarray,
     result: api.DeblurResult,
     region: np.ndarray,
     config: ml_collections.ConfigDict,
     *,
     key: jax.Array | None = None,
+    p: Plan | None = None,
+    spec=None,
+    step: Callable | None = None,
 ) -> Outputs:
-    """Final kernel, then non-blind deconvolution (``nonblind.final_deconv``) of every channel
-    of ``blurry [H, W, C]``.
+    """The two-stage result from a network run: final kernel, then non-blind deconvolution
+    (``nonblind.final_deconv``) of every channel of ``blurry [H, W, C]``.
 
     ``result`` is the network run on ``region`` (from :func:`estimation_region`, trained with
     :func:`network_config`); ``key`` seeds any further network run (:func:`choose_estimate`;
-    default ``jax.random.key(config.seed)``)."""
+    default ``jax.random.key(config.seed)``), which gets the hooks ``spec`` and ``step``.
+    ``p``: the plan of ``blurry``'s luminance, made here when not given. (Formerly
+    ``finish``, a deprecated alias.)"""
     luminance = image_io.luminance(blurry)
-    kernel, facts, result, box = choose_estimate(result, region, config, luminance, key=key)
+    p = p or plan(luminance.shape, config)
+    kernel, facts, result, box = choose_estimate(
+        result, region, config, luminance, key=key, p=p, spec=spec, step=step
+    )
     # The configured non-blind step (config.nonblind: hyper-Laplacian, or the outlier-robust
     # solver where clipped pixels are found).
     deblurred = np.asarray(nonblind.final_deconv(blurry, kernel, config))
@@ -382,18 +426,31 @@ def scaled_outputs(outputs: Outputs, factor: float) -> Outputs:
 
 
 def deblur_image(
-    blurry: np.ndarray, config: ml_collections.ConfigDict, *, key: jax.Array | None = None
+    blurry: np.ndarray,
+    config: ml_collections.ConfigDict,
+    *,
+    key: jax.Array | None = None,
+    spec=None,
+    step: Callable | None = None,
 ) -> Outputs:
     """Blind deblurring of ``[H, W, C]`` in [0, 1]: kernel on luminance, then every channel.
-    A dark image (maximum under ``DARK_MAX``) is worked on brightened (:func:`brightened`)."""
+    A dark image (maximum under ``DARK_MAX``) is worked on brightened (:func:`brightened`).
+
+    ``spec``, ``step``: the research hooks of ``jaxdeconv.run.api.deblur`` for every network
+    run of the image; ``spec`` as a builder ``spec(config, shape) -> RunSpec`` (each run gets
+    its own config and shape: the network works on the estimation window, at the working
+    scale) or as a ``RunSpec`` built for the one run's shape."""
     blurry = np.asarray(blurry, np.float32)
     if blurry.ndim == 2:
         blurry = blurry[..., None]
     blurry, gain = brightened(blurry)
     luminance = image_io.luminance(blurry)
-    region, _ = estimation_region(luminance, config)
-    result = progressive.network_run(luminance, config, key=key, region=region)
-    return scaled_outputs(finish(blurry, result, region, config, key=key), 1.0 / gain)
+    p = plan(luminance.shape, config)
+    hooks = dict(spec=spec, step=step)
+    region, _ = estimation_region(luminance, config, p=p)
+    result = progressive.network_run(luminance, config, key=key, region=region, p=p, **hooks)
+    outputs = two_stage_from_run(blurry, result, region, config, key=key, p=p, **hooks)
+    return scaled_outputs(outputs, 1.0 / gain)
 
 
 def save_outputs(
@@ -449,3 +506,15 @@ def run_facts(config: ml_collections.ConfigDict, outputs: Outputs, **extra: Any)
         "date": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         **extra,
     }
+
+
+def __getattr__(name: str):
+    # ``finish``: the former name of two_stage_from_run (deprecated).
+    if name == "finish":
+        warnings.warn(
+            "jaxdeconv.pipeline.finish is deprecated; use two_stage_from_run",
+            DeprecationWarning,
+            stacklevel=2,
+        )
+        return two_stage_from_run
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -4,6 +4,9 @@ the estimation window and the network's config (host-side, no training).
 A blur of ``K`` pixels is estimated at the working scale ``s = min(1, scale.max_kernel / K)``
 on the most textured ``crop_size / s`` window of the luminance, down-sampled by ``s``
 (``jaxdeconv.classical.multiscale``), so the network's kernel has at most ``scale.max_kernel`` taps.
+
+A plan depends on the image's shape and the config only; the functions here take an optional
+``p=`` (the image's plan, made once by the caller) and make it themselves when not given.
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ import dataclasses
 import ml_collections
 import numpy as np
 
+from jaxdeconv import config as config_lib
 from jaxdeconv.classical import crops, multiscale
 from jaxdeconv.classical import kernel_size as kernel_size_lib
 from jaxdeconv.core import train
@@ -56,8 +60,7 @@ def plan(shape: tuple[int, ...], config: ml_collections.ConfigDict) -> Plan:
     k = config.kernel_size
     auto = isinstance(k, str)
     if auto:
-        if k != "auto":
-            raise ValueError(f"kernel_size must be an odd integer or 'auto', got {k!r}")
+        config_lib.check_kernel_size(k, allow_auto=True)
         bound = int(config.auto_size.max_size) or kernel_size_lib.default_max_size(shape)
         k = min(bound, _largest_kernel(shape))
         k = k if k % 2 else k - 1
@@ -74,12 +77,12 @@ def plan(shape: tuple[int, ...], config: ml_collections.ConfigDict) -> Plan:
 
 
 def network_config(
-    config: ml_collections.ConfigDict, shape: tuple[int, ...]
+    config: ml_collections.ConfigDict, shape: tuple[int, ...], *, p: Plan | None = None
 ) -> ml_collections.ConfigDict:
     """The config the network trains with on an image of ``shape``: ``config`` with the
     kernel side at the working scale, and an unset input-noise level resolved from the blur's
     full-resolution size (a 55 px blur estimated as 27 taps is still a large kernel)."""
-    p = plan(shape, config)
+    p = p or plan(shape, config)
     cfg = with_kernel_size(config, p.net_kernel_size)
     if cfg.noise.init is None:
         full = with_kernel_size(config, p.size or p.kernel_size)
@@ -88,12 +91,12 @@ def network_config(
 
 
 def estimation_region(
-    luminance: np.ndarray, config: ml_collections.ConfigDict
+    luminance: np.ndarray, config: ml_collections.ConfigDict, *, p: Plan | None = None
 ) -> tuple[np.ndarray, tuple[int, int, int, int]]:
     """What the network is trained on, and its box ``(top, left, h, w)`` in ``[H, W, 1]``:
     the most textured ``crop_size / s`` window (everything when ``crop_size`` is 0 or the
     image is smaller), down-sampled by the working scale ``s`` (:func:`plan`)."""
-    p = plan(luminance.shape, config)
+    p = p or plan(luminance.shape, config)
     # 'structure' smooths by crop_sigma pixels of the working scale ('gradient' ignores it).
     window, box = crops.textured_window(
         luminance,
@@ -113,8 +116,10 @@ def window_rule(config: ml_collections.ConfigDict, p: Plan) -> str:
     return select
 
 
-def region_shape(shape: tuple[int, ...], config: ml_collections.ConfigDict) -> tuple[int, int]:
+def region_shape(
+    shape: tuple[int, ...], config: ml_collections.ConfigDict, *, p: Plan | None = None
+) -> tuple[int, int]:
     """``(h, w)`` of :func:`estimation_region` for an image of ``shape``, without the image
     (so a folder can be grouped into batches before anything is decoded)."""
-    p = plan(shape, config)
+    p = p or plan(shape, config)
     return multiscale.downscaled_shape(crops.window_shape(shape[:2], p.window), p.scale)

@@ -37,8 +37,8 @@ def test_same_seed_same_result(tiny_config):
     np.testing.assert_array_equal(a.std, b.std)
 
 
-def _nan_from_step_2(model, state, y, key):
-    state, metrics = jaxdeconv.train_step(model, state, y, key)
+def _nan_from_step_2(spec, state, y, key):
+    state, metrics = jaxdeconv.train_step(spec, state, y, key)
     metrics["loss"] = jnp.where(state.step >= 2, jnp.nan, metrics["loss"])
     return state, metrics
 

@@ -430,7 +430,7 @@ def test_decoding_is_bounded_and_overlapping_changes_no_output(cfg, tmp_path, mo
     images held (training, read ahead, finishing); the outputs equal a run without overlap."""
     paths = [_save(tmp_path / f"p{i}.png", _grey(i)) for i in range(6)]
     held, peak = set(), [0]
-    read, finish = image_io.read_image_with_notes, batch._finish
+    read, finish = image_io.read_image_with_notes, batch._write_image_outputs
 
     def reading(path):
         held.add(path)
@@ -442,7 +442,7 @@ def test_decoding_is_bounded_and_overlapping_changes_no_output(cfg, tmp_path, mo
         held.discard(member["path"])
 
     monkeypatch.setattr(image_io, "read_image_with_notes", reading)
-    monkeypatch.setattr(batch, "_finish", finishing)
+    monkeypatch.setattr(batch, "_write_image_outputs", finishing)
     outputs = {}
     for overlapped in (True, False):
         out = tmp_path / f"out_{overlapped}"

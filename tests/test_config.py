@@ -1,11 +1,16 @@
-"""Tests for jaxdeconv.config: the one fingerprint and the defaults of a partial config."""
+"""Tests for jaxdeconv.config: the one fingerprint, the defaults of a partial config and the
+one kernel-size check (with the entry points that use it)."""
 
 from __future__ import annotations
 
 import ml_collections
+import numpy as np
 import pytest
 
 from jaxdeconv import config as config_lib
+from jaxdeconv.app import batch, cli
+from jaxdeconv.bench import synthetic
+from jaxdeconv.core import train
 
 
 def test_fingerprint_leaves_out_result_neutral_fields_only():
@@ -60,3 +65,73 @@ def test_with_defaults_fills_a_partial_config_and_keeps_a_full_one():
 def test_with_defaults_rejects_an_unknown_group():
     with pytest.raises(KeyError):
         config_lib.with_defaults(ml_collections.ConfigDict({}), "no_such_group")
+
+
+@pytest.mark.parametrize("k", [1, 3, 27, np.int64(5)])
+def test_odd_positive_integers_are_kernel_sizes(k):
+    assert config_lib.check_kernel_size(k, allow_auto=False) == int(k)
+    assert type(config_lib.check_kernel_size(k)) is int
+
+
+@pytest.mark.parametrize("k", [0, -3, 4, 5.0, "5", True, None, "big"])
+def test_anything_else_is_refused_with_one_wording(k):
+    with pytest.raises(ValueError, match=r"^kernel_size must be a positive odd integer or 'auto'"):
+        config_lib.check_kernel_size(k)
+    problem = config_lib.kernel_size_problem(k, allow_auto=False, where="size")
+    assert problem == f"size must be a positive odd integer, got {k!r}"
+
+
+def test_auto_only_where_allowed():
+    assert config_lib.check_kernel_size("auto") == "auto"
+    with pytest.raises(ValueError, match="kernel_size must be a positive odd integer, got 'auto'"):
+        config_lib.check_kernel_size("auto", allow_auto=False)
+
+
+def test_the_entry_points_share_the_check(tiny_config):
+    """The config check, the train step's, the batch tool's, the command's and the synthetic
+    kernels' all say the same for an even size."""
+    cfg = tiny_config
+    cfg.kernel_size = 4
+    with pytest.raises(ValueError, match="kernel_size must be a positive odd integer or 'auto'"):
+        config_lib.check_values(cfg)
+    with pytest.raises(ValueError, match="kernel_size must be a positive odd integer, got 4"):
+        train.build_spec(cfg, (16, 16, 1))
+    assert batch.kernel_size_problem(4, (16, 16)) == (
+        "kernel size must be a positive odd integer or 'auto', got 4"
+    )
+    assert batch.kernel_size_problem(True, (16, 16)) is not None  # a bool is no size
+    with pytest.raises(ValueError, match="--kernel_size=4: must be a positive odd integer"):
+        cli.parse_kernel_size("4")
+    assert cli.parse_kernel_size(" AUTO") == "auto" and cli.parse_kernel_size("7") == 7
+    with pytest.raises(ValueError, match="kernel size must be a positive odd integer, got 4"):
+        synthetic.motion_kernel(4)
+
+
+def test_kernel_arrays_must_be_square_and_odd():
+    config_lib.check_kernel_shape((5, 5))
+    for shape in [(4, 4), (5, 3), (5,), (5, 5, 1)]:
+        with pytest.raises(ValueError, match=r"kernel must be \[K, K\] with K odd"):
+            config_lib.check_kernel_shape(shape)
+
+
+def test_extra_loss_weights_match_the_names(tiny_config):
+    tiny_config.extra_loss.names = ("kernel_centre",)
+    tiny_config.extra_loss.weights = (0.1, 0.2)
+    with pytest.raises(ValueError, match="extra_loss.weights needs one weight per name"):
+        config_lib.check_values(tiny_config)
+
+
+def test_the_extra_loss_group_changes_no_hash_while_off():
+    """Stored results and checkpoints stay valid: with no extra loss term, a config hashes as
+    it did before the group existed."""
+    from jaxdeconv.bench import evaluate
+
+    cfg = config_lib.fast()
+    before = cfg.to_dict()
+    del before["extra_loss"]
+    before = config_lib.ml_collections.ConfigDict(before)
+    assert evaluate.config_hash(cfg) == evaluate.config_hash(before)
+    assert config_lib.fingerprint(cfg) == config_lib.fingerprint(before)
+    cfg.extra_loss.names = ("kernel_centre",)
+    assert evaluate.config_hash(cfg) != evaluate.config_hash(before)
+    assert config_lib.fingerprint(cfg) != config_lib.fingerprint(before)

@@ -1,11 +1,13 @@
 import json
 import os
 
+import jax.numpy as jnp
 import numpy as np
 from PIL import Image
 
 from jaxdeconv import config as config_lib
 from jaxdeconv.app import image_io, launch
+from jaxdeconv.core import train
 
 
 def test_builtin_example_writes_all_outputs(tmp_path, monkeypatch):
@@ -89,3 +91,28 @@ def test_the_example_scene_and_its_blur():
     gy, gx = np.gradient(ex.sharp[..., 0])
     assert (np.abs(gx) > 0.1).mean() > 0.02 and (np.abs(gy) > 0.1).mean() > 0.02
     assert not np.array_equal(example.make(64, 9, seed=4).sharp, ex.sharp)
+
+
+def test_the_launcher_passes_the_research_hooks_on(tmp_path):
+    """``deblur_one(..., spec=, step=)``: the user's spec builder and step train the image."""
+    path = tmp_path / "grey.png"
+    Image.fromarray((np.random.default_rng(1).uniform(size=(24, 24)) * 255).astype(np.uint8)).save(
+        path
+    )
+    cfg = config_lib.tiny()
+    cfg.num_steps = 3
+    built = []
+
+    def builder(config, shape):
+        built.append(shape)
+        return train.build_spec(config, shape)
+
+    def reported_step(spec, state, y, key):
+        state, metrics = train.train_step(spec, state, y, key)
+        return state, {**metrics, "loss": jnp.full((), 123.0)}
+
+    facts = launch.deblur_one(
+        cfg, str(path), 5, str(tmp_path / "out"), spec=builder, step=reported_step
+    )
+    assert built == [(24, 24, 1)]
+    assert facts["final_loss"] == 123.0  # the loss the user's step reported

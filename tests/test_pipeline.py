@@ -1,9 +1,11 @@
+import jax.numpy as jnp
 import numpy as np
 
 from jaxdeconv import config as config_lib
-from jaxdeconv import pipeline
+from jaxdeconv import pipeline, planning
 from jaxdeconv.bench import synthetic
 from jaxdeconv.classical import nonblind
+from jaxdeconv.core import train
 
 
 def test_polished_two_stage_result_covers_every_channel():
@@ -224,3 +226,39 @@ def test_noise_level_follows_the_full_resolution_kernel_size():
     assert (
         pipeline.network_config(pipeline.with_kernel_size(cfg, 55), (700, 1000)).noise.init == 0.02
     )
+
+
+def test_one_plan_per_image_and_the_hooks_reach_every_network_run(monkeypatch):
+    """``deblur_image`` plans an image once and passes the plan along; ``spec=`` and ``step=``
+    reach every network run: the first, the other window's and both recovery runs."""
+    ex = synthetic.make_example(40, 40, 5, noise=0.002, seed=1)
+    lum = np.full((40, 100, 1), 0.5, np.float32)
+    lum[:, :40, 0] = 0.5 + 0.4 * (np.arange(40) % 4 < 2)  # a fence: another window to try
+    lum[:, 60:, :] = ex.blurry
+    cfg = _tiny(steps=3, crop_size=32, crop_select="structure")
+    cfg.polish.crop_size = 40
+    cfg.recover.windows = ("gradient", "structure")
+    cfg.recover.attempts, cfg.recover.delta_peak = 1, 0.0  # every kernel flagged: one retry each
+    plans, shapes = [], []
+    real_plan = planning.plan
+
+    def counted_plan(shape, config):
+        plans.append(tuple(shape))
+        return real_plan(shape, config)
+
+    monkeypatch.setattr(planning, "plan", counted_plan)
+    monkeypatch.setattr(pipeline, "plan", counted_plan)
+
+    def builder(config, shape):
+        shapes.append(shape)
+        return train.build_spec(config, shape)
+
+    def marked_step(spec, state, y, key):
+        state, metrics = train.train_step(spec, state, y, key)
+        return state, {**metrics, "hooked": jnp.ones(())}
+
+    out = pipeline.deblur_image(lum, cfg, spec=builder, step=marked_step)
+    assert plans == [lum.shape]
+    assert out.facts["windows_tried"] == 2 and out.facts["recovery_runs"] == 1
+    assert shapes == [(32, 32, 1)] * 4
+    np.testing.assert_array_equal(out.result.metrics["hooked"], np.ones(3))

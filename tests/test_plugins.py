@@ -1,4 +1,5 @@
-"""Plug-ins by name: a generator defined outside the package is used without editing it."""
+"""Plug-ins by name: a generator or a loss term defined outside the package is used without
+editing it."""
 
 import flax.linen as nn
 import jax
@@ -36,8 +37,8 @@ def test_a_users_kernel_generator_plugs_in_by_name(tiny_config):
         cfg = tiny_config
         cfg.kernel_net.type = "test_gaussian"
         cfg.num_steps = 20
-        model = train.build_model(cfg, (24, 24, 1))
-        assert isinstance(model.kernel_net, _GaussianKernel) and model.zk_shape == (1,)
+        spec = train.build_spec(cfg, (24, 24, 1))
+        assert isinstance(spec.kernel_net, _GaussianKernel) and spec.zk_shape == (1,)
         ex = synthetic.make_example(24, 24, 5, seed=0)
         result = jaxdeconv.deblur(ex.blurry, cfg)
         assert built and built[-1] == 5
@@ -61,8 +62,8 @@ def test_a_users_image_generator_plugs_in_by_name(tiny_config):
     plugins.register_image_net("test_flat")(lambda config, c: Flat(c))
     try:
         tiny_config.image_net.type = "test_flat"
-        model = train.build_model(tiny_config, (16, 16, 1))
-        assert isinstance(model.image_net, Flat)
+        spec = train.build_spec(tiny_config, (16, 16, 1))
+        assert isinstance(spec.image_net, Flat)
     finally:
         plugins.IMAGE_NETS.pop("test_flat", None)
 
@@ -70,8 +71,45 @@ def test_a_users_image_generator_plugs_in_by_name(tiny_config):
 def test_unknown_names_are_refused_with_the_known_ones(tiny_config):
     tiny_config.kernel_net.type = "nonesuch"
     with pytest.raises(ValueError, match=r"kernel_net.type must be one of \['coord', 'mlp'"):
-        train.build_model(tiny_config, (16, 16, 1))
+        train.build_spec(tiny_config, (16, 16, 1))
     tiny_config.kernel_net.type = "mlp"
     tiny_config.image_net.type = "nonesuch"
     with pytest.raises(ValueError, match="image_net.type must be one of"):
-        train.build_model(tiny_config, (16, 16, 1))
+        train.build_spec(tiny_config, (16, 16, 1))
+    tiny_config.image_net.type = "unet"
+    tiny_config.extra_loss.names = ("nonesuch",)
+    with pytest.raises(ValueError, match=r"'nonesuch' is not one of \[.*'kernel_centre'"):
+        train.build_spec(tiny_config, (16, 16, 1))
+
+
+def _brighter(images, kernel, key, step):
+    """A user's extra loss term: rewards bright draws; its metrics use the key and the step."""
+    del kernel
+    return -jnp.mean(images), {"step": step.astype(jnp.float32), "u": jax.random.uniform(key)}
+
+
+def test_a_users_loss_term_plugs_in_by_name_and_is_logged(tiny_config):
+    plugins.register_loss_term("test_brighter")(_brighter)
+    try:
+        cfg = tiny_config
+        cfg.num_steps, cfg.log_every = 4, 2
+        blurry = synthetic.make_example(16, 16, 5, seed=0).blurry
+        plain = jaxdeconv.deblur(blurry, cfg)
+        cfg.extra_loss.names, cfg.extra_loss.weights = ("test_brighter",), (0.5,)
+        hooked = jaxdeconv.deblur(blurry, cfg)
+        assert not np.array_equal(hooked.kernel, plain.kernel)  # the term changed the run
+        m = hooked.metrics
+        # Logged per step: its value, its own metrics; the loss holds it at its weight beside
+        # the paper's terms (data, mu ||k||^2, tv).
+        np.testing.assert_array_equal(m["test_brighter/step"], [0, 1, 2, 3])
+        assert np.all(m["test_brighter"] < 0) and np.all(m["test_brighter/u"] > 0)
+        paper = m["data"] + cfg.mu * m["kernel_norm"] + cfg.tv_weight * m["tv"]
+        np.testing.assert_allclose(m["loss"], paper + 0.5 * m["test_brighter"], rtol=1e-5)
+        # Weight 0 (or the term not named): bit-identical to a run without the hook.
+        cfg.extra_loss.weights = (0.0,)
+        off = jaxdeconv.deblur(blurry, cfg)
+        for field in ("kernel", "image", "std", "loss_history"):
+            np.testing.assert_array_equal(getattr(off, field), getattr(plain, field))
+        assert "test_brighter" not in off.metrics
+    finally:
+        plugins.LOSS_TERMS.pop("test_brighter", None)

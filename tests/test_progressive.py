@@ -1,10 +1,12 @@
 import jax
+import jax.numpy as jnp
 import numpy as np
 import pytest
 
 import jaxdeconv
 from jaxdeconv import planning
 from jaxdeconv.bench import synthetic
+from jaxdeconv.core import train
 from jaxdeconv.run import progressive
 
 
@@ -62,8 +64,8 @@ def test_coarse_level_runs_and_carries_the_kernel_weights(cfg, monkeypatch):
     assert (k0, k1) == (5, 9) and n0 + n1 == cfg.num_steps and ws0 is None
     assert coarse_shape[0] < fine_shape[0]  # the coarse level works on a smaller image
     # The finer run started from the coarse run's kernel weights (fresh optimiser state).
-    model = fine.model
-    state = ws1(model, jax.device_get(fine.state))
+    spec = fine.spec
+    state = ws1(spec, jax.device_get(fine.state))
     carried = jax.tree_util.tree_leaves(state.params_k)
     for a, b in zip(carried, jax.tree_util.tree_leaves(coarse.state.params_k), strict=True):
         np.testing.assert_array_equal(a, b)
@@ -103,3 +105,23 @@ def test_network_runs_batches_at_one_scale_and_goes_one_by_one_when_progressive(
     cfg.progressive.levels = 1
     assert progressive.network_runs(lums, regions, cfg, checkpoint_dir="c") == ["run"] * 2
     assert calls == [("run", (40, 40, 1), None)] * 2  # no checkpoint shared by two images
+
+
+def test_every_level_runs_with_the_users_spec_builder_and_step(cfg):
+    """``spec=`` (a builder: each level has its own kernel grid and image) and ``step=`` reach
+    the coarser level and the working scale alike."""
+    cfg.progressive.levels = 1
+    ex = synthetic.make_example(32, 32, 9, seed=0)
+    built = []
+
+    def builder(config, shape):
+        built.append((config.kernel_size, shape[:2]))
+        return train.build_spec(config, shape)
+
+    def marked_step(spec, state, y, key):
+        state, metrics = train.train_step(spec, state, y, key)
+        return state, {**metrics, "level_k": jnp.full((), spec.kernel_size, jnp.float32)}
+
+    run = progressive.network_run(ex.blurry, cfg, spec=builder, step=marked_step)
+    assert [k for k, _ in built] == [5, 9] and built[0][1][0] < built[1][1][0]
+    assert np.all(run.metrics["level_k"] == 9)

@@ -25,17 +25,17 @@ def test_rejects_mismatched_schedule():
 def test_paper_switch_points(kernel_size, noise0):
     cfg = config_lib.paper()
     cfg.kernel_size = kernel_size
-    model = train.build_model(cfg, (64, 64, 1))
-    assert float(model.dropout(1499)) == pytest.approx(0.3)
-    assert float(model.dropout(1500)) == pytest.approx(0.001)
-    assert float(model.noise(3499)) == pytest.approx(noise0)
-    assert float(model.noise(3500)) == pytest.approx(0.001)
+    spec = train.build_spec(cfg, (64, 64, 1))
+    assert float(spec.dropout(1499)) == pytest.approx(0.3)
+    assert float(spec.dropout(1500)) == pytest.approx(0.001)
+    assert float(spec.noise(3499)) == pytest.approx(noise0)
+    assert float(spec.noise(3500)) == pytest.approx(0.001)
     # Adam's learning rates, read off its updates: a fresh Adam moves each weight by lr on
     # its first step; with the step counter set just before and at the switch, the
     # updates differ exactly by the decay factor.
     params = {"w": np.ones(3, np.float32)}
     grads = {"w": np.ones(3, np.float32)}
-    for tx, lr in [(model.tx_x, 1e-2), (model.tx_k, 1e-4)]:
+    for tx, lr in [(spec.tx_x, 1e-2), (spec.tx_k, 1e-4)]:
         fresh = tx.init(params)
         first, _ = tx.update(grads, fresh, params)
         np.testing.assert_allclose(-np.asarray(first["w"]), lr, rtol=1e-3)

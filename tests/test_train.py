@@ -15,15 +15,15 @@ def _problem(cfg, size=24, seed=0):
 
 
 def _run(cfg, y, key, steps):
-    model = train.build_model(cfg, tuple(y.shape))
+    spec = train.build_spec(cfg, tuple(y.shape))
     key_state, key_loop = jax.random.split(key)
-    state = train.init_state(model, key_state)
-    step = train.make_train_step(model)
+    state = train.init_state(spec, key_state)
+    step = train.make_train_step(spec)
     losses = []
     for _ in range(steps):
         state, metrics = step(state, y, key_loop)
         losses.append(metrics["loss"])
-    return model, state, np.asarray(jax.device_get(losses))
+    return spec, state, np.asarray(jax.device_get(losses))
 
 
 @pytest.mark.parametrize("scheme", ["alternating", "joint"])
@@ -47,17 +47,17 @@ def test_same_seed_identical_different_key_differs(tiny_config):
 
 
 def test_step_key_depends_on_step_not_host_state(tiny_config):
-    """Resuming from a saved state, with a freshly built model and step (as a new process
+    """Resuming from a saved state, with a freshly built spec and step (as a new process
     would), reproduces the uninterrupted run; and the draws follow ``state.step``."""
     y = _problem(tiny_config)
     key = jax.random.key(1)
 
     def fresh_step():
-        model = train.build_model(tiny_config, tuple(y.shape))
-        return model, jax.jit(lambda s, y, k: train.train_step(model, s, y, k))
+        spec = train.build_spec(tiny_config, tuple(y.shape))
+        return spec, jax.jit(lambda s, y, k: train.train_step(spec, s, y, k))
 
-    model, step = fresh_step()
-    state = train.init_state(model, jax.random.key(0))
+    spec, step = fresh_step()
+    state = train.init_state(spec, jax.random.key(0))
     losses = []
     for i in range(6):
         state, m = step(state, y, key)
@@ -84,15 +84,15 @@ def test_step_key_depends_on_step_not_host_state(tiny_config):
 def test_schedules_cross_switch_points_without_recompiling(tiny_config):
     tiny_config.num_steps = 10  # switches at steps 3, 6 and 7
     y = _problem(tiny_config)
-    model = train.build_model(tiny_config, tuple(y.shape))
+    spec = train.build_spec(tiny_config, tuple(y.shape))
     traces = []
 
     def counted(state, y, key):
         traces.append(1)
-        return train.train_step(model, state, y, key)
+        return train.train_step(spec, state, y, key)
 
     step = jax.jit(counted)
-    state = train.init_state(model, jax.random.key(0))
+    state = train.init_state(spec, jax.random.key(0))
     rates = []
     for _ in range(10):
         state, metrics = step(state, y, jax.random.key(1))
@@ -104,11 +104,11 @@ def test_schedules_cross_switch_points_without_recompiling(tiny_config):
 def test_vmap_over_images_equals_one_by_one(tiny_config):
     ys = jnp.stack([_problem(tiny_config, seed=s) for s in (0, 1)])
     keys = jax.random.split(jax.random.key(0), 2)
-    model = train.build_model(tiny_config, tuple(ys.shape[1:]))
-    states = jax.vmap(lambda k: train.init_state(model, k))(keys)
-    batched = jax.jit(jax.vmap(lambda s, y, k: train.train_step(model, s, y, k)))
-    single = jax.jit(lambda s, y, k: train.train_step(model, s, y, k))
-    singles = [train.init_state(model, k) for k in keys]
+    spec = train.build_spec(tiny_config, tuple(ys.shape[1:]))
+    states = jax.vmap(lambda k: train.init_state(spec, k))(keys)
+    batched = jax.jit(jax.vmap(lambda s, y, k: train.train_step(spec, s, y, k)))
+    single = jax.jit(lambda s, y, k: train.train_step(spec, s, y, k))
+    singles = [train.init_state(spec, k) for k in keys]
     for _ in range(3):
         states, mb = batched(states, ys, keys)
         outs = [single(s, y, k) for s, y, k in zip(singles, ys, keys, strict=True)]
@@ -118,8 +118,8 @@ def test_vmap_over_images_equals_one_by_one(tiny_config):
     for i in range(2):
         np.testing.assert_allclose(mb["loss"][i], outs[i][1]["loss"], rtol=1e-3)
         np.testing.assert_allclose(
-            train.kernel_estimate(model, jax.tree_util.tree_map(lambda a, i=i: a[i], states)),
-            train.kernel_estimate(model, singles[i]),
+            train.kernel_estimate(spec, jax.tree_util.tree_map(lambda a, i=i: a[i], states)),
+            train.kernel_estimate(spec, singles[i]),
             rtol=1e-3,
             atol=1e-6,
         )
@@ -127,15 +127,15 @@ def test_vmap_over_images_equals_one_by_one(tiny_config):
 
 def test_outputs_inference_deterministic_and_kernel_valid(tiny_config):
     y = _problem(tiny_config)
-    model, state, _ = _run(tiny_config, y, jax.random.key(0), 3)
-    a = train.image_estimate(model, state)
-    b = train.image_estimate(model, state)
+    spec, state, _ = _run(tiny_config, y, jax.random.key(0), 3)
+    a = train.image_estimate(spec, state)
+    b = train.image_estimate(spec, state)
     np.testing.assert_array_equal(a, b)
     assert a.shape == y.shape
-    k = train.kernel_estimate(model, state)
+    k = train.kernel_estimate(spec, state)
     assert k.shape == (tiny_config.kernel_size,) * 2
     assert float(k.min()) >= 0 and abs(float(k.sum()) - 1) < 1e-5
-    mean, std = train.sample_statistics(model, state, jax.random.key(2), 4, 0.05, 0.3)
+    mean, std = train.sample_statistics(spec, state, jax.random.key(2), 4, 0.05, 0.3)
     assert mean.shape == std.shape == y.shape
     assert float(std.mean()) > 0
 
@@ -144,7 +144,7 @@ def test_outputs_inference_deterministic_and_kernel_valid(tiny_config):
 def test_bad_kernel_sizes_rejected(tiny_config, bad, match):
     tiny_config.kernel_size = bad
     with pytest.raises(ValueError, match=match):
-        train.build_model(tiny_config, (32, 32, 1))
+        train.build_spec(tiny_config, (32, 32, 1))
 
 
 def test_half_step_keys_shared_or_independent():
@@ -164,10 +164,10 @@ def test_alternating_step_uses_one_draw_for_both_half_steps(tiny_config, shared)
     tiny_config.scheme = "alternating"
     tiny_config.shared_draw = shared
     y = _problem(tiny_config)
-    model = train.build_model(tiny_config, tuple(y.shape))
-    state = train.init_state(model, jax.random.key(0))
+    spec = train.build_spec(tiny_config, tuple(y.shape))
+    state = train.init_state(spec, jax.random.key(0))
     key = jax.random.key(1)
-    new_state, metrics = jax.jit(lambda s: train.train_step(model, s, y, key))(state)
+    new_state, metrics = jax.jit(lambda s: train.train_step(spec, s, y, key))(state)
 
     step_key = jax.random.fold_in(key, state.step)
     split_keys = tuple(jax.random.split(step_key))
@@ -181,13 +181,13 @@ def test_alternating_step_uses_one_draw_for_both_half_steps(tiny_config, shared)
             state.zx,
             state.zk,
             k,
-            image_net=model.image_net,
-            kernel_net=model.kernel_net,
-            num_draws=model.num_draws,
-            noise_std=model.noise(0),
-            dropout_rate=model.dropout(0),
-            mu=model.mu,
-            data_term=model.data_term,
+            image_net=spec.image_net,
+            kernel_net=spec.kernel_net,
+            num_draws=spec.num_draws,
+            noise_std=spec.noise(0),
+            dropout_rate=spec.dropout(0),
+            mu=spec.mu,
+            data_term=spec.data_term,
         ).total
 
     total = jax.jit(total)
@@ -198,7 +198,7 @@ def test_alternating_step_uses_one_draw_for_both_half_steps(tiny_config, shared)
     @jax.jit  # jitted like the step itself (eager, this test took over a minute)
     def kernel_params(k):
         g_k = jax.grad(total, argnums=1)(state.params_x, state.params_k, k)
-        upd_k, _ = model.tx_k.update(g_k, state.opt_k, state.params_k)
+        upd_k, _ = spec.tx_k.update(g_k, state.opt_k, state.params_k)
         return jax.tree_util.tree_map(lambda p, u: p + u, state.params_k, upd_k)
 
     def kernel_step(k):
@@ -230,19 +230,19 @@ def test_noise_level_switch_lies_between_levin_and_lai_kernels():
 
 def test_kernel_dropout_schedule_and_data_term_are_wired(tiny_config):
     tiny_config.num_steps = 5000
-    model = train.build_model(tiny_config, (24, 24, 1))
-    assert float(model.kernel_dropout(1499)) == pytest.approx(0.1)
-    assert float(model.kernel_dropout(1500)) == pytest.approx(0.001)
-    assert float(model.dropout(0)) == pytest.approx(0.3)
+    spec = train.build_spec(tiny_config, (24, 24, 1))
+    assert float(spec.kernel_dropout(1499)) == pytest.approx(0.1)
+    assert float(spec.kernel_dropout(1500)) == pytest.approx(0.001)
+    assert float(spec.dropout(0)) == pytest.approx(0.3)
     tiny_config.data_term = "median"
     with pytest.raises(ValueError, match="data_term"):
-        train.build_model(tiny_config, (24, 24, 1))
+        train.build_spec(tiny_config, (24, 24, 1))
 
 
 def test_ssim_switch_changes_the_loss_at_its_step(tiny_config):
     """``ssim_after``: the step's data term is the squared error before it, 1 - SSIM after."""
     y = _problem(tiny_config)
-    plain = train.build_model(tiny_config, tuple(y.shape))
+    plain = train.build_spec(tiny_config, tuple(y.shape))
     switched = plain._replace(ssim_after=2)
     assert train.ssim_weight(plain, jnp.int32(5)) == 0.0
     assert [float(train.ssim_weight(switched, jnp.int32(s))) for s in (0, 1, 2, 3)] == [0, 0, 1, 1]
@@ -261,22 +261,22 @@ def test_ssim_switch_changes_the_loss_at_its_step(tiny_config):
 def test_no_input_noise_at_the_start_means_none_later(tiny_config):
     tiny_config.noise.init = 0.0
     tiny_config.noise.boundaries, tiny_config.noise.levels = (0.7,), (0.001,)
-    model = train.build_model(tiny_config, (24, 24, 1))
-    assert float(model.noise(0)) == 0.0 and float(model.noise(tiny_config.num_steps - 1)) == 0.0
+    spec = train.build_spec(tiny_config, (24, 24, 1))
+    assert float(spec.noise(0)) == 0.0 and float(spec.noise(tiny_config.num_steps - 1)) == 0.0
     tiny_config.noise.init = 0.05
-    model = train.build_model(tiny_config, (24, 24, 1))
-    assert float(model.noise(0)) == pytest.approx(0.05)
-    assert float(model.noise(tiny_config.num_steps - 1)) == pytest.approx(0.001)
+    spec = train.build_spec(tiny_config, (24, 24, 1))
+    assert float(spec.noise(0)) == pytest.approx(0.05)
+    assert float(spec.noise(tiny_config.num_steps - 1)) == pytest.approx(0.001)
 
 
 def test_grad_weight_reaches_the_step_loss(tiny_config):
-    """``grad_weight`` from the config reaches the model and raises the step's data term
+    """``grad_weight`` from the config reaches the spec and raises the step's data term
     (the residual's differences are added to its squares)."""
     y = _problem(tiny_config)
-    plain = train.build_model(tiny_config, tuple(y.shape))
+    plain = train.build_spec(tiny_config, tuple(y.shape))
     assert plain.grad_weight == 0.0
     tiny_config.grad_weight = 0.5
-    weighted = train.build_model(tiny_config, tuple(y.shape))
+    weighted = train.build_spec(tiny_config, tuple(y.shape))
     assert weighted.grad_weight == 0.5
     state = train.init_state(plain, jax.random.key(0))
     key = jax.random.key(1)
@@ -289,11 +289,11 @@ def test_hold_k_keeps_the_kernel_for_its_share_of_the_steps(tiny_config):
     tiny_config.num_steps = 8
     tiny_config.optim.hold_k = 0.5
     y = _problem(tiny_config)
-    model = train.build_model(tiny_config, tuple(y.shape))
-    state = train.init_state(model, jax.random.key(0))
+    spec = train.build_spec(tiny_config, tuple(y.shape))
+    state = train.init_state(spec, jax.random.key(0))
     start_k = jax.device_get(state.params_k)
     start_x = jax.device_get(state.params_x)
-    step = train.make_train_step(model)
+    step = train.make_train_step(spec)
     kernels = []
     for _ in range(8):
         state, _ = step(state, y, jax.random.key(1))

@@ -40,29 +40,29 @@ def test_variants_are_one_file_and_the_old_names_still_load():
 def test_variant_builds_and_trains_two_steps(name):
     module = _load(VARIANT_FILE)
     paper = module.get_config(name)  # the faithful base builds too
-    train.build_model(paper, (64, 64, 1))
+    train.build_spec(paper, (64, 64, 1))
     cfg = module.get_config(f"{name}:tiny")
     # Keep the variant's depth but not its width (selfdeblur: 5 x 128 channels).
     cfg.image_net.channels = tuple(min(c, 16) for c in cfg.image_net.channels)
     cfg.kernel_net.hidden = min(cfg.kernel_net.hidden, 64)
     y = jnp.asarray(synthetic.make_example(20, 20, cfg.kernel_size, seed=0).blurry)
-    model = train.build_model(cfg, tuple(y.shape))
-    state = train.init_state(model, jax.random.key(0))
-    step = jax.jit(lambda s, y, k: train.train_step(model, s, y, k))
+    spec = train.build_spec(cfg, tuple(y.shape))
+    state = train.init_state(spec, jax.random.key(0))
+    step = jax.jit(lambda s, y, k: train.train_step(spec, s, y, k))
     losses = []
     for _ in range(2):
         state, m = step(state, y, jax.random.key(1))
         losses.append(float(m["loss"]))
     assert np.all(np.isfinite(losses))
-    kernel = train.kernel_estimate(model, state)
+    kernel = train.kernel_estimate(spec, state)
     assert abs(float(kernel.sum()) - 1) < 1e-5
 
 
 def test_variants_change_what_they_say():
     base = variants.apply("table5_both", __import__("jaxdeconv").config.paper())
-    none = train.build_model(variants.apply("table5_none", base), (32, 32, 1))
+    none = train.build_spec(variants.apply("table5_none", base), (32, 32, 1))
     assert float(none.noise(0)) == 0 and float(none.dropout(0)) == 0
-    s6 = train.build_model(variants.apply("s6", base), (32, 32, 1))
+    s6 = train.build_spec(variants.apply("s6", base), (32, 32, 1))
     assert float(s6.noise(3499)) == pytest.approx(0.01)
     assert float(s6.noise(3500)) == pytest.approx(0.0001)
     assert variants.apply("mle_tv", base).tv_weight > 0
@@ -75,12 +75,12 @@ def test_variants_change_what_they_say():
 def test_randomized_kernel_draws_differ(tiny_config):
     cfg = variants.apply("randomize_kernel", tiny_config)
     y = jnp.asarray(synthetic.make_example(20, 20, 5, seed=0).blurry)
-    model = train.build_model(cfg, tuple(y.shape))
-    state = train.init_state(model, jax.random.key(0))
+    spec = train.build_spec(cfg, tuple(y.shape))
+    state = train.init_state(spec, jax.random.key(0))
     from jaxdeconv.core import loss
 
     kernels = loss.sample_kernels(
-        model.kernel_net, state.params_k, state.zk, jax.random.key(2), 3, 0.05, 0.3
+        spec.kernel_net, state.params_k, state.zk, jax.random.key(2), 3, 0.05, 0.3
     )
     assert kernels.shape == (3, 5, 5)
     assert float(jnp.abs(kernels[0] - kernels[1]).max()) > 1e-6
@@ -88,9 +88,9 @@ def test_randomized_kernel_draws_differ(tiny_config):
 
 
 def _sources(cfg):
-    """(dropout at step 0, input noise at step 0) of the model built from ``cfg``."""
-    model = train.build_model(cfg, (32, 32, 1))
-    return float(model.dropout(0)), float(model.noise(0))
+    """(dropout at step 0, input noise at step 0) of the spec built from ``cfg``."""
+    spec = train.build_spec(cfg, (32, 32, 1))
+    return float(spec.dropout(0)), float(spec.noise(0))
 
 
 @pytest.mark.parametrize("base", ["paper", "fast"])
@@ -109,7 +109,7 @@ def test_schedules_s1_to_s6_have_one_source_each(base):
     for name, (drop, noise) in want.items():
         got = _sources(variants.apply(name, b))
         assert got == pytest.approx((drop, noise)), (base, name, got)
-    s3 = train.build_model(variants.apply("s3", b), (32, 32, 1))
+    s3 = train.build_spec(variants.apply("s3", b), (32, 32, 1))
     assert float(s3.dropout(1500 * b.num_steps // 5000)) == pytest.approx(0.001)
 
 
@@ -131,11 +131,11 @@ def test_randomized_kernel_net_has_its_own_dropout_schedule():
     from jaxdeconv import config
 
     for name in ("randomize_kernel", "randomize_both"):
-        model = train.build_model(variants.apply(name, config.fast()), (32, 32, 1))
+        spec = train.build_spec(variants.apply(name, config.fast()), (32, 32, 1))
         steps = config.fast().num_steps
-        assert float(model.kernel_dropout(0)) == pytest.approx(0.1)
-        assert float(model.kernel_dropout(int(0.3 * steps))) == pytest.approx(0.001)
-        assert float(model.dropout(0)) == pytest.approx(0.3)  # the image net's, unchanged
+        assert float(spec.kernel_dropout(0)) == pytest.approx(0.1)
+        assert float(spec.kernel_dropout(int(0.3 * steps))) == pytest.approx(0.001)
+        assert float(spec.dropout(0)) == pytest.approx(0.3)  # the image net's, unchanged
 
 
 def test_selfdeblur_is_not_the_paper_with_an_fc_kernel_net():
@@ -146,7 +146,7 @@ def test_selfdeblur_is_not_the_paper_with_an_fc_kernel_net():
     assert sd.kernel_net.type == fc.kernel_net.type == "mlp"
     assert len(sd.image_net.channels) == 5 and len(fc.image_net.channels) == 6
     assert sd.image_net.decoder_1x1 and sd.scheme == "joint" and sd.mu == 0.0
-    train.build_model(sd, (32, 32, 1))
+    train.build_spec(sd, (32, 32, 1))
     assert _sources(sd) == pytest.approx((0.0, 0.001))
     bounds = train.schedules.fraction_boundaries(sd.optim.decay_boundaries, sd.num_steps)
     assert bounds == (2000, 3000, 4000)

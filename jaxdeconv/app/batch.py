@@ -60,8 +60,9 @@ def kernel_size_problem(k: Any, shape: tuple, min_auto: int = 5) -> str | None:
                 f"(the short side must be at least {need} px)"
             )
         return None
-    if isinstance(k, bool) or not isinstance(k, int | np.integer) or k < 1 or k % 2 == 0:
-        return f"kernel size must be a positive odd integer or 'auto', got {k!r}"
+    problem = config_lib.kernel_size_problem(k, allow_auto=True, where="kernel size")
+    if problem:
+        return problem
     if min(shape[:2]) < k:
         return f"image {shape[0]}x{shape[1]} is smaller than the {k}x{k} kernel"
     return None
@@ -242,15 +243,15 @@ def _process(
             )
         return _train_isolated(chunk, output_dir, names, checkpoints, progress) if chunk else []
 
-    def finish(chunk, results):
+    def write_chunk_results(chunk, results):
         for member, result in zip(chunk, results, strict=True):
-            _finish(member, result, output_dir, names, run, progress)
+            _write_image_outputs(member, result, output_dir, names, run, progress)
         ckpt = _checkpoint_dir(chunk, output_dir, names, checkpoints) if chunk else None
         if ckpt and all(run.records[m["path"]]["status"] == "ok" for m in chunk):
             _remove_checkpoint(ckpt)
 
     # Decoding the next batch and finishing the previous one overlap with training.
-    overlap.run_overlapped(chunks, load, train, finish, overlap=overlapped)
+    overlap.run_overlapped(chunks, load, train, write_chunk_results, overlap=overlapped)
     run.write(finished=True)
     if run.folder_error is None:
         write_overview(output_dir, run.ordered(), summary_name, progress.line)
@@ -336,7 +337,7 @@ def _train_isolated(chunk, output_dir, names, checkpoints, progress) -> list:
     return results
 
 
-def _finish(member, result, output_dir, names, run, progress) -> None:
+def _write_image_outputs(member, result, output_dir, names, run, progress) -> None:
     """The calls after training for one image: final kernel, deconvolution, files, record."""
     path, cfg = member["path"], member["cfg"]
     name, k = names[path], cfg.kernel_size
@@ -438,4 +439,4 @@ def _network_stage(chunk, cfg, ckpt, report) -> list[api.DeblurResult]:
 
 def _final_stage(member: dict, result: api.DeblurResult) -> pipeline.Outputs:
     """Final kernel and non-blind deconvolution of every channel of one image."""
-    return pipeline.finish(member["blurry"], result, member["region"], member["cfg"])
+    return pipeline.two_stage_from_run(member["blurry"], result, member["region"], member["cfg"])

@@ -21,6 +21,7 @@ import sys
 
 from absl import app, flags, logging
 
+from jaxdeconv import config as config_lib
 from jaxdeconv.app import batch, folder_lock, inputs, launch, shards
 from jaxdeconv.app import records as records_lib
 from jaxdeconv.app import summary as summary_lib
@@ -143,10 +144,8 @@ def parse_kernel_size(text: str | None) -> int | str | None:
     try:
         k = int(text)
     except ValueError:
-        k = None
-    if k is None or k < 1 or k % 2 == 0:
-        raise ValueError(f"--kernel_size={text}: must be a positive odd integer or 'auto'")
-    return k
+        k = text
+    return config_lib.check_kernel_size(k, where=f"--kernel_size={text}:")
 
 
 def _prepare():

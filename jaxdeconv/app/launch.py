@@ -12,6 +12,7 @@ import importlib.util
 import os
 import sys
 import time
+from collections.abc import Callable
 
 import jax
 import ml_collections
@@ -108,11 +109,15 @@ def deblur_one(
     workdir: str,
     *,
     example_steps: int | None = None,
+    spec=None,
+    step: Callable | None = None,
 ) -> dict:
     """Deblurs ``input_path`` (or the built-in example) and writes outputs into ``workdir``.
 
     The built-in example trains ``example_steps`` steps (``None``: ``config.num_steps``;
-    launchers pass ``None`` when the user set ``num_steps``)."""
+    launchers pass ``None`` when the user set ``num_steps``). ``spec``, ``step``: the research
+    hooks of ``pipeline.deblur_image`` (a run-spec builder ``spec(config, shape)`` or a
+    ``RunSpec``, and a train step), for every network run."""
     start = time.perf_counter()
     runtime.enable_compilation_cache()
     config = ml_collections.ConfigDict(config.to_dict())  # unlocked copy
@@ -162,7 +167,9 @@ def deblur_one(
         "(up to a minute on a CPU; cached on disk for later runs)...",
         flush=True,
     )
-    outputs = pipeline.deblur_image(blurry, config, key=jax.random.key(config.seed))
+    outputs = pipeline.deblur_image(
+        blurry, config, key=jax.random.key(config.seed), spec=spec, step=step
+    )
     paths = pipeline.save_outputs(
         workdir,
         name,

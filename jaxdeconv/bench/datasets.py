@@ -32,6 +32,7 @@ from collections.abc import Callable, Sequence
 
 import numpy as np
 
+from jaxdeconv import config as config_lib
 from jaxdeconv.app import image_io
 from jaxdeconv.bench import synthetic
 
@@ -87,8 +88,7 @@ def read_kernel(path: str | os.PathLike) -> np.ndarray:
       ``[K, K]`` float32, non-negative, summing to one.
     """
     k = np.load(path).astype(np.float64)
-    if k.ndim != 2 or k.shape[0] != k.shape[1] or k.shape[0] % 2 != 1:
-        raise ValueError(f"kernel {path} must be [K, K] with K odd, got shape {k.shape}")
+    config_lib.check_kernel_shape(k.shape, where=f"kernel {path}")
     k = np.maximum(k, 0.0)
     total = k.sum()
     if not total > 0:

@@ -24,6 +24,7 @@ import scipy.interpolate
 import scipy.signal
 from PIL import Image
 
+from jaxdeconv import config as config_lib
 from jaxdeconv.app import image_io
 from jaxdeconv.classical import multiscale
 
@@ -80,8 +81,7 @@ def motion_kernel(size: int, seed: int = 0, length: float | None = None) -> np.n
     A random walk with momentum is drawn, scaled to fit the grid, centred on its mass,
     rasterised with bilinear splats and lightly smoothed.
     """
-    if size < 1 or size % 2 == 0:
-        raise ValueError(f"kernel size must be a positive odd integer, got {size}")
+    config_lib.check_kernel_size(size, allow_auto=False, where="kernel size")
     if size == 1:
         return np.ones((1, 1), np.float32)
     rng = np.random.default_rng(seed)

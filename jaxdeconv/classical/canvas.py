@@ -21,6 +21,7 @@ import jax
 import jax.numpy as jnp
 from jax.typing import ArrayLike
 
+from jaxdeconv import config as config_lib
 from jaxdeconv.core import fourier
 
 # XLA's CPU backend splits elementwise work (pow, exp) over its thread pool by load, and a
@@ -80,8 +81,7 @@ def prepare(blurry: ArrayLike, kernel: ArrayLike, pad: int | None):
     k = jnp.asarray(kernel, jnp.float32)
     if y.ndim not in (2, 3):
         raise ValueError(f"blurry must be [H, W] or [H, W, C], got shape {y.shape}")
-    if k.ndim != 2 or k.shape[0] != k.shape[1] or k.shape[0] % 2 != 1:
-        raise ValueError(f"kernel must be [K, K] with K odd, got shape {k.shape}")
+    config_lib.check_kernel_shape(k.shape, where="kernel")
     squeeze = y.ndim == 2
     y3 = y[..., None] if squeeze else y
     h, w = y3.shape[:2]

@@ -7,13 +7,16 @@ For N draws of the image net's randomness (input noise ``eps_i`` and dropout mas
 where the data term ``D`` is ``data_term='sum'``, the squared norm of eq. 24 (a sum over
 pixels), or ``'mean'``, the per-pixel mean (SelfDeblur's MSE). The choice changes the weight
 of ``mu`` relative to the data by the number of pixels (docs/fidelity.md). An optional
-total-variation term on the image gives the MLE + TV baseline (paper eq. 8). Draws are a
-``jax.vmap`` over keys; :func:`draw_keys` derives one key per draw and network.
+total-variation term on the image gives the MLE + TV baseline (paper eq. 8), and ``extra``
+adds any further terms of the draws and the kernel (the train step's extra loss terms,
+``jaxdeconv.core.plugins``). Draws are a ``jax.vmap`` over keys; :func:`draw_keys` derives
+one key per draw and network.
 """
 
 from __future__ import annotations
 
-from typing import NamedTuple
+from collections.abc import Callable
+from typing import Any, NamedTuple
 
 import flax.linen as nn
 import jax
@@ -30,6 +33,12 @@ class LossTerms(NamedTuple):
     data: jax.Array
     kernel_norm: jax.Array
     tv: jax.Array
+    extra: Any = None  # the weighted sum of the extra terms (None: there are none)
+    extra_metrics: Any = None  # name -> scalar, from the extra terms (None: there are none)
+
+
+# (images [N, Hb, Wb, C], kernel [K, K] or [N, K, K]) -> (weighted sum, metrics dict)
+Extra = Callable[[jax.Array, jax.Array], tuple[jax.Array, dict]]
 
 
 def draw_keys(
@@ -146,6 +155,7 @@ def loss_from_images(
     data_term: str = "mean",
     ssim_weight: jax.Array | float = 0.0,
     grad_weight: float = 0.0,
+    extra: Extra | None = None,
 ) -> LossTerms:
     """The loss for draws ``images [N, Hb, Wb, C]`` and ``kernel [K, K]`` (or one kernel per
     draw, ``[N, K, K]``) against ``y [H, W, C]``.
@@ -156,7 +166,9 @@ def loss_from_images(
     released Levin script switches to ``1 - SSIM`` after 1000 steps; ``w`` 0 skips SSIM).
     ``grad_weight`` adds that weight times the same squares of the residual's horizontal and
     vertical differences (a data term on gradients, which weighs edges, where a kernel's shape
-    shows, above flat areas; 0 skips it).
+    shows, above flat areas; 0 skips it). ``extra(images, kernel) -> (value, metrics)`` is
+    added to the total as it is (weights already applied) and kept in ``LossTerms.extra`` and
+    ``LossTerms.extra_metrics``.
     """
     if data_term not in DATA_TERMS:
         raise ValueError(f"data_term must be one of {DATA_TERMS}, got {data_term!r}")
@@ -180,7 +192,11 @@ def loss_from_images(
         data = (1.0 - ssim_weight) * data + ssim_weight * dissimilarity
     kernel_norm = jnp.sum(jnp.square(kernel)) / (kernel.shape[0] if kernel.ndim == 3 else 1)
     tv = jnp.mean(jax.vmap(total_variation)(images)) if tv_weight else jnp.zeros(())
-    return LossTerms(data + mu * kernel_norm + tv_weight * tv, data, kernel_norm, tv)
+    total = data + mu * kernel_norm + tv_weight * tv
+    if extra is None:
+        return LossTerms(total, data, kernel_norm, tv)
+    value, metrics = extra(images, kernel)
+    return LossTerms(total + value, data, kernel_norm, tv, value, metrics)
 
 
 def mc_loss(
@@ -204,6 +220,7 @@ def mc_loss(
     data_term: str = "mean",
     ssim_weight: jax.Array | float = 0.0,
     grad_weight: float = 0.0,
+    extra: Extra | None = None,
 ) -> LossTerms:
     """Monte-Carlo loss for one blurry image ``y [H, W, C]``; differentiable in both params.
 
@@ -211,7 +228,8 @@ def mc_loss(
     ``'both'``; a network not sampled gives its deterministic output to every draw. A sampled
     kernel net uses the input-noise level ``noise_std`` and its own dropout rate
     ``kernel_dropout_rate`` (default: ``dropout_rate``). The same ``key`` gives the same draws
-    (:func:`draw_keys`), whatever the parameters.
+    (:func:`draw_keys`), whatever the parameters. ``extra``: as for :func:`loss_from_images`,
+    given the draws of both networks.
     """
     keys_x, keys_k = draw_keys(key, num_draws, randomize)
     if keys_k is None:
@@ -234,4 +252,5 @@ def mc_loss(
         data_term=data_term,
         ssim_weight=ssim_weight,
         grad_weight=grad_weight,
+        extra=extra,
     )

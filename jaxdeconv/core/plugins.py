@@ -1,4 +1,5 @@
-"""Plug-ins chosen by name from the config: kernel generators and image generators.
+"""Plug-ins chosen by name from the config: kernel generators, image generators and extra
+loss terms.
 
 A kernel generator is registered with a builder ``builder(config, kernel_size) -> (module,
 zk_shape)``: ``config`` is the whole run config (its ``kernel_net`` group holds the
@@ -20,6 +21,22 @@ Your own generator is one function and one config value, without editing the lib
 
     cfg.kernel_net.type = "mine"
 
+An extra loss term is registered as the term itself, ``term(images, kernel, key, step) ->
+(value, metrics)``: ``images`` are the Monte-Carlo draws of the image net ``[N, H + K - 1,
+W + K - 1, C]`` (uncropped), ``kernel`` the kernel ``[K, K]`` (``[N, K, K]`` when the kernel
+net is sampled), ``key`` a key of its own (never one of the draws'), ``step`` the traced step
+index; it returns a scalar and a dict of scalar metrics (may be empty). It is added, times its
+weight, to the paper's loss inside the train step (``jaxdeconv.core.train``), so the scheme,
+the data term, ``mu``, SSIM and gradient terms and ``randomize`` still apply. The config picks
+terms by name with a weight each (``extra_loss.names``, ``extra_loss.weights``)::
+
+    @plugins.register_loss_term("centre")
+    def centre(images, kernel, key, step):
+        ...
+        return value, {}
+
+    cfg.extra_loss.names, cfg.extra_loss.weights = ("centre",), (1e-3,)
+
 ``resolution_free=True`` marks a kernel generator whose parameters do not depend on the grid
 (the same weights give the kernel on any grid; its side is read from ``zk``'s shape): only
 those can be carried from one scale to the next (``jaxdeconv.run.progressive``).
@@ -38,6 +55,7 @@ class KernelNetPlugin(NamedTuple):
 
 KERNEL_NETS: dict[str, KernelNetPlugin] = {}
 IMAGE_NETS: dict[str, Callable] = {}
+LOSS_TERMS: dict[str, Callable] = {}
 
 
 def register_kernel_net(name: str, *, resolution_free: bool = False):
@@ -61,9 +79,20 @@ def register_image_net(name: str):
     return register
 
 
+def register_loss_term(name: str):
+    """Decorator registering an extra loss term ``term(images, kernel, key, step) -> (value,
+    metrics)`` under ``name`` (replacing one of the same name)."""
+
+    def register(term: Callable) -> Callable:
+        LOSS_TERMS[name] = term
+        return term
+
+    return register
+
+
 def _builtin() -> None:
-    # The built-in generators register themselves when their modules are imported.
-    from jaxdeconv.core import kernel_coord, networks  # noqa: F401
+    # The built-in plug-ins register themselves when their modules are imported.
+    from jaxdeconv.core import kernel_coord, loss_terms, networks  # noqa: F401
 
 
 def kernel_net(name: str) -> KernelNetPlugin:
@@ -80,3 +109,11 @@ def image_net(name: str) -> Callable:
     if name not in IMAGE_NETS:
         raise ValueError(f"image_net.type must be one of {sorted(IMAGE_NETS)}, got {name!r}")
     return IMAGE_NETS[name]
+
+
+def loss_term(name: str) -> Callable:
+    """The extra loss term registered as ``name``; ``ValueError`` naming the known ones."""
+    _builtin()
+    if name not in LOSS_TERMS:
+        raise ValueError(f"extra_loss.names: {name!r} is not one of {sorted(LOSS_TERMS)}")
+    return LOSS_TERMS[name]

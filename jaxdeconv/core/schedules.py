@@ -8,12 +8,32 @@ the paper's dropout switch), so shortening a run keeps the shape of its schedule
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable, Sequence
 
 import jax.numpy as jnp
 from jax.typing import ArrayLike
 
 Schedule = Callable[[ArrayLike], jnp.ndarray]
+
+
+@dataclasses.dataclass(frozen=True)
+class PiecewiseConstant:
+    """``init`` before ``boundaries[0]``, then ``values[i]`` from step ``boundaries[i]`` on.
+
+    A value (two schedules with the same numbers compare and hash equal), so run specs built
+    from equal configs are equal and share compiled functions (``jaxdeconv.run.runner``).
+    """
+
+    init: float
+    boundaries: tuple[int, ...]
+    values: tuple[float, ...]
+
+    def __call__(self, step: ArrayLike) -> jnp.ndarray:
+        table = jnp.asarray([self.init, *self.values], dtype=jnp.float32)
+        bounds = jnp.asarray(list(self.boundaries), dtype=jnp.int32)
+        index = jnp.sum(jnp.asarray(step) >= bounds) if len(self.boundaries) else 0
+        return table[index]
 
 
 def piecewise_constant(init: float, boundaries: Sequence[int], values: Sequence[float]) -> Schedule:
@@ -31,14 +51,7 @@ def piecewise_constant(init: float, boundaries: Sequence[int], values: Sequence[
         )
     if list(boundaries) != sorted(boundaries):
         raise ValueError(f"schedule boundaries must increase, got {list(boundaries)}")
-    table = jnp.asarray([init, *values], dtype=jnp.float32)
-    bounds = jnp.asarray(list(boundaries), dtype=jnp.int32)
-
-    def schedule(step: ArrayLike) -> jnp.ndarray:
-        index = jnp.sum(jnp.asarray(step) >= bounds) if len(boundaries) else 0
-        return table[index]
-
-    return schedule
+    return PiecewiseConstant(init, tuple(boundaries), tuple(values))
 
 
 def fraction_boundaries(fractions: Sequence[float], num_steps: int) -> tuple[int, ...]:

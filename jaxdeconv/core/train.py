@@ -1,17 +1,34 @@
 """Training state and the jitted train step, for one blurry image.
 
-``build_model(config, blurry_shape)`` turns the config into a ``Model``: the static parts of a
-run (network definitions, optimisers, schedules, loss weights). ``init_state`` creates the
-``TrainState`` (a pytree: step, both parameter trees, both optimiser states and the fixed
-inputs ``zx``, ``zk``). ``train_step(model, state, y, key)`` is pure: its per-step keys are
+``build_spec(config, blurry_shape)`` turns the config into a ``RunSpec``: the static parts of
+a run (network definitions, optimisers, schedules, kernel size, loss weights, extra loss
+terms), a value (equal configs give equal specs). ``init_state`` creates the ``TrainState`` (a
+pytree: step, both parameter trees, both optimiser states and the fixed inputs ``zx``,
+``zk``). ``train_step(spec, state, y, key)`` is pure: its per-step keys are
 ``fold_in(key, state.step)``, so the same ``key`` is passed at every step and a resumed run
-reproduces the same draws. ``make_train_step(model)`` binds the model and jits the step with
+reproduces the same draws. ``make_train_step(spec)`` binds the spec and jits the step with
 the state donated. Vmapping ``train_step`` over (state, y, key) trains many images at once.
+
+Keys, from the ``key`` given to ``init_state`` and the ``key`` given to ``train_step``:
+
+* ``init_state``: ``key_zx, key_zk, key_init_x, key_init_k = split(key, 4)``: the fixed inputs
+  ``zx`` and ``zk`` (each drawn only when not given) and the two networks' initial parameters.
+* ``train_step``: ``step_key = fold_in(key, step)``. Alternating scheme: the kernel and the
+  image half-steps use ``half_step_keys(step_key, shared_draw)`` (both ``step_key`` with a
+  shared draw, else the two halves of ``split(step_key)``); joint scheme: ``step_key``. Within
+  a half-step the Monte-Carlo draws take ``loss.draw_keys(that key, N, randomize)``, each draw
+  split into its input-noise and dropout keys; extra loss term ``i`` takes
+  ``fold_in(that key, loss_terms.EXTRA_LOSS_STREAM + i)``.
+
+``Model`` and ``build_model`` are the former names of ``RunSpec`` and ``build_spec`` (kept,
+deprecated).
 """
 
 from __future__ import annotations
 
 import functools
+import warnings
+from collections.abc import Sequence
 from typing import Any, NamedTuple
 
 import flax.linen as nn
@@ -21,8 +38,10 @@ import ml_collections
 import optax
 from flax import struct
 
+from jaxdeconv import config as config_lib
 from jaxdeconv.core import loss as loss_lib
-from jaxdeconv.core import plugins, schedules
+from jaxdeconv.core import loss_terms, optim, plugins, schedules
+from jaxdeconv.core.loss_terms import ExtraLoss
 
 
 class TrainState(struct.PyTreeNode):
@@ -35,8 +54,13 @@ class TrainState(struct.PyTreeNode):
     zk: jax.Array  # fixed input of Gk
 
 
-class Model(NamedTuple):
-    """Static description of a run (closed over by the jitted step, never traced)."""
+class RunSpec(NamedTuple):
+    """Static description of a run (closed over by the jitted step, never traced): the one
+    source of truth for the networks, optimisers, schedules, kernel size and loss of a run.
+
+    A value: specs built from equal configs and shapes are equal and hash alike, so they share
+    compiled functions (``jaxdeconv.run.runner``). Change a field with ``spec._replace(...)``.
+    """
 
     image_net: nn.Module
     kernel_net: nn.Module
@@ -61,6 +85,7 @@ class Model(NamedTuple):
     input_scale_k: float
     ssim_after: int = 0  # from this step on the data term is 1 - SSIM (0: never)
     grad_weight: float = 0.0  # weight of the data term on the residual's differences
+    extra_losses: tuple[ExtraLoss, ...] = ()  # added to the loss; () : the paper's loss alone
 
 
 def initial_noise_std(config: ml_collections.ConfigDict) -> float:
@@ -82,29 +107,16 @@ def _noise_schedule(config: ml_collections.ConfigDict) -> schedules.Schedule:
     return schedules.from_config(config.noise, config.num_steps, init=init)
 
 
-def _adam(lr: float, optim: ml_collections.ConfigDict, num_steps: int, hold: float = 0.0):
+def _adam(lr: float, optim_cfg: ml_collections.ConfigDict, num_steps: int, hold: float = 0.0):
     """Adam with the config's step decay; ``hold``: the fraction of the first steps at rate 0
     (the parameters are kept while the moments accumulate)."""
-    bounds = schedules.fraction_boundaries(optim.decay_boundaries, num_steps)
-    lr_schedule = optax.piecewise_constant_schedule(lr, {b: optim.decay_factor for b in bounds})
-    held = int(round(hold * num_steps))
-    if held > 0:
-        decayed = lr_schedule
-
-        def lr_schedule(step):
-            return jnp.where(step < held, 0.0, decayed(step))
-
-    # eps_root keeps sqrt(v) differentiable where v == 0 (hyper-gradients through training
-    # were NaN with 0); at 1e-30 it is below float32 resolution of any v above ~1e-23, so the
-    # updates themselves do not change.
-    return optax.adam(lr_schedule, eps_root=1e-30)
+    bounds = schedules.fraction_boundaries(optim_cfg.decay_boundaries, num_steps)
+    return optim.Adam(lr, bounds, optim_cfg.decay_factor, int(round(hold * num_steps)))
 
 
 def validate(config: ml_collections.ConfigDict, blurry_shape: tuple) -> None:
     """Raises ``ValueError`` for a kernel size or image shape the method cannot use."""
-    k = config.kernel_size
-    if not isinstance(k, int) or k < 1 or k % 2 == 0:
-        raise ValueError(f"kernel_size must be a positive odd integer, got {k!r}")
+    k = config_lib.check_kernel_size(config.kernel_size, allow_auto=False)
     if len(blurry_shape) != 3:
         raise ValueError(f"blurry image must be [H, W, C], got shape {tuple(blurry_shape)}")
     h, w, _ = blurry_shape
@@ -119,17 +131,30 @@ def validate(config: ml_collections.ConfigDict, blurry_shape: tuple) -> None:
         raise ValueError(f"data_term must be one of {loss_lib.DATA_TERMS}, got {data_term!r}")
     if config.randomize not in loss_lib.RANDOMIZE:
         raise ValueError(f"randomize must be one of {loss_lib.RANDOMIZE}, got {config.randomize!r}")
+    loss_terms.from_config(config)
 
 
-def build_model(config: ml_collections.ConfigDict, blurry_shape: tuple) -> Model:
-    """The static model for a blurry image of shape ``[H, W, C]``."""
+def build_spec(
+    config: ml_collections.ConfigDict,
+    blurry_shape: tuple,
+    *,
+    extra_losses: Sequence = (),
+) -> RunSpec:
+    """The run spec for a blurry image of shape ``[H, W, C]``.
+
+    ``extra_losses``: loss terms added to the ones the config picks (``extra_loss.names``),
+    each an ``ExtraLoss``, a ``(name, weight, fn)`` tuple or a bare function
+    ``fn(images, kernel, key, step) -> (value, metrics)`` (weight 1, named after it); terms
+    of weight 0 are left out, so a run with them is bit-identical to one without.
+    """
     validate(config, blurry_shape)
+    terms = loss_terms.from_config(config) + tuple(map(loss_terms.as_extra_loss, extra_losses))
     h, w, c = blurry_shape
     k = config.kernel_size
     # Both generators are plug-ins chosen by name (jaxdeconv.core.plugins).
     image_net = plugins.image_net(config.image_net.get("type", "unet"))(config, c)
     kernel_net, zk_shape = plugins.kernel_net(config.kernel_net.type).build(config, k)
-    return Model(
+    return RunSpec(
         image_net=image_net,
         kernel_net=kernel_net,
         tx_x=_adam(config.optim.lr_x, config.optim, config.num_steps),
@@ -157,28 +182,84 @@ def build_model(config: ml_collections.ConfigDict, blurry_shape: tuple) -> Model
         input_scale_k=config.kernel_net.input_scale,
         ssim_after=int(config.get("ssim_after", 0)),
         grad_weight=float(config.get("grad_weight", 0.0)),
+        extra_losses=loss_terms.active(terms),
     )
 
 
-def init_state(model: Model, key: jax.Array) -> TrainState:
-    """Draws the fixed inputs and initial parameters from four sub-keys of ``key``."""
+def resolve_spec(spec, config: ml_collections.ConfigDict, blurry_shape: tuple) -> RunSpec:
+    """The run spec of a run on a blurry image of ``blurry_shape [H, W, C]``.
+
+    ``spec``: None (``build_spec(config, blurry_shape)``), a builder ``spec(config,
+    blurry_shape) -> RunSpec`` (so runs on other shapes and kernel sizes, e.g. the levels of
+    ``jaxdeconv.run.progressive``, each get their own), or a ``RunSpec``, which must have been
+    built for this shape (``ValueError`` otherwise). The spec is then the one source of truth
+    for what it holds (networks, schedules, kernel size, loss); the config gives the loop.
+    """
+    blurry_shape = tuple(int(s) for s in blurry_shape)
+    if spec is None:
+        return build_spec(config, blurry_shape)
+    if not isinstance(spec, RunSpec) and callable(spec):
+        spec = spec(config, blurry_shape)
+    if not isinstance(spec, RunSpec):
+        raise ValueError(f"spec must be a RunSpec or a function returning one, got {spec!r}")
+    if tuple(spec.image_shape) != blurry_shape:
+        raise ValueError(
+            f"the spec was built for a blurry image of shape {tuple(spec.image_shape)}, not "
+            f"{blurry_shape}; pass a builder (spec=lambda config, shape: ...) to build one per "
+            "shape"
+        )
+    return spec
+
+
+def init_state(
+    spec: RunSpec, key: jax.Array, zx: jax.Array | None = None, zk: jax.Array | None = None
+) -> TrainState:
+    """Draws the fixed inputs and initial parameters from four sub-keys of ``key``:
+    ``key_zx, key_zk, key_init_x, key_init_k = split(key, 4)``.
+
+    ``zx`` ``[H + K - 1, W + K - 1, Cz]`` / ``zk`` (``spec.zk_shape``): fixed inputs to use
+    instead of drawing them (their keys are then unused; the other draws do not change).
+    """
     key_zx, key_zk, key_init_x, key_init_k = jax.random.split(key, 4)
-    zx = jax.random.uniform(key_zx, model.zx_shape, maxval=model.input_scale_x)
-    zk = jax.random.uniform(key_zk, model.zk_shape, maxval=model.input_scale_k)
-    params_x = model.image_net.init(key_init_x, zx, deterministic=True)
-    params_k = model.kernel_net.init(key_init_k, zk)
+    if zx is None:
+        zx = jax.random.uniform(key_zx, spec.zx_shape, maxval=spec.input_scale_x)
+    else:
+        zx = _fixed_input("zx", zx, spec.zx_shape)
+    if zk is None:
+        zk = jax.random.uniform(key_zk, spec.zk_shape, maxval=spec.input_scale_k)
+    else:
+        zk = _fixed_input("zk", zk, spec.zk_shape)
+    params_x = spec.image_net.init(key_init_x, zx, deterministic=True)
+    params_k = spec.kernel_net.init(key_init_k, zk)
     return TrainState(
         step=jnp.zeros((), jnp.int32),
         params_x=params_x,
         params_k=params_k,
-        opt_x=model.tx_x.init(params_x),
-        opt_k=model.tx_k.init(params_k),
+        opt_x=spec.tx_x.init(params_x),
+        opt_k=spec.tx_k.init(params_k),
         zx=zx,
         zk=zk,
     )
 
 
-def _loss_fn(model: Model, params_x, params_k, state: TrainState, y, key, noise_std, rate, rate_k):
+def renamed_model_argument(spec, model, where: str):
+    """``spec``, or ``model`` (the argument's former name, deprecated) when that is given."""
+    if model is None:
+        return spec
+    warnings.warn(f"{where}(model=...) is deprecated; use spec=...", DeprecationWarning, 3)
+    if spec is not None:
+        raise ValueError(f"{where}: give spec= (or its former name model=), not both")
+    return model
+
+
+def _fixed_input(name: str, z, shape: tuple) -> jax.Array:
+    z = jnp.asarray(z)
+    if tuple(z.shape) != tuple(shape):
+        raise ValueError(f"{name} must have the spec's shape {tuple(shape)}, got {z.shape}")
+    return z
+
+
+def _loss_fn(spec: RunSpec, params_x, params_k, state: TrainState, y, key, noise_std, rate, rate_k):
     terms = loss_lib.mc_loss(
         params_x,
         params_k,
@@ -186,29 +267,30 @@ def _loss_fn(model: Model, params_x, params_k, state: TrainState, y, key, noise_
         state.zx,
         state.zk,
         key,
-        image_net=model.image_net,
-        kernel_net=model.kernel_net,
-        num_draws=model.num_draws,
+        image_net=spec.image_net,
+        kernel_net=spec.kernel_net,
+        num_draws=spec.num_draws,
         noise_std=noise_std,
         dropout_rate=rate,
-        mu=model.mu,
-        tv_weight=model.tv_weight,
-        blur_method=model.blur_method,
-        randomize=model.randomize,
+        mu=spec.mu,
+        tv_weight=spec.tv_weight,
+        blur_method=spec.blur_method,
+        randomize=spec.randomize,
         kernel_dropout_rate=rate_k,
-        data_term=model.data_term,
-        ssim_weight=ssim_weight(model, state.step),
-        grad_weight=model.grad_weight,
+        data_term=spec.data_term,
+        ssim_weight=ssim_weight(spec, state.step),
+        grad_weight=spec.grad_weight,
+        extra=loss_terms.combine(spec.extra_losses, key, state.step),
     )
     return terms.total, terms
 
 
-def ssim_weight(model: Model, step: jax.Array) -> jax.Array | float:
-    """Weight of ``1 - SSIM`` in the data term at ``step``: 1 from ``model.ssim_after`` on
+def ssim_weight(spec: RunSpec, step: jax.Array) -> jax.Array | float:
+    """Weight of ``1 - SSIM`` in the data term at ``step``: 1 from ``spec.ssim_after`` on
     (SelfDeblur's switch), else 0; a plain 0 when the switch is off (SSIM never computed)."""
-    if not model.ssim_after:
+    if not spec.ssim_after:
         return 0.0
-    return (step >= model.ssim_after).astype(jnp.float32)
+    return (step >= spec.ssim_after).astype(jnp.float32)
 
 
 def half_step_keys(step_key: jax.Array, shared_draw: bool) -> tuple[jax.Array, jax.Array]:
@@ -225,7 +307,7 @@ def half_step_keys(step_key: jax.Array, shared_draw: bool) -> tuple[jax.Array, j
 
 
 def train_step(
-    model: Model, state: TrainState, y: jax.Array, key: jax.Array
+    spec: RunSpec, state: TrainState, y: jax.Array, key: jax.Array
 ) -> tuple[TrainState, dict]:
     """One training iteration on the blurry image ``y [H, W, C]``.
 
@@ -235,30 +317,30 @@ def train_step(
     Returns the new state and device-side metrics (pull them to the host only when logging).
     """
     step_key = jax.random.fold_in(key, state.step)
-    noise_std = model.noise(state.step)
-    rate = model.dropout(state.step)
-    rate_k = model.kernel_dropout(state.step)
+    noise_std = spec.noise(state.step)
+    rate = spec.dropout(state.step)
+    rate_k = spec.kernel_dropout(state.step)
     loss_fn = functools.partial(
-        _loss_fn, model, state=state, y=y, noise_std=noise_std, rate=rate, rate_k=rate_k
+        _loss_fn, spec, state=state, y=y, noise_std=noise_std, rate=rate, rate_k=rate_k
     )
 
-    if model.scheme == "joint":
+    if spec.scheme == "joint":
         grad_fn = jax.value_and_grad(
             lambda px, pk: loss_fn(px, pk, key=step_key), argnums=(0, 1), has_aux=True
         )
         (_, terms), (g_x, g_k) = grad_fn(state.params_x, state.params_k)
-        upd_k, opt_k = model.tx_k.update(g_k, state.opt_k, state.params_k)
+        upd_k, opt_k = spec.tx_k.update(g_k, state.opt_k, state.params_k)
         params_k = optax.apply_updates(state.params_k, upd_k)
     else:
-        key_k, key_x = half_step_keys(step_key, model.shared_draw)
+        key_k, key_x = half_step_keys(step_key, spec.shared_draw)
         grad_k = jax.grad(lambda pk: loss_fn(state.params_x, pk, key=key_k), has_aux=True)
         g_k, _ = grad_k(state.params_k)
-        upd_k, opt_k = model.tx_k.update(g_k, state.opt_k, state.params_k)
+        upd_k, opt_k = spec.tx_k.update(g_k, state.opt_k, state.params_k)
         params_k = optax.apply_updates(state.params_k, upd_k)
         grad_x = jax.value_and_grad(lambda px: loss_fn(px, params_k, key=key_x), has_aux=True)
         (_, terms), g_x = grad_x(state.params_x)
 
-    upd_x, opt_x = model.tx_x.update(g_x, state.opt_x, state.params_x)
+    upd_x, opt_x = spec.tx_x.update(g_x, state.opt_x, state.params_x)
     params_x = optax.apply_updates(state.params_x, upd_x)
     new_state = state.replace(
         step=state.step + 1, params_x=params_x, params_k=params_k, opt_x=opt_x, opt_k=opt_k
@@ -267,26 +349,28 @@ def train_step(
         "loss": terms.total,
         "data": terms.data,
         "kernel_norm": terms.kernel_norm,
+        "tv": terms.tv,
         "noise_std": noise_std,
         "dropout_rate": rate,
+        **(terms.extra_metrics or {}),
     }
     return new_state, metrics
 
 
-def make_train_step(model: Model):
+def make_train_step(spec: RunSpec):
     """``step(state, y, key) -> (state, metrics)``, jitted, with the state donated."""
-    return jax.jit(functools.partial(train_step, model), donate_argnums=0)
+    return jax.jit(functools.partial(train_step, spec), donate_argnums=0)
 
 
-def kernel_estimate(model: Model, state: TrainState) -> jax.Array:
+def kernel_estimate(spec: RunSpec, state: TrainState) -> jax.Array:
     """``Gk(zk)``: the kernel ``[K, K]``."""
-    return model.kernel_net.apply(state.params_k, state.zk)
+    return spec.kernel_net.apply(state.params_k, state.zk)
 
 
-def image_estimate(model: Model, state: TrainState) -> jax.Array:
+def image_estimate(spec: RunSpec, state: TrainState) -> jax.Array:
     """Deterministic ``Gx(zx)`` (no noise, no dropout), cropped to the blurry size ``[H, W, C]``."""
-    x = model.image_net.apply(state.params_x, state.zx, deterministic=True)
-    return crop_to_blurry(x, model.kernel_size)
+    x = spec.image_net.apply(state.params_x, state.zx, deterministic=True)
+    return crop_to_blurry(x, spec.kernel_size)
 
 
 def crop_to_blurry(x: jax.Array, kernel_size: int) -> jax.Array:
@@ -296,7 +380,7 @@ def crop_to_blurry(x: jax.Array, kernel_size: int) -> jax.Array:
 
 
 def sample_statistics(
-    model: Model,
+    spec: RunSpec,
     state: TrainState,
     key: jax.Array,
     num_samples: int,
@@ -305,7 +389,23 @@ def sample_statistics(
 ) -> tuple[jax.Array, jax.Array]:
     """Per-pixel mean and standard deviation of ``num_samples`` draws of Gx, each ``[H, W, C]``."""
     draws = loss_lib.sample_images(
-        model.image_net, state.params_x, state.zx, key, num_samples, noise_std, dropout_rate
+        spec.image_net, state.params_x, state.zx, key, num_samples, noise_std, dropout_rate
     )
-    draws = jax.vmap(crop_to_blurry, in_axes=(0, None))(draws, model.kernel_size)
+    draws = jax.vmap(crop_to_blurry, in_axes=(0, None))(draws, spec.kernel_size)
     return jnp.mean(draws, axis=0), jnp.std(draws, axis=0)
+
+
+_DEPRECATED = {"Model": "RunSpec", "build_model": "build_spec"}
+
+
+def __getattr__(name: str):
+    # The former names, kept for code written against them.
+    if name in _DEPRECATED:
+        new = _DEPRECATED[name]
+        warnings.warn(
+            f"jaxdeconv.core.train.{name} is deprecated; use {new}",
+            DeprecationWarning,
+            stacklevel=2,
+        )
+        return globals()[new]
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -6,12 +6,20 @@ an accelerator. On a CPU, one image after another is faster (XLA lowers vmapped 
 convolutions to grouped convolutions). Both can save an Orbax checkpoint every
 ``config.checkpoint_every`` steps and resume from it; per-step keys are
 ``fold_in(key, step)``, so a resumed run draws exactly what the uninterrupted run would.
+
+Keys: the key of an image is split once, ``key_state, key_loop, key_sample = split(key, 3)``
+(:func:`run_keys`): ``key_state`` initialises the state (``train.init_state``: ``zx``, ``zk``
+and both networks' parameters), ``key_loop`` is passed to every step (which folds in the step
+index, ``train.train_step``), ``key_sample`` draws the ``sample.num_samples`` images of the
+mean and uncertainty map (``train.sample_statistics``). ``jaxdeconv.core.train`` documents the
+keys inside the state's initialisation and the step.
 """
 
 from __future__ import annotations
 
 import os
 import time
+import warnings
 from collections.abc import Callable, Sequence
 from typing import NamedTuple
 
@@ -37,8 +45,16 @@ class DeblurResult(NamedTuple):
     state: train.TrainState  # final training state, a host (NumPy) copy (for research use)
     snapshots: dict | None = None  # step -> [H, W, C] network image (config.snapshot_every)
     metrics: dict | None = None  # every metric the step returns, name -> [num_steps]
-    model: train.Model | None = None  # the static model the state belongs to
+    spec: train.RunSpec | None = None  # the run spec the state belongs to
     key: jax.Array | None = None  # the loop key: step(state, y, key) continues the run
+
+    @property
+    def model(self) -> train.RunSpec | None:
+        """Deprecated name of ``spec``."""
+        warnings.warn(
+            "DeblurResult.model is deprecated; use DeblurResult.spec", DeprecationWarning, 2
+        )
+        return self.spec
 
 
 class NonFiniteLossError(FloatingPointError):
@@ -134,6 +150,12 @@ def _typed_keys(keys) -> jax.Array:
     raise ValueError(f"keys must be jax.random.key(...) keys, got {keys.dtype} {keys.shape}")
 
 
+def run_keys(key: jax.Array) -> tuple[jax.Array, jax.Array, jax.Array]:
+    """``(key_state, key_loop, key_sample) = split(key, 3)``: the keys of one image's run."""
+    key_state, key_loop, key_sample = jax.random.split(key, 3)
+    return key_state, key_loop, key_sample
+
+
 def _check_batch(ys: jax.Array, keys: jax.Array) -> None:
     """Shapes and dtypes at the API boundary: ``ys [B, H, W, C]`` float32, ``keys [B]``."""
     try:
@@ -157,9 +179,11 @@ def _run(
     checkpoint_dir: str | None,
     num_devices: int | None = None,
     num_real: int | None = None,
-    model: train.Model | None = None,
+    spec=None,
     step_fn: Callable | None = None,
     warm_start: Callable | None = None,
+    zx: jax.Array | None = None,
+    zk: jax.Array | None = None,
 ) -> list[DeblurResult]:
     """Trains ``ys [B, H, W, C]``; ``num_real``: results for the first ones only (padding)."""
     start = time.perf_counter()
@@ -169,19 +193,21 @@ def _run(
         ys.shape[1:],
         batch_size=ys.shape[0] if batched else None,
         num_devices=num_devices,
-        model=model,
+        spec=spec,
         step_fn=step_fn,
     )
-    model = fns.model
-    split = jax.vmap(lambda k: jax.random.split(k, 3))(keys)
-    key_state, key_loop, key_sample = split[:, 0], split[:, 1], split[:, 2]
+    spec = fns.spec
+    key_state, key_loop, key_sample = jax.vmap(run_keys)(keys)
     if batched:
         y, k_state, k_loop, k_sample = fns.place((ys, key_state, key_loop, key_sample))
     else:
         y, k_state, k_loop, k_sample = ys[0], key_state[0], key_loop[0], key_sample[0]
-    state = fns.init(k_state)
+    if zx is None and zk is None:
+        state = fns.init(k_state)
+    else:
+        state = fns.init(k_state, zx, zk)
     if warm_start is not None:
-        state = warm_start(model, state)
+        state = warm_start(spec, state)
 
     num_steps = config.num_steps
     # One host array per metric the step returns: [num_steps] (or [num_steps, B]).
@@ -265,8 +291,8 @@ def _run(
     last_step = num_steps - 1
     noise_std, rate = config.sample.noise_std, config.sample.dropout_rate
     # Strong float32 scalars: the same argument types at every call (no retracing).
-    noise_std = np.float32(model.noise(last_step) if noise_std is None else noise_std)
-    rate = np.float32(model.dropout(last_step) if rate is None else rate)
+    noise_std = np.float32(spec.noise(last_step) if noise_std is None else noise_std)
+    rate = np.float32(spec.dropout(last_step) if rate is None else rate)
     kernel, big, mean, std = jax.device_get(fns.outputs(state, k_sample, noise_std, rate))
     if not batched:
         kernel, big, mean, std = (a[None] for a in (kernel, big, mean, std))
@@ -285,7 +311,7 @@ def _run(
         results.append(
             DeblurResult(
                 kernel=np.asarray(kernel[b]),
-                image=np.asarray(train.crop_to_blurry(big[b], config.kernel_size)),
+                image=np.asarray(train.crop_to_blurry(big[b], spec.kernel_size)),
                 image_big=np.asarray(big[b]),
                 mean=np.asarray(mean[b]),
                 std=np.asarray(std[b]),
@@ -294,7 +320,7 @@ def _run(
                 state=state_b,
                 snapshots={k: np.asarray(v[b]) for k, v in snapshots.items()} or None,
                 metrics=metrics_b,
-                model=model,
+                spec=spec,
                 key=key_loop[b],
             )
         )
@@ -308,11 +334,21 @@ def deblur(
     key: jax.Array | None = None,
     callback: Callable[[int, dict], None] | None = None,
     checkpoint_dir: str | None = None,
-    model: train.Model | None = None,
+    spec=None,
     step: Callable | None = None,
     warm_start: Callable | None = None,
+    zx: jax.Array | None = None,
+    zk: jax.Array | None = None,
+    model: train.RunSpec | None = None,
 ) -> DeblurResult:
     """Blind deblurring of one image by training Gx and Gk on it.
+
+    Keys: ``key_state, key_loop, key_sample = split(key, 3)`` (:func:`run_keys`);
+    ``train.init_state(spec, key_state)`` draws ``zx``, ``zk`` and the initial parameters
+    (``key_zx, key_zk, key_init_x, key_init_k = split(key_state, 4)``); step ``t`` runs
+    ``train_step(spec, state, y, key_loop)``, which draws from ``fold_in(key_loop, t)``;
+    ``sample_statistics(spec, state, key_sample, ...)`` gives the mean and uncertainty map.
+    The same keys in your own loop give exactly this run.
 
     Args:
       blurry: ``[H, W]`` or ``[H, W, C]`` float image in [0, 1].
@@ -321,21 +357,31 @@ def deblur(
       callback: called at every log point with ``(step, metrics)`` (host floats).
       checkpoint_dir: with ``config.checkpoint_every > 0``, an Orbax checkpoint is kept here
         and a run finding one resumes from it.
-      model: your own ``train.Model`` in place of ``train.build_model(config, shape)``, e.g.
-        ``build_model(config, shape)._replace(kernel_net=MyNet(), zk_shape=...)``: your
-        networks go through the same loop, checkpoints and outputs.
-      step: your own ``step(model, state, y, key) -> (state, metrics)`` in place of
-        ``train.train_step`` (e.g. with an extra loss term); every metric it returns is
-        recorded per step in ``DeblurResult.metrics``; it must return ``'loss'``.
-      warm_start: ``warm_start(model, state) -> state``, applied to the freshly initialised
+      spec: your own ``train.RunSpec`` in place of ``train.build_spec(config, shape)``, e.g.
+        ``build_spec(config, shape)._replace(kernel_net=MyNet(), zk_shape=...)``, or a builder
+        ``spec(config, shape) -> RunSpec``: your networks go through the same loop,
+        checkpoints and outputs. The spec is the one source of truth for what it holds
+        (networks, optimisers, schedules, kernel size, loss and extra loss terms); the config
+        then gives only the loop (``num_steps``, ``log_every``, ``checkpoint_every``,
+        ``snapshot_every``, ``sample``). A ``RunSpec`` built for another image shape raises
+        ``ValueError``.
+      step: your own ``step(spec, state, y, key) -> (state, metrics)`` in place of
+        ``train.train_step``; every metric it returns is recorded per step in
+        ``DeblurResult.metrics``; it must return ``'loss'``. (An extra loss term needs no
+        step of its own: ``build_spec(..., extra_losses=...)`` or ``config.extra_loss``.)
+      warm_start: ``warm_start(spec, state) -> state``, applied to the freshly initialised
         state before training (a checkpoint, if resumed, replaces it): e.g. weights carried
         from a run at a coarser scale (``jaxdeconv.run.progressive``).
+      zx, zk: the fixed inputs of the two networks (``spec.zx_shape``, ``spec.zk_shape``) in
+        place of the ones drawn from ``key_state`` (the other draws do not change).
+      model: deprecated name of ``spec``.
 
     Returns:
-      A ``DeblurResult``. Compiled functions are cached (``jaxdeconv.run.runner``): a second image
-      of the same shape and config compiles nothing.
+      A ``DeblurResult``. Compiled functions are cached by value (``jaxdeconv.run.runner``): a
+      second image of the same shape and config (or an equal spec) compiles nothing.
     """
     _check_config(config)
+    spec = train.renamed_model_argument(spec, model, "deblur")
     y = as_image(blurry)[None]
     if key is None:
         key = jax.random.key(config.seed)
@@ -346,9 +392,11 @@ def deblur(
         batched=False,
         callback=callback,
         checkpoint_dir=checkpoint_dir,
-        model=model,
+        spec=spec,
         step_fn=step,
         warm_start=warm_start,
+        zx=zx,
+        zk=zk,
     )[0]
 
 
@@ -360,8 +408,9 @@ def deblur_batch(
     callback: Callable[[int, dict], None] | None = None,
     checkpoint_dir: str | None = None,
     num_devices: int | None = None,
-    model: train.Model | None = None,
+    spec=None,
     step: Callable | None = None,
+    model: train.RunSpec | None = None,
 ) -> list[DeblurResult]:
     """Trains one pair of networks per image, all images in one vmapped step.
 
@@ -375,12 +424,13 @@ def deblur_batch(
       keys: ``[B]`` keys; defaults to ``jax.random.key(config.seed)`` for every image, so each
         image gets exactly what ``deblur`` alone would give it.
       num_devices: how many local devices to use (default: all).
-      model, step: as for ``deblur``.
+      spec, step: as for ``deblur`` (``model``: deprecated name of ``spec``).
 
     Returns:
       One ``DeblurResult`` per image (``seconds`` is the batch's time divided by B).
     """
     _check_config(config)
+    spec = train.renamed_model_argument(spec, model, "deblur_batch")
     if len(blurry) == 0:
         raise ValueError("deblur_batch needs at least one image, got none")
     ys = jnp.stack([as_image(b) for b in blurry])
@@ -399,6 +449,6 @@ def deblur_batch(
         checkpoint_dir=checkpoint_dir,
         num_devices=n,
         num_real=ys.shape[0],
-        model=model,
+        spec=spec,
         step_fn=step,
     )

@@ -37,12 +37,15 @@ from jaxdeconv.core import plugins, train
 from jaxdeconv.run import api
 
 
-def level_kernel_sizes(config: ml_collections.ConfigDict, shape: tuple[int, ...]) -> list[int]:
-    """The kernel grid sides of the coarser levels, coarsest first (``[]``: no progression)."""
+def level_kernel_sizes(
+    config: ml_collections.ConfigDict, shape: tuple[int, ...], p: planning.Plan | None = None
+) -> list[int]:
+    """The kernel grid sides of the coarser levels, coarsest first (``[]``: no progression);
+    ``p``: the image's plan, when already made (``planning.plan(shape, config)``)."""
     prog = config.get("progressive")
     if prog is None or int(prog.levels) <= 0:
         return []
-    working = planning.plan(shape, config).net_kernel_size
+    working = (p or planning.plan(shape, config)).net_kernel_size
     sizes = []
     for level in range(1, int(prog.levels) + 1):
         k = multiscale.odd(working / float(prog.factor) ** level)
@@ -74,17 +77,17 @@ def step_split(config: ml_collections.ConfigDict, num_levels: int) -> tuple[int,
 
 
 def carry(previous: train.TrainState | None, carry_image: bool) -> Callable | None:
-    """``warm_start(model, state)`` putting ``previous``'s kernel weights (and, with
+    """``warm_start(spec, state)`` putting ``previous``'s kernel weights (and, with
     ``carry_image``, its image weights) into a fresh state, with fresh optimiser states."""
     if previous is None:
         return None
 
-    def warm_start(model: train.Model, state: train.TrainState) -> train.TrainState:
+    def warm_start(spec: train.RunSpec, state: train.TrainState) -> train.TrainState:
         params_k = jax.tree_util.tree_map(np.asarray, previous.params_k)
-        state = state.replace(params_k=params_k, opt_k=model.tx_k.init(params_k))
+        state = state.replace(params_k=params_k, opt_k=spec.tx_k.init(params_k))
         if carry_image:
             params_x = jax.tree_util.tree_map(np.asarray, previous.params_x)
-            state = state.replace(params_x=params_x, opt_x=model.tx_x.init(params_x))
+            state = state.replace(params_x=params_x, opt_x=spec.tx_x.init(params_x))
         return state
 
     return warm_start
@@ -98,21 +101,31 @@ def network_run(
     region: np.ndarray | None = None,
     checkpoint_dir: str | None = None,
     callback: Callable[[int, dict], None] | None = None,
+    spec=None,
+    step: Callable | None = None,
+    p: planning.Plan | None = None,
 ) -> api.DeblurResult:
     """Trains the networks for the image whose luminance is ``[H, W, 1]`` and returns the run
     at the working scale, trained on ``region`` (default
     ``planning.estimation_region(luminance, config)``) with
     ``planning.network_config(config, shape)`` (its ``num_steps`` lowered by the coarser
-    levels' share). ``key`` defaults to ``jax.random.key(config.seed)``."""
+    levels' share). ``key`` defaults to ``jax.random.key(config.seed)``.
+
+    ``spec``, ``step``: as for ``api.deblur``, for every run (each coarser level and the
+    working scale): a builder ``spec(config, shape) -> train.RunSpec`` gets each run's own
+    config and shape; a fixed ``RunSpec`` fits one shape only. ``p``: the image's plan
+    (``planning.plan(luminance.shape, config)``), when the caller has made it."""
     key = jax.random.key(config.seed) if key is None else key
     shape = luminance.shape
+    p = p or planning.plan(shape, config)
     if region is None:
-        region, _ = planning.estimation_region(luminance, config)
-    sizes = level_kernel_sizes(config, shape)
-    net_cfg = planning.network_config(config, shape)
+        region, _ = planning.estimation_region(luminance, config, p=p)
+    sizes = level_kernel_sizes(config, shape, p)
+    net_cfg = planning.network_config(config, shape, p=p)
+    hooks = dict(spec=spec, step=step)
     if not sizes:
         return api.deblur(
-            region, net_cfg, key=key, checkpoint_dir=checkpoint_dir, callback=callback
+            region, net_cfg, key=key, checkpoint_dir=checkpoint_dir, callback=callback, **hooks
         )
     if not plugins.kernel_net(config.kernel_net.type).resolution_free:
         raise ValueError(
@@ -126,12 +139,14 @@ def network_run(
         cfg = level_config(config, k, per_level)
         if previous is not None:
             cfg.optim.hold_k = float(config.progressive.hold_kernel)
-        level_region, _ = planning.estimation_region(luminance, cfg)
+        level_plan = planning.plan(shape, cfg)
+        level_region, _ = planning.estimation_region(luminance, cfg, p=level_plan)
         run = api.deblur(
             level_region,
-            planning.network_config(cfg, shape),
+            planning.network_config(cfg, shape, p=level_plan),
             key=jax.random.fold_in(key, len(sizes) + 1 - level),
             warm_start=carry(previous, carry_image),
+            **hooks,
         )
         previous = run.state
     net_cfg.num_steps = final_steps
@@ -143,6 +158,7 @@ def network_run(
         checkpoint_dir=checkpoint_dir,
         callback=callback,
         warm_start=carry(previous, carry_image),
+        **hooks,
     )
 
 

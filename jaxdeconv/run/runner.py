@@ -1,10 +1,11 @@
 """Compile once: the jitted functions of a run, built once and reused across images and calls.
 
-A ``Runner`` holds the model of a run and its four jitted functions: ``init`` (keys -> state),
-``step`` (state donated), ``outputs`` (kernel, network image, mean and std of draws) and
-``snapshot`` (the network's image). ``get_runner`` caches runners by (config fingerprint,
-estimation shape, batch size, devices), so the second image of a shape, in the same call or a
-later one, reuses the executables compiled for the first (no tracing, no compiling).
+A ``Runner`` holds the run spec of a run and its four jitted functions: ``init`` (keys ->
+state), ``step`` (state donated), ``outputs`` (kernel, network image, mean and std of draws)
+and ``snapshot`` (the network's image). ``get_runner`` caches runners by value: (the run spec,
+the step function, estimation shape, batch size, devices, number of samples), so the second
+image of a shape, in the same call or a later one, and an equal spec built again reuse the
+executables compiled for the first (no tracing, no compiling).
 
 Batched runners (``batch_size`` set) vmap the per-image functions over a leading image axis and,
 over several local devices, wrap the vmapped function in ``jax.shard_map`` on a one-axis mesh
@@ -24,6 +25,7 @@ import contextlib
 import dataclasses
 import functools
 import threading
+import warnings
 from collections.abc import Callable, Iterator, Sequence
 
 import jax
@@ -46,22 +48,22 @@ def fingerprint(config: ml_collections.ConfigDict) -> str:
     return config_lib.fingerprint(config, ignore=config_lib.RESULT_NEUTRAL + ("seed",))
 
 
-def _outputs(model: train.Model, num_samples: int, state, key, noise_std, rate):
-    mean, std = train.sample_statistics(model, state, key, num_samples, noise_std, rate)
-    big = model.image_net.apply(state.params_x, state.zx, deterministic=True)
-    return train.kernel_estimate(model, state), big, mean, std
+def _outputs(spec: train.RunSpec, num_samples: int, state, key, noise_std, rate):
+    mean, std = train.sample_statistics(spec, state, key, num_samples, noise_std, rate)
+    big = spec.image_net.apply(state.params_x, state.zx, deterministic=True)
+    return train.kernel_estimate(spec, state), big, mean, std
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
 class Runner:
-    """Jitted functions of one (model, batch size, devices).
+    """Jitted functions of one (run spec, batch size, devices).
 
-    Unbatched (``batch_size is None``): ``init(key)``, ``step(state, y [H, W, C], key)``,
-    ``outputs(state, key, noise_std, rate)``, ``snapshot(state)``. Batched: the same with a
-    leading image axis ``[B]`` on every argument but the two sampling levels.
+    Unbatched (``batch_size is None``): ``init(key[, zx, zk])``, ``step(state, y [H, W, C],
+    key)``, ``outputs(state, key, noise_std, rate)``, ``snapshot(state)``. Batched: the same
+    with a leading image axis ``[B]`` on every argument but the two sampling levels.
     """
 
-    model: train.Model
+    spec: train.RunSpec
     num_samples: int
     batch_size: int | None
     mesh: Mesh | None
@@ -69,6 +71,12 @@ class Runner:
     step: Callable
     outputs: Callable
     snapshot: Callable
+
+    @property
+    def model(self) -> train.RunSpec:
+        """Deprecated name of ``spec``."""
+        warnings.warn("Runner.model is deprecated; use Runner.spec", DeprecationWarning, 2)
+        return self.spec
 
     @property
     def num_devices(self) -> int:
@@ -105,7 +113,7 @@ def _sharded(fn, mesh: Mesh | None, in_specs, out_specs):
 
 
 def build_runner(
-    model: train.Model,
+    spec: train.RunSpec,
     num_samples: int,
     *,
     batch_size: int | None = None,
@@ -114,12 +122,12 @@ def build_runner(
 ) -> Runner:
     """Jits (without compiling yet) the functions of a run; see ``get_runner`` for caching.
 
-    ``step_fn(model, state, y, key) -> (state, metrics)`` replaces ``train.train_step``.
+    ``step_fn(spec, state, y, key) -> (state, metrics)`` replaces ``train.train_step``.
     """
-    init = functools.partial(train.init_state, model)
-    step = functools.partial(step_fn or train.train_step, model)
-    outputs = functools.partial(_outputs, model, num_samples)
-    snapshot = functools.partial(train.image_estimate, model)
+    init = functools.partial(train.init_state, spec)
+    step = functools.partial(step_fn or train.train_step, spec)
+    outputs = functools.partial(_outputs, spec, num_samples)
+    snapshot = functools.partial(train.image_estimate, spec)
     mesh = None
     if batch_size is not None:
         mesh = local_mesh(num_devices)
@@ -137,7 +145,7 @@ def build_runner(
         if n == 1:
             mesh = None
     return Runner(
-        model=model,
+        spec=spec,
         num_samples=num_samples,
         batch_size=batch_size,
         mesh=mesh,
@@ -146,6 +154,41 @@ def build_runner(
         outputs=jax.jit(outputs),
         snapshot=jax.jit(snapshot),
     )
+
+
+class _Same:
+    """The cache key of an object that does not hash by value: that very object (kept alive
+    by the key while its runner is cached, so its id is never reused meanwhile)."""
+
+    __slots__ = ("obj",)
+
+    def __init__(self, obj):
+        self.obj = obj
+
+    def __eq__(self, other) -> bool:
+        return isinstance(other, _Same) and other.obj is self.obj
+
+    def __hash__(self) -> int:
+        return id(self.obj)
+
+
+def value_key(obj):
+    """A cache key for ``obj`` that compares by value where it can: ``obj`` itself when it
+    hashes (a ``RunSpec`` of value fields, a function), a ``functools.partial`` by its function
+    and arguments (so a step re-created with the same arguments is the same key), else the
+    object's identity."""
+    if isinstance(obj, functools.partial):
+        parts = ("partial", value_key(obj.func), obj.args, tuple(sorted(obj.keywords.items())))
+        try:
+            hash(parts)
+        except TypeError:
+            return _Same(obj)
+        return parts
+    try:
+        hash(obj)
+    except TypeError:
+        return _Same(obj)
+    return obj
 
 
 _cache: collections.OrderedDict = collections.OrderedDict()
@@ -159,22 +202,32 @@ def get_runner(
     *,
     batch_size: int | None = None,
     num_devices: int | None = None,
-    model: train.Model | None = None,
+    spec=None,
     step_fn: Callable | None = None,
+    model: train.RunSpec | None = None,
 ) -> Runner:
     """The cached runner for ``config`` and a blurry image of ``shape [H, W, C]``.
 
-    ``model`` (optional) replaces ``train.build_model(config, shape)``, e.g. with your own
-    networks (``model._replace(kernel_net=...)``); such runners are cached by the model object.
-    ``step_fn`` (optional) replaces ``train.train_step`` (cached by the function object).
-    At most ``MAX_CACHED`` runners are kept (least recently used dropped).
+    ``spec`` (optional) replaces ``train.build_spec(config, shape)``: a ``RunSpec`` (e.g. with
+    your own networks, ``spec._replace(kernel_net=...)``) or a builder ``spec(config, shape)``
+    (``train.resolve_spec``); ``model`` is its deprecated name. ``step_fn`` (optional)
+    replaces ``train.train_step``. Runners are cached by value (:func:`value_key`): two equal
+    specs, or a config and the spec built from it, share one runner; so do two equal
+    ``functools.partial`` steps. At most ``MAX_CACHED`` runners are kept (least recently used
+    dropped).
     """
     shape = tuple(int(s) for s in shape)
+    given = train.renamed_model_argument(spec, model, "get_runner")
+    spec = train.resolve_spec(given, config, shape)
     if batch_size is not None and num_devices is None:
         num_devices = len(jax.local_devices())
     devices = None if batch_size is None else num_devices
-    ident = fingerprint(config) if model is None else model
-    key = (ident, step_fn, shape, batch_size, devices, int(config.sample.num_samples))
+    ident = value_key(spec)
+    if given is None and isinstance(ident, _Same):
+        # A spec built from the config that does not hash (a plug-in network with a list
+        # field, say): the config's fingerprint identifies it.
+        ident = ("config", fingerprint(config))
+    key = (ident, value_key(step_fn), shape, batch_size, devices, int(config.sample.num_samples))
     with _lock:
         hit = _cache.get(key)
         if hit is not None:
@@ -182,7 +235,7 @@ def get_runner(
             stats["hits"] += 1
             return hit
     built = build_runner(
-        model if model is not None else train.build_model(config, shape),
+        spec,
         int(config.sample.num_samples),
         batch_size=batch_size,
         num_devices=devices,
