@@ -252,14 +252,12 @@ def fast() -> ml_collections.ConfigDict:
     (cheaper per step than alternating, and better in a 1000-step run: measured on
     im1_kernel4, 28.4 vs 25.2 dB two-stage); the kernel estimated on the most textured
     128x128 crop; the kernel refit by NNLS on gradients (+0.3 to +0.65 dB on 3 of 4 Levin
-    images tried, no loss on the fourth); dropout, plus the paper's input noise for blurs
-    of 29 px and more only (none for Levin's 13-27 px); the kernel then
-    polished by classical L0-latent / NNLS alternation where that fits the data better.
-    2500 steps rather than 1000: +0.52 dB on the 32 Levin images (30.96 -> 31.48) at 2.6x the
-    time. Kernels above 27 px are estimated coarse-to-fine (the cost of the network stage no
-    longer grows with K); a kernel flagged as a failure (jaxdeconv.classical.diagnose) is
-    re-estimated once with another key. ``kernel_size="auto"`` finds the size
-    (jaxdeconv.classical.kernel_size). See docs/performance.md.
+    images tried, no loss on the fourth); dropout, plus the paper's input noise for blurs of
+    29 px and more only; the kernel then polished by L0-latent / NNLS alternation where that
+    fits the data better. 2500 steps, not 1000: +0.52 dB on the 32 Levin images at 2.6x the
+    time. Kernels above 27 px are estimated coarse-to-fine; a kernel flagged as a failure
+    (jaxdeconv.classical.diagnose) is re-estimated once with another key. See
+    docs/performance.md.
     """
     c = default_config()
     c.num_steps = 2500
