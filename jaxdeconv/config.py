@@ -220,12 +220,15 @@ def _estimate_fields(c: ml_collections.ConfigDict) -> None:
     # kernel generator's weights carried up (a resolution-free one: kernel_net.type='coord'),
     # and with `carry_image` the image generator's weights too. `step_share` of num_steps goes
     # to the coarser levels, evenly. 0 levels: one run at the working scale (the paper).
+    # `image_input`, the image net's fixed input at levels after the first: 'noise' (fresh),
+    # 'resampled' (the previous level's, resized), 'previous' (its latent up-sampled, + noise).
     c.progressive = ml_collections.ConfigDict()
     c.progressive.levels = 0
     c.progressive.factor = 2.0
     c.progressive.min_kernel = 7
     c.progressive.step_share = 0.4
     c.progressive.carry_image = False
+    c.progressive.image_input = "noise"
     # At each level after the first, optim.hold_k for that level: the carried kernel is held
     # while the fresh image network catches up with it.
     c.progressive.hold_kernel = 0.0
@@ -341,6 +344,7 @@ ADDED_FIELDS = {
     "progressive.min_kernel": 7,
     "progressive.step_share": 0.4,
     "progressive.carry_image": False,
+    "progressive.image_input": "noise",
     "progressive.hold_kernel": 0.0,
     "optim.hold_k": 0.0,
     "extra_loss.names": (),
@@ -584,9 +588,12 @@ def check_values(cfg: ml_collections.ConfigDict) -> None:
         problems.append(
             f"recover.windows must be a tuple of 'gradient' or 'structure', got {windows!r}"
         )
-    select = get("crop_select")
-    if select is not None and select not in ("gradient", "structure", "auto"):
-        problems.append(f"crop_select must be 'gradient', 'structure' or 'auto', got {select!r}")
+    for field, allowed in [
+        ("crop_select", ("gradient", "structure", "auto")),
+        ("progressive.image_input", ("noise", "resampled", "previous")),
+    ]:
+        if (value := get(field)) is not None and value not in allowed:
+            problems.append(f"{field} must be one of {', '.join(map(repr, allowed))}, got {value!r}")
     names, weights = get("extra_loss.names") or (), get("extra_loss.weights") or ()
     if weights and len(weights) != len(names):
         problems.append(

@@ -125,3 +125,61 @@ def test_every_level_runs_with_the_users_spec_builder_and_step(cfg):
     run = progressive.network_run(ex.blurry, cfg, spec=builder, step=marked_step)
     assert [k for k, _ in built] == [5, 9] and built[0][1][0] < built[1][1][0]
     assert np.all(run.metrics["level_k"] == 9)
+
+
+def _level_inputs(cfg, monkeypatch, mode):
+    """The two runs (coarse, fine) of a 1-level progressive run with ``image_input=mode``: each
+    (region, zx passed, result)."""
+    cfg.progressive.levels = 1
+    cfg.progressive.image_input = mode
+    ex = synthetic.make_example(40, 40, 9, seed=0)
+    calls = []
+    real = progressive.api.deblur
+
+    def spy(region, config, *, zx=None, **kwargs):
+        result = real(region, config, zx=zx, **kwargs)
+        calls.append((region, zx, result))
+        return result
+
+    monkeypatch.setattr(progressive.api, "deblur", spy)
+    progressive.network_run(ex.blurry, cfg)
+    return calls
+
+
+def test_previous_image_input_starts_the_finer_level_from_the_coarser_latent(cfg, monkeypatch):
+    (_, zx0, coarse), (region, zx1, fine) = _level_inputs(cfg, monkeypatch, "previous")
+    assert zx0 is None  # the first level draws its own input
+    assert zx1.shape == fine.spec.zx_shape
+    latent = np.asarray(zx1[..., 0])
+    k = fine.spec.kernel_size
+    inner = latent[k // 2 : k // 2 + region.shape[0], k // 2 : k // 2 + region.shape[1]]
+    # Channel 0: the coarse latent brought to the fine window (same picture, not noise) ...
+    up = np.asarray(jax.image.resize(coarse.image[..., 0], inner.shape, "linear"))
+    assert np.corrcoef(inner.ravel(), up.ravel())[0, 1] > 0.9
+    assert np.corrcoef(inner.ravel(), np.asarray(fine.state.zx[..., 1]).ravel()[: inner.size])[
+        0, 1
+    ] < 0.5
+    # ... the other channels: the fresh draw the fine level would have made itself.
+    key_state = progressive.api.run_keys(jax.random.key(cfg.seed))[0]
+    drawn = jax.random.uniform(
+        jax.random.split(key_state, 4)[0], fine.spec.zx_shape, maxval=fine.spec.input_scale_x
+    )
+    np.testing.assert_array_equal(np.asarray(zx1[..., 1:]), np.asarray(drawn[..., 1:]))
+    np.testing.assert_array_equal(np.asarray(fine.state.zx), np.asarray(zx1))
+
+
+def test_resampled_image_input_is_the_coarser_input_resized(cfg, monkeypatch):
+    (_, _, coarse), (_, zx1, fine) = _level_inputs(cfg, monkeypatch, "resampled")
+    zx0 = np.asarray(coarse.state.zx)
+    assert zx1.shape == fine.spec.zx_shape and zx1.shape[0] > zx0.shape[0]
+    # The same field, finer: corners agree, and the mean is kept.
+    np.testing.assert_allclose(np.asarray(zx1[0, 0]), zx0[0, 0], atol=0.02)
+    np.testing.assert_allclose(float(zx1.mean()), float(zx0.mean()), atol=0.01)
+
+
+def test_unknown_image_input_is_refused(cfg):
+    from jaxdeconv import config as config_lib
+
+    cfg.progressive.image_input = "photo"
+    with pytest.raises(ValueError, match="progressive.image_input must be one of"):
+        config_lib.check_values(cfg)

@@ -10,8 +10,13 @@ a coarser level sees a larger part of the photo for the same cost per step, the 
 once it is small enough. The kernel generator's weights are carried from each level to the
 next, which needs a resolution-free generator (``plugins.register_kernel_net(...,
 resolution_free=True)``, e.g. ``kernel_net.type='coord'``); with ``progressive.carry_image``
-the image generator's weights too (a fully convolutional net on a fresh input of the new
-size). Optimiser states start afresh at every level; with ``progressive.hold_kernel`` the
+the image generator's weights too (a fully convolutional net on an input of the new size).
+``progressive.image_input`` sets that input at each level after the first: ``'noise'`` a fresh
+draw; ``'resampled'`` the previous level's input resized to the new shape (the carried net
+sees the same field, finer); ``'previous'`` the previous level's latent estimate, pasted into
+the blurry photo at full resolution, cut to the new window, down-sampled and edge-padded, in
+channel 0, with the fresh draw in the other channels (the new level starts from the coarser
+level's image, as a classical coarse-to-fine method does). Optimiser states start afresh at every level; with ``progressive.hold_kernel`` the
 carried kernel is held (rate 0) for that fraction of a level's first steps while the fresh
 image network catches up with it. ``progressive.step_share`` of
 ``num_steps`` goes to the coarser levels, evenly; the working scale gets the rest, with every
@@ -28,6 +33,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 
 import jax
+import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
@@ -93,6 +99,47 @@ def carry(previous: train.TrainState | None, carry_image: bool) -> Callable | No
     return warm_start
 
 
+def _upsample(image: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    """``image [h, w]`` resized (bilinear) to ``shape``."""
+    return np.asarray(jax.image.resize(np.asarray(image, np.float32), shape, "linear"))
+
+
+def level_input(
+    mode: str,
+    spec: train.RunSpec,
+    key: jax.Array,
+    previous: api.DeblurResult,
+    luminance: np.ndarray,
+    boxes: tuple[tuple[int, int, int, int], tuple[int, int, int, int]],
+    scale: float,
+) -> jax.Array | None:
+    """The image net's fixed input ``zx`` (``spec.zx_shape``) for a level after the first, by
+    ``progressive.image_input`` (``mode``; None for 'noise': drawn as usual from ``key``, the
+    level's key). ``boxes``: the full-resolution windows ``(top, left, h, w)`` of the previous
+    level and of this one; ``scale``: this level's scale; ``luminance``: ``[H, W, 1]``."""
+    if mode == "noise":
+        return None
+    shape = spec.zx_shape
+    if mode == "resampled":
+        zx = np.asarray(previous.state.zx)
+        return jnp.asarray(
+            jax.image.resize(zx, (shape[0], shape[1], zx.shape[-1]), "linear"), jnp.float32
+        )
+    if mode != "previous":
+        raise ValueError(f"progressive.image_input must be noise|resampled|previous, got {mode!r}")
+    (pt, pl, ph, pw), (t, l, h, w) = boxes
+    canvas = np.array(luminance[..., 0], np.float32)
+    canvas[pt : pt + ph, pl : pl + pw] = np.clip(_upsample(previous.image[..., 0], (ph, pw)), 0, 1)
+    latent = multiscale.downscale(canvas[t : t + h, l : l + w, None], scale)[..., 0]
+    pad_h, pad_w = shape[0] - latent.shape[0], shape[1] - latent.shape[1]
+    latent = np.pad(
+        latent, ((pad_h // 2, pad_h - pad_h // 2), (pad_w // 2, pad_w - pad_w // 2)), mode="edge"
+    )
+    key_zx = jax.random.split(api.run_keys(key)[0], 4)[0]
+    noise = jax.random.uniform(key_zx, shape, maxval=spec.input_scale_x)
+    return noise.at[..., 0].set(jnp.asarray(latent))
+
+
 def network_run(
     luminance: np.ndarray,
     config: ml_collections.ConfigDict,
@@ -118,8 +165,9 @@ def network_run(
     key = jax.random.key(config.seed) if key is None else key
     shape = luminance.shape
     p = p or planning.plan(shape, config)
+    region_box = None
     if region is None:
-        region, _ = planning.estimation_region(luminance, config, p=p)
+        region, region_box = planning.estimation_region(luminance, config, p=p)
     sizes = level_kernel_sizes(config, shape, p)
     net_cfg = planning.network_config(config, shape, p=p)
     hooks = dict(spec=spec, step=step)
@@ -133,33 +181,46 @@ def network_run(
             f"generator (e.g. kernel_net.type='coord'), not {config.kernel_net.type!r}"
         )
     per_level, final_steps = step_split(config, len(sizes))
-    previous = None
     carry_image = bool(config.progressive.carry_image)
-    for level, k in enumerate(sizes, start=1):
-        cfg = level_config(config, k, per_level)
+    mode = str(config.progressive.get("image_input", "noise"))
+    previous = previous_box = None
+    if mode == "previous" and region_box is None:  # a given region: the config's window box
+        region_box = planning.estimation_region(luminance, config, p=p)[1]
+    keys = [jax.random.fold_in(key, len(sizes) + 1 - level) for level in range(1, len(sizes) + 1)]
+    for k, level_key in [*zip(sizes, keys), (None, key)]:
+        if k is None:  # the working scale
+            level_plan, run_cfg, run_region, box = p, net_cfg, region, region_box
+            run_cfg.num_steps = final_steps
+        else:
+            cfg = level_config(config, k, per_level)
+            level_plan = planning.plan(shape, cfg)
+            run_region, box = planning.estimation_region(luminance, cfg, p=level_plan)
+            run_cfg = planning.network_config(cfg, shape, p=level_plan)
+        zx = None
         if previous is not None:
-            cfg.optim.hold_k = float(config.progressive.hold_kernel)
-        level_plan = planning.plan(shape, cfg)
-        level_region, _ = planning.estimation_region(luminance, cfg, p=level_plan)
+            run_cfg.optim.hold_k = float(config.progressive.hold_kernel)
+        if previous is not None and mode != "noise":
+            level_spec = train.resolve_spec(spec, run_cfg, run_region.shape)
+            zx = level_input(
+                mode,
+                level_spec,
+                level_key,
+                previous,
+                luminance,
+                (previous_box, box),
+                level_plan.scale,
+            )
         run = api.deblur(
-            level_region,
-            planning.network_config(cfg, shape, p=level_plan),
-            key=jax.random.fold_in(key, len(sizes) + 1 - level),
-            warm_start=carry(previous, carry_image),
+            run_region,
+            run_cfg,
+            key=level_key,
+            warm_start=carry(previous.state if previous is not None else None, carry_image),
+            zx=zx,
             **hooks,
+            **(dict(checkpoint_dir=checkpoint_dir, callback=callback) if k is None else {}),
         )
-        previous = run.state
-    net_cfg.num_steps = final_steps
-    net_cfg.optim.hold_k = float(config.progressive.hold_kernel)
-    return api.deblur(
-        region,
-        net_cfg,
-        key=key,
-        checkpoint_dir=checkpoint_dir,
-        callback=callback,
-        warm_start=carry(previous, carry_image),
-        **hooks,
-    )
+        previous, previous_box = run, box
+    return run
 
 
 def network_runs(
