@@ -44,28 +44,10 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 if REPO not in sys.path:  # run as a script from anywhere
     sys.path.insert(0, REPO)
 
-# The scores of an image, in the order the tables show them.
-SCORES = (
-    "final_loss",
-    "psnr_direct",
-    "ssim_direct",
-    "psnr_two_stage",
-    "ssim_two_stage",
-    "psnr_true_kernel",
-    "ssim_true_kernel",
-    "error_ratio",
-    "error_ratio_direct",
-    "kernel_similarity",
-    "kernel_peak",
-)
+from jaxdeconv.bench.protocol import PUBLISHED_SCORES, SCORES  # noqa: E402
+
 # Lai's published scale (evaluate.published_scores, and the direct image the same way).
-PUBLISHED = (
-    "psnr_direct_published",
-    "ssim_direct_published",
-    "psnr_two_stage_published",
-    "ssim_two_stage_published",
-    "psnr_true_kernel_published",
-)
+PUBLISHED = ("psnr_direct_published", "ssim_direct_published", *PUBLISHED_SCORES)
 _NAMES = ("name", "category", "kernel_name", "kernel_size", "nonblind_method")
 COLUMNS = (
     ("group", "dataset", *_NAMES, "steps_done", "seconds")

@@ -213,24 +213,16 @@ def _estimate_fields(c: ml_collections.ConfigDict) -> None:
     # Other window rules (crop_select values) whose window also gets a network run on every
     # image (not only a flagged one); the same ranking picks the kernel. () : none.
     c.recover.windows = ()
-    # Progressive coarse-to-fine training of the network stage (jaxdeconv.run.progressive): before
-    # the run at the working scale, `levels` shorter runs at coarser scales (kernel grids
-    # shrinking by `factor` per level, none under `min_kernel` taps), each on its own most
-    # textured crop_size window at its scale (so a coarser level sees more of the photo), the
-    # kernel generator's weights carried up (a resolution-free one: kernel_net.type='coord'),
-    # and with `carry_image` the image generator's weights too. `step_share` of num_steps goes
-    # to the coarser levels, evenly. 0 levels: one run at the working scale (the paper).
-    # `image_input`, the image net's fixed input at levels after the first: 'noise' (fresh),
-    # 'resampled' (the previous level's, resized), 'previous' (its latent up-sampled, + noise).
+    # Progressive coarse-to-fine training of the network stage, every field explained in
+    # jaxdeconv.run.progressive's docstring. 0 levels: one run at the working scale (the paper).
     c.progressive = ml_collections.ConfigDict()
     c.progressive.levels = 0
     c.progressive.factor = 2.0
     c.progressive.min_kernel = 7
     c.progressive.step_share = 0.4
     c.progressive.carry_image = False
-    c.progressive.image_input = "noise"
-    # At each level after the first, optim.hold_k for that level: the carried kernel is held
-    # while the fresh image network catches up with it.
+    c.progressive.image_input = "noise"  # 'noise' | 'resampled' | 'previous'
+    c.progressive.crop_size = -1  # the coarser levels' window; -1: crop_size; 0: whole photo
     c.progressive.hold_kernel = 0.0
 
 
@@ -345,6 +337,7 @@ ADDED_FIELDS = {
     "progressive.step_share": 0.4,
     "progressive.carry_image": False,
     "progressive.image_input": "noise",
+    "progressive.crop_size": -1,
     "progressive.hold_kernel": 0.0,
     "optim.hold_k": 0.0,
     "extra_loss.names": (),
@@ -593,7 +586,9 @@ def check_values(cfg: ml_collections.ConfigDict) -> None:
         ("progressive.image_input", ("noise", "resampled", "previous")),
     ]:
         if (value := get(field)) is not None and value not in allowed:
-            problems.append(f"{field} must be one of {', '.join(map(repr, allowed))}, got {value!r}")
+            problems.append(
+                f"{field} must be one of {', '.join(map(repr, allowed))}, got {value!r}"
+            )
     names, weights = get("extra_loss.names") or (), get("extra_loss.weights") or ()
     if weights and len(weights) != len(names):
         problems.append(

@@ -156,9 +156,10 @@ def test_previous_image_input_starts_the_finer_level_from_the_coarser_latent(cfg
     # Channel 0: the coarse latent brought to the fine window (same picture, not noise) ...
     up = np.asarray(jax.image.resize(coarse.image[..., 0], inner.shape, "linear"))
     assert np.corrcoef(inner.ravel(), up.ravel())[0, 1] > 0.9
-    assert np.corrcoef(inner.ravel(), np.asarray(fine.state.zx[..., 1]).ravel()[: inner.size])[
-        0, 1
-    ] < 0.5
+    assert (
+        np.corrcoef(inner.ravel(), np.asarray(fine.state.zx[..., 1]).ravel()[: inner.size])[0, 1]
+        < 0.5
+    )
     # ... the other channels: the fresh draw the fine level would have made itself.
     key_state = progressive.api.run_keys(jax.random.key(cfg.seed))[0]
     drawn = jax.random.uniform(
@@ -183,3 +184,17 @@ def test_unknown_image_input_is_refused(cfg):
     cfg.progressive.image_input = "photo"
     with pytest.raises(ValueError, match="progressive.image_input must be one of"):
         config_lib.check_values(cfg)
+
+
+def test_coarser_levels_can_take_the_whole_photo(cfg, monkeypatch):
+    cfg.crop_size = 16
+    ex = synthetic.make_example(48, 48, 9, seed=0)
+    level = progressive.level_config(cfg, 5, 10)
+    assert level.crop_size == 16 and level.num_steps == 10  # default: the same window
+    cfg.progressive.crop_size = 0
+    level = progressive.level_config(cfg, 5, 10)
+    assert level.crop_size == 0 and level.scale.max_kernel == 5
+    region, box = planning.estimation_region(ex.blurry, level)
+    assert box == (0, 0, 48, 48)  # the whole photo, down-sampled to the level's scale
+    scale = planning.plan(ex.blurry.shape, level).scale
+    assert scale < 1 and abs(region.shape[0] - 48 * scale) <= 1

@@ -3,25 +3,26 @@
 ``network_run(luminance, config)`` is the one call that trains the networks on an image's
 luminance ``[H, W, 1]`` and returns the run at the working scale (``jaxdeconv.planning``). With
 ``config.progressive.levels = L > 0`` it first trains at ``L`` coarser scales, coarsest first:
-level ``l`` has a kernel grid of ``odd(K_w / factor^l)`` taps (``K_w``: the working scale's grid;
-none under ``progressive.min_kernel``), i.e. the photo down-sampled so that the blur spans that
-many pixels, on the most textured ``crop_size`` window at that scale (``crop_select``'s rule):
-a coarser level sees a larger part of the photo for the same cost per step, the whole photo
-once it is small enough. The kernel generator's weights are carried from each level to the
-next, which needs a resolution-free generator (``plugins.register_kernel_net(...,
-resolution_free=True)``, e.g. ``kernel_net.type='coord'``); with ``progressive.carry_image``
-the image generator's weights too (a fully convolutional net on an input of the new size).
-``progressive.image_input`` sets that input at each level after the first: ``'noise'`` a fresh
-draw; ``'resampled'`` the previous level's input resized to the new shape (the carried net
-sees the same field, finer); ``'previous'`` the previous level's latent estimate, pasted into
-the blurry photo at full resolution, cut to the new window, down-sampled and edge-padded, in
-channel 0, with the fresh draw in the other channels (the new level starts from the coarser
-level's image, as a classical coarse-to-fine method does). Optimiser states start afresh at every level; with ``progressive.hold_kernel`` the
-carried kernel is held (rate 0) for that fraction of a level's first steps while the fresh
-image network catches up with it. ``progressive.step_share`` of
-``num_steps`` goes to the coarser levels, evenly; the working scale gets the rest, with every
-schedule (dropout, input noise, learning-rate decay) compressed to its steps, so the
-Monte-Carlo randomisation of the paper runs at every level.
+level ``l`` has a kernel grid of ``odd(K_w / factor^l)`` taps (``K_w``: the working scale's
+grid; none under ``progressive.min_kernel``), i.e. the photo down-sampled so that the blur
+spans that many pixels, on the most textured ``crop_size`` window at that scale
+(``crop_select``'s rule): a coarser level sees a larger part of the photo for the same cost per
+step, the whole photo once it is small enough; ``progressive.crop_size`` gives the coarser
+levels their own window (0: the whole photo at their scale). The kernel generator's weights are
+carried from each level to the next, which needs a resolution-free generator
+(``plugins.register_kernel_net(..., resolution_free=True)``, e.g. ``kernel_net.type='coord'``);
+with ``progressive.carry_image`` the image generator's weights too (a fully convolutional net
+on an input of the new size). ``progressive.image_input`` sets that input at each level after
+the first: ``'noise'`` a fresh draw; ``'resampled'`` the previous level's input resized to the
+new shape (the carried net sees the same field, finer); ``'previous'`` the previous level's
+latent estimate, pasted into the blurry photo at full resolution, cut to the new window, down-
+sampled and edge-padded, in channel 0, with the fresh draw in the other channels (the new level
+starts from the coarser level's image, as a classical coarse-to-fine method does). Optimiser
+states start afresh at every level; with ``progressive.hold_kernel`` the carried kernel is held
+(rate 0) for that fraction of a level's first steps while the fresh image network catches up
+with it. ``progressive.step_share`` of ``num_steps`` goes to the coarser levels, evenly; the
+working scale gets the rest, with every schedule (dropout, input noise, learning-rate decay)
+compressed to its steps, so the Monte-Carlo randomisation of the paper runs at every level.
 
 Keys: level ``l`` trains with ``fold_in(key, l)``; the working scale with ``key`` itself, so
 ``levels=0`` is exactly the single run. A checkpoint (``checkpoint_dir``) covers the working
@@ -65,9 +66,12 @@ def level_config(
     config: ml_collections.ConfigDict, kernel: int, num_steps: int
 ) -> ml_collections.ConfigDict:
     """``config`` for the level whose kernel grid has ``kernel`` taps: the working scale
-    brought down to it (``scale.max_kernel``), with ``num_steps`` steps, no progression."""
+    brought down to it (``scale.max_kernel``), with ``num_steps`` steps, no progression, and
+    ``progressive.crop_size`` as its window where that is 0 or more."""
     d = config.to_dict()
     d["scale"]["max_kernel"] = int(kernel)
+    if int(d["progressive"].get("crop_size", -1)) >= 0:
+        d["crop_size"] = int(d["progressive"]["crop_size"])
     d["num_steps"] = int(num_steps)
     d["progressive"]["levels"] = 0
     return ml_collections.ConfigDict(d)
@@ -127,10 +131,10 @@ def level_input(
         )
     if mode != "previous":
         raise ValueError(f"progressive.image_input must be noise|resampled|previous, got {mode!r}")
-    (pt, pl, ph, pw), (t, l, h, w) = boxes
+    (pt, pl, ph, pw), (t, left, h, w) = boxes
     canvas = np.array(luminance[..., 0], np.float32)
     canvas[pt : pt + ph, pl : pl + pw] = np.clip(_upsample(previous.image[..., 0], (ph, pw)), 0, 1)
-    latent = multiscale.downscale(canvas[t : t + h, l : l + w, None], scale)[..., 0]
+    latent = multiscale.downscale(canvas[t : t + h, left : left + w, None], scale)[..., 0]
     pad_h, pad_w = shape[0] - latent.shape[0], shape[1] - latent.shape[1]
     latent = np.pad(
         latent, ((pad_h // 2, pad_h - pad_h // 2), (pad_w // 2, pad_w - pad_w // 2)), mode="edge"
@@ -187,7 +191,7 @@ def network_run(
     if mode == "previous" and region_box is None:  # a given region: the config's window box
         region_box = planning.estimation_region(luminance, config, p=p)[1]
     keys = [jax.random.fold_in(key, len(sizes) + 1 - level) for level in range(1, len(sizes) + 1)]
-    for k, level_key in [*zip(sizes, keys), (None, key)]:
+    for k, level_key in [*zip(sizes, keys, strict=True), (None, key)]:
         if k is None:  # the working scale
             level_plan, run_cfg, run_region, box = p, net_cfg, region, region_box
             run_cfg.num_steps = final_steps
