@@ -223,11 +223,20 @@ def _process(
             run.set(path, _failure(name, path, f"{path}: {problem}", kernel_size=k))
             progress.advance(1, f"FAILED {path}: {problem}")
             continue
-        member = {"path": path, "shape": shape, "cfg": cfg, "sha": sha, "fingerprint": fingerprint}
+        # One plan per image, made here and passed along (region, network stage, final stage).
+        p = pipeline.plan(shape, cfg)
+        member = {
+            "path": path,
+            "shape": shape,
+            "cfg": cfg,
+            "sha": sha,
+            "fingerprint": fingerprint,
+            "plan": p,
+        }
         # A batch holds same-shaped regions and one kernel size ('auto': by shape only), and
         # one network kernel size (pipeline.network_config: the size at the working scale).
-        net_k = pipeline.plan(shape, cfg).net_kernel_size
-        groups.setdefault((pipeline.region_shape(shape, cfg), k, net_k), []).append(member)
+        key = (pipeline.region_shape(shape, cfg, p=p), k, p.net_kernel_size)
+        groups.setdefault(key, []).append(member)
     progress.todo_images = sum(len(g) for g in groups.values())
     progress.todo_steps = sum(len(g) * g[0]["cfg"].num_steps for g in groups.values())
     chunks = [g[i : i + size] for g in groups.values() for i in range(0, len(g), size)]
@@ -289,7 +298,7 @@ def _load(member: dict, names: dict, run: _Run, progress: Progress) -> dict | No
     lum = image_io.luminance(blurry)
     for note in notes:
         progress.line(f"warning: {path}: {note}")
-    region = _estimation_region(lum, cfg)
+    region = _estimation_region(lum, cfg, member["plan"])
     return {
         **member,
         "blurry": blurry,
@@ -419,10 +428,12 @@ def _train(chunk, output_dir, names, checkpoints, progress=None) -> list[api.Deb
 # ------------------------------------------------------- the method's three calls, in one place
 
 
-def _estimation_region(luminance: np.ndarray, cfg: ml_collections.ConfigDict) -> np.ndarray:
+def _estimation_region(
+    luminance: np.ndarray, cfg: ml_collections.ConfigDict, p: pipeline.Plan
+) -> np.ndarray:
     """What the networks train on for one image (``[h, w, 1]``); images are grouped by its
     shape (and kernel size), so a batch holds same-shaped regions."""
-    region, _ = pipeline.estimation_region(luminance, cfg)
+    region, _ = pipeline.estimation_region(luminance, cfg, p=p)
     return region
 
 
@@ -439,4 +450,6 @@ def _network_stage(chunk, cfg, ckpt, report) -> list[api.DeblurResult]:
 
 def _final_stage(member: dict, result: api.DeblurResult) -> pipeline.Outputs:
     """Final kernel and non-blind deconvolution of every channel of one image."""
-    return pipeline.two_stage_from_run(member["blurry"], result, member["region"], member["cfg"])
+    return pipeline.two_stage_from_run(
+        member["blurry"], result, member["region"], member["cfg"], p=member["plan"]
+    )
