@@ -203,11 +203,12 @@ def _estimate_fields(c: ml_collections.ConfigDict) -> None:
     # For kernels larger than lam_ref_size taps the L0 weight falls as (lam_ref_size / K)^2
     # (refine.size_scaled_lam); 0: polish.lam for every size.
     c.polish.lam_ref_size = 0
-    # Blind failure checks on the final kernel (jaxdeconv.classical.diagnose) and, for a flagged
-    # one, up to `attempts` more network runs with other seeds; the unflagged candidate with
-    # the lowest data residual (refine.deconv_residual) wins.
+    # Blind failure checks on the final kernel (classical.diagnose); a flagged one gets up to
+    # `attempts` more runs, the unflagged candidate with the lowest data residual wins.
     c.recover = ml_collections.ConfigDict()
     c.recover.attempts = 0
+    # Whole estimates with seeds seed, seed+1, ...; the kernel agreeing best with the others kept.
+    c.recover.seeds = 1
     c.recover.delta_peak = 0.5
     c.recover.border_mass = 0.2
     # Other window rules (crop_select values) whose window also gets a network run on every
@@ -243,27 +244,22 @@ def paper() -> ml_collections.ConfigDict:
 def fast() -> ml_collections.ConfigDict:
     """CPU preset: about 215 s per 255x255 image on a 2-core CPU (Levin: 31.48 dB two-stage).
 
-    Lean full-resolution layers, wider deeper down; Ren et al.'s MLP kernel net; joint updates
-    (cheaper per step than alternating, and better in a 1000-step run: measured on
-    im1_kernel4, 28.4 vs 25.2 dB two-stage); the kernel estimated on the most textured
-    128x128 crop; the kernel refit by NNLS on gradients (+0.3 to +0.65 dB on 3 of 4 Levin
-    images tried, no loss on the fourth); dropout, plus the paper's input noise for blurs of
-    29 px and more only; the kernel then polished by L0-latent / NNLS alternation where that
-    fits the data better. 2500 steps, not 1000: +0.52 dB on the 32 Levin images at 2.6x the
-    time. Kernels above 27 px are estimated coarse-to-fine; a kernel flagged as a failure
-    (jaxdeconv.classical.diagnose) is re-estimated once with another key. See
-    docs/performance.md.
+    Lean full-resolution layers, wider deeper down; Ren et al.'s MLP kernel net; joint updates;
+    the kernel estimated on the most textured 128x128 crop, refit by NNLS on gradients and
+    polished by L0-latent / NNLS alternation where that fits better; 2500 steps; kernels above
+    27 px coarse-to-fine; a flagged kernel re-estimated once. Each choice's measurement is in
+    the comments below and docs/performance.md.
     """
     c = default_config()
-    c.num_steps = 2500
+    c.num_steps = 2500  # not 1000: +0.52 dB on the 32 Levin images at 2.6x the time
     c.crop_size = 128
     # Blurs above 27 px (coarse-to-fine): the window with strong edges in every direction, not
     # the most gradient (Lai 20-image subset: 16.49 -> 17.98 dB two-stage, 4 -> 6 right
     # kernels). Up to 27 px the most gradient, as tuned: on 21 Levin images 'structure' gave
     # 30.89 dB against 31.44 (docs/performance.md, 2026-11-26).
     c.crop_select = "auto"
-    c.refine.enabled = True
-    c.scheme = "joint"
+    c.refine.enabled = True  # +0.3 to +0.65 dB on 3 of 4 Levin images, no loss on the fourth
+    c.scheme = "joint"  # cheaper than alternating, and better (im1_kernel4: 28.4 vs 25.2 dB)
     c.image_net.channels = (16, 32, 64, 64, 128)
     c.image_net.skip_channels = (4, 8, 16, 16, 16)
     c.kernel_net.type = "mlp"
@@ -326,6 +322,7 @@ RESULT_NEUTRAL = ("log_every", "checkpoint_every", "snapshot_every")
 ADDED_FIELDS = {
     "support_margin": 1.0,
     "recover.windows": (),
+    "recover.seeds": 1,
     "grad_weight": 0.0,
     "image_net.type": "unet",
     "kernel_net.coord_hidden": 64,
@@ -571,6 +568,7 @@ def check_values(cfg: ml_collections.ConfigDict) -> None:
         ("snapshot_every", 0),
         ("crop_size", 0),
         ("ssim_after", 0),
+        ("recover.seeds", 1),
     ]:
         value = get(field)
         if isinstance(value, int) and value < least:

@@ -289,6 +289,8 @@ def choose_estimate(
     kernel, facts = robust_kernel(result, region, config, luminance, key=key, p=p, **hooks)
     facts["window"] = window_rule(config, p)
     best = Choice(kernel, facts, result, box)
+    if int(config.recover.get("seeds", 1)) > 1:
+        best = most_consistent(best, region, config, luminance, key=key, p=p, **hooks)
     others = [w for w in config.recover.windows if w != facts["window"]]
     if not others or not config.crop_size:
         return best
@@ -313,6 +315,62 @@ def choose_estimate(
         if candidate_rank < best_rank:
             best, best_rank = candidate, candidate_rank
     best.facts["windows_tried"] = tried
+    return best
+
+
+def seed_config(
+    config: ml_collections.ConfigDict, key: jax.Array | None, i: int
+) -> tuple[ml_collections.ConfigDict, jax.Array | None]:
+    """The config and key of the ``i``-th estimate of ``recover.seeds``: seed ``config.seed + i``
+    (so with ``key=None`` it is exactly the run ``--seed=seed+i`` would make), or with a given
+    ``key``, that config and ``fold_in(key, i)``."""
+    cfg = _with_field(config, "seed", int(config.seed) + i)
+    return cfg, None if key is None else jax.random.fold_in(key, i)
+
+
+def most_consistent(
+    first: Choice,
+    region: np.ndarray,
+    config: ml_collections.ConfigDict,
+    luminance: np.ndarray,
+    *,
+    key: jax.Array | None = None,
+    p: Plan | None = None,
+    spec=None,
+    step: Callable | None = None,
+) -> Choice:
+    """``recover.seeds = N`` whole estimates (``first``, then :func:`seed_config`'s seeds
+    1..N-1, each a network run on ``region`` and :func:`robust_kernel`): the kept one is the
+    unflagged kernel with the highest mean similarity (``diagnose.kernel_similarity``) to the
+    others' (a medoid: the kernel the seeds agree on), which needs no data-fit ranking (that
+    picked the worse seed on all three Levin images tried, README). Facts: each seed, its
+    agreement, and the seed kept."""
+    p = p or plan(luminance.shape, config)
+    choices = [first]
+    for i in range(1, int(config.recover.seeds)):
+        cfg, k = seed_config(config, key, i)
+        run = progressive.network_run(
+            luminance, cfg, key=k, region=region, p=p, spec=spec, step=step
+        )
+        kernel, facts = robust_kernel(run, region, cfg, luminance, key=k, p=p, spec=spec, step=step)
+        facts["window"] = first.facts.get("window")
+        choices.append(Choice(kernel, facts, run, first.box))
+    n = len(choices)
+    agreement = [
+        float(
+            np.mean([diagnose.kernel_similarity(a.kernel, b.kernel) for b in choices if b is not a])
+        )
+        for a in choices
+    ]
+    flagged = [not _check(c.kernel, config).ok for c in choices]
+    kept = max(range(n), key=lambda i: (not flagged[i], agreement[i], -i))
+    best = choices[kept]
+    best.facts["seeds"] = {
+        "seeds": [int(config.seed) + i for i in range(n)],
+        "agreement": [round(a, 4) for a in agreement],
+        "flagged": flagged,
+        "kept": int(config.seed) + kept,
+    }
     return best
 
 

@@ -495,3 +495,25 @@ def test_a_full_disk_is_reported_and_what_is_done_kept(cfg, tmp_path, monkeypatc
     assert "cannot write summary.json/.csv" in by_name["summary"]["error"]
     err = capsys.readouterr().err
     assert err.count("cannot write summary.json/.csv") == 1  # said once, not per image
+
+
+def test_the_summary_records_the_seed_kept(cfg, tmp_path, monkeypatch):
+    src = _save(tmp_path / "a.png", _grey(0))
+    real = batch._final_stage
+
+    def with_seeds(member, result):  # what pipeline.most_consistent reports with 3 seeds
+        outputs = real(member, result)
+        outputs.facts["seeds"] = {
+            "seeds": [0, 1, 2],
+            "agreement": [0.5, 0.9, 0.6],
+            "flagged": [False] * 3,
+            "kept": 1,
+        }
+        return outputs
+
+    monkeypatch.setattr(batch, "_final_stage", with_seeds)
+    out = tmp_path / "out"
+    (record,) = batch.process([src], cfg, str(out), quiet=True)
+    assert record["seed"] == 1 and record["seeds"] == [0, 1, 2]
+    (image,) = json.load(open(out / "summary.json"))["images"]
+    assert image["seed"] == 1 and image["seed_agreement"] == [0.5, 0.9, 0.6]

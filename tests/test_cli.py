@@ -150,6 +150,8 @@ def test_overrides_accept_what_the_field_takes():
         (["--config.num_steps=-3"], "num_steps must be a positive integer"),
         (["--batch_size=-1"], "--batch_size=-1: must be at least 1"),
         (["--batch_size=0"], "--batch_size=0: must be at least 1"),
+        (["--seeds=0"], "--seeds=0: must be at least 1"),
+        (["--set=recover.seeds=0"], "recover.seeds must be a positive integer"),
         (["--checkpoint_every=-5"], "--checkpoint_every=-5: must be 0 or more"),
         (["--kernel_size=4"], "--kernel_size=4: must be a positive odd integer or 'auto'"),
         (["--kernel_size=big"], "must be a positive odd integer or 'auto'"),

@@ -262,3 +262,56 @@ def test_one_plan_per_image_and_the_hooks_reach_every_network_run(monkeypatch):
     assert out.facts["windows_tried"] == 2 and out.facts["recovery_runs"] == 1
     assert shapes == [(32, 32, 1)] * 4
     np.testing.assert_array_equal(out.result.metrics["hooked"], np.ones(3))
+
+
+def test_seeds_keep_the_kernel_the_runs_agree_on_and_each_run_is_that_seeds_own():
+    from jaxdeconv.classical import diagnose
+
+    cfg = config_lib.tiny()
+    cfg.kernel_size = 5
+    cfg.num_steps = 30
+    cfg.seed = 4
+    cfg.recover.seeds = 3
+    blurry = synthetic.make_example(24, 24, 5, noise=0.002, seed=2).blurry
+    out = pipeline.deblur_image(blurry, cfg)
+    seeds = out.facts["seeds"]
+    assert seeds["seeds"] == [4, 5, 6] and len(seeds["agreement"]) == 3
+    # Each candidate is exactly the estimate `--seed=4+i` makes on its own.
+    alone = []
+    for s in (4, 5, 6):
+        one = config_lib.apply_overrides(cfg, [f"seed={s}", "recover.seeds=1"])
+        alone.append(pipeline.deblur_image(blurry, one).kernel)
+    assert not np.array_equal(alone[0], alone[1])  # the seeds differ
+    agreement = [
+        np.mean([diagnose.kernel_similarity(alone[i], alone[j]) for j in range(3) if j != i])
+        for i in range(3)
+    ]
+    np.testing.assert_allclose(seeds["agreement"], agreement, atol=1e-4)
+    # Flagged ones come last; here the three are flagged alike, so the medoid is kept.
+    assert len(set(seeds["flagged"])) == 1
+    kept = seeds["kept"] - 4
+    assert kept == int(np.argmax(agreement))
+    np.testing.assert_array_equal(out.kernel, alone[kept])
+
+
+def test_a_flagged_seed_is_not_kept_over_an_unflagged_one(monkeypatch):
+    cfg = config_lib.tiny()
+    cfg.kernel_size = 5
+    cfg.num_steps = 10
+    cfg.recover.seeds = 3
+    blurry = synthetic.make_example(24, 24, 5, noise=0.002, seed=2).blurry
+    real = pipeline._check
+    flagged = []  # kernels to flag
+
+    def check(kernel, config):
+        bad = any(np.array_equal(kernel, k) for k in flagged)
+        return real(kernel, config)._replace(delta=bad, border=False)
+
+    monkeypatch.setattr(pipeline, "_check", check)
+    first = pipeline.deblur_image(blurry, cfg)
+    medoid = first.facts["seeds"]["kept"] - cfg.seed
+    assert medoid == int(np.argmax(first.facts["seeds"]["agreement"]))  # none flagged
+    flagged.append(first.kernel)
+    again = pipeline.deblur_image(blurry, cfg).facts["seeds"]
+    assert again["flagged"] == [i == medoid for i in range(3)]
+    assert again["kept"] - cfg.seed != medoid

@@ -383,6 +383,8 @@ def _write_image_outputs(member, result, output_dir, names, run, progress) -> No
         return
     progress.finish_seconds.append(time.perf_counter() - start)
     extra = {"warning": "; ".join(member["notes"])} if member["notes"] else {}
+    if seeds := outputs.facts.get("seeds"):  # recover.seeds: the kept seed, and the agreement
+        extra.update(seed=seeds["kept"], seeds=seeds["seeds"], seed_agreement=seeds["agreement"])
     run.set(
         path,
         _record(

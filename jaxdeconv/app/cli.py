@@ -65,6 +65,12 @@ _SET = flags.DEFINE_multi_string(
     "(repeatable). Unknown fields and values of the wrong type are refused.",
 )
 _SEED = flags.DEFINE_integer("seed", None, "Random seed (default: the preset's).")
+_SEEDS = flags.DEFINE_integer(
+    "seeds",
+    None,
+    "Estimate each image N times, with seeds seed, seed+1, ..., and keep the kernel the runs "
+    "agree on best (recover.seeds; N times the time). The summary records the seed kept.",
+)
 _BATCH_SIZE = flags.DEFINE_integer(
     "batch_size",
     None,
@@ -153,6 +159,10 @@ def _prepare():
     cfg = load_config(_CONFIG.value, _SET.value)
     if _SEED.value is not None:
         cfg.seed = _SEED.value
+    if _SEEDS.value is not None:
+        if _SEEDS.value < 1:
+            raise ValueError(f"--seeds={_SEEDS.value}: must be at least 1")
+        cfg.recover.seeds = _SEEDS.value
     if _BATCH_SIZE.value is not None and _BATCH_SIZE.value < 1:
         raise ValueError(f"--batch_size={_BATCH_SIZE.value}: must be at least 1")
     if _CHECKPOINT_EVERY.value is not None and _CHECKPOINT_EVERY.value < 0:

@@ -167,9 +167,8 @@ def deblur_one(
         "(up to a minute on a CPU; cached on disk for later runs)...",
         flush=True,
     )
-    outputs = pipeline.deblur_image(
-        blurry, config, key=jax.random.key(config.seed), spec=spec, step=step
-    )
+    # key None: jax.random.key(config.seed), and recover.seeds' runs are those of seed + i.
+    outputs = pipeline.deblur_image(blurry, config, key=None, spec=spec, step=step)
     paths = pipeline.save_outputs(
         workdir,
         name,

@@ -16,6 +16,8 @@ from __future__ import annotations
 from typing import NamedTuple
 
 import numpy as np
+import scipy.signal
+from numpy.typing import ArrayLike
 
 from jaxdeconv.classical import kernel_size
 
@@ -61,3 +63,29 @@ def diagnose(
         delta=peak > delta_peak,
         border=k.shape[0] >= 5 and ring > border_limit,
     )
+
+
+def kernel_similarity(k_est: ArrayLike, k_true: ArrayLike) -> float:
+    """Peak normalised cross-correlation of two kernels over all relative shifts.
+
+    ``max_s <k_est, shift_s(k_true)> / (||k_est|| ||k_true||)`` with both kernels zero-padded,
+    so the kernels may differ in size. It is 1 for identical kernels or shifted copies and lies
+    in [0, 1] for non-negative kernels. Orientation matters: a kernel rotated by 180 degrees
+    (the convolution counterpart of a correlation kernel) generally scores below 1.
+
+    Args:
+      k_est: ``[K1, K1]`` (any 2-D shape).
+      k_true: ``[K2, K2]`` (any 2-D shape).
+
+    Returns:
+      The similarity (0 if either kernel is all zeros).
+    """
+    a = np.asarray(k_est, dtype=np.float64)
+    b = np.asarray(k_true, dtype=np.float64)
+    if a.ndim != 2 or b.ndim != 2:
+        raise ValueError(f"kernels must be 2-D, got shapes {a.shape} and {b.shape}")
+    na, nb = np.linalg.norm(a), np.linalg.norm(b)
+    if na == 0 or nb == 0:
+        return 0.0
+    xc = scipy.signal.correlate(a, b, mode="full", method="direct")
+    return float(min(xc.max() / (na * nb), 1.0))
