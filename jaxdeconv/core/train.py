@@ -211,6 +211,12 @@ def resolve_spec(spec, config: ml_collections.ConfigDict, blurry_shape: tuple) -
     return spec
 
 
+def drawn_zx(spec: RunSpec, key: jax.Array) -> jax.Array:
+    """The image net's fixed input :func:`init_state` draws from ``key`` when none is given:
+    ``U(0, input_scale_x)`` of ``spec.zx_shape`` from the first of ``split(key, 4)``."""
+    return jax.random.uniform(jax.random.split(key, 4)[0], spec.zx_shape, maxval=spec.input_scale_x)
+
+
 def init_state(
     spec: RunSpec, key: jax.Array, zx: jax.Array | None = None, zk: jax.Array | None = None
 ) -> TrainState:
@@ -220,9 +226,9 @@ def init_state(
     ``zx`` ``[H + K - 1, W + K - 1, Cz]`` / ``zk`` (``spec.zk_shape``): fixed inputs to use
     instead of drawing them (their keys are then unused; the other draws do not change).
     """
-    key_zx, key_zk, key_init_x, key_init_k = jax.random.split(key, 4)
+    _, key_zk, key_init_x, key_init_k = jax.random.split(key, 4)
     if zx is None:
-        zx = jax.random.uniform(key_zx, spec.zx_shape, maxval=spec.input_scale_x)
+        zx = drawn_zx(spec, key)
     else:
         zx = _fixed_input("zx", zx, spec.zx_shape)
     if zk is None:

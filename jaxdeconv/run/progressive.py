@@ -139,8 +139,7 @@ def level_input(
     latent = np.pad(
         latent, ((pad_h // 2, pad_h - pad_h // 2), (pad_w // 2, pad_w - pad_w // 2)), mode="edge"
     )
-    key_zx = jax.random.split(api.run_keys(key)[0], 4)[0]
-    noise = jax.random.uniform(key_zx, shape, maxval=spec.input_scale_x)
+    noise = train.drawn_zx(spec, api.run_keys(key)[0])  # what the level would draw itself
     return noise.at[..., 0].set(jnp.asarray(latent))
 
 
