@@ -58,8 +58,9 @@ def test_folder_run_reports_failures_and_exits_non_zero(tmp_path):
         "--config=tiny",
         "--set=num_steps=6",
         "--set=log_every=3",
-        # No device count in XLA_FLAGS, so the command splits the host; unoptimised compiles.
-        env={"JAXDECONV_CPU_DEVICES": "2", "XLA_FLAGS": "--xla_backend_optimization_level=0"},
+        # No device count in XLA_FLAGS, so the command splits the host; the tests' quick
+        # compiles (conftest).
+        env={"JAXDECONV_CPU_DEVICES": "2", "XLA_FLAGS": os.environ["XLA_FLAGS"]},
     )
     assert r.returncode == 1, r.stderr
     assert "2 deblurred, 0 skipped, 1 failed" in r.stdout

@@ -52,7 +52,7 @@ print("RESULT " + json.dumps(out))
 
 def test_four_simulated_devices_equal_one():
     env = dict(os.environ)
-    env["XLA_FLAGS"] = "--xla_force_host_platform_device_count=4 --xla_backend_optimization_level=0"
+    env["XLA_FLAGS"] = "--xla_force_host_platform_device_count=4 " + os.environ["XLA_FLAGS"]
     env.setdefault(
         "JAXDECONV_CACHE_DIR", os.path.join(os.path.dirname(__file__), "..", ".jax_cache")
     )

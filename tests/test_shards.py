@@ -94,7 +94,6 @@ def test_two_processes_with_a_local_coordinator(tmp_path):
         ex = synthetic.make_example(16, 16, 5, seed=s)
         Image.fromarray(image_io.to_uint8(ex.blurry[..., 0])).save(src / f"im{s}.png")
     env = dict(os.environ)
-    env.setdefault("XLA_FLAGS", "--xla_backend_optimization_level=0")
     env.setdefault(
         "JAXDECONV_CACHE_DIR", os.path.join(os.path.dirname(__file__), "..", ".jax_cache")
     )
