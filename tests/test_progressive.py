@@ -72,12 +72,29 @@ def test_coarse_level_runs_and_carries_the_kernel_weights(cfg, monkeypatch):
     assert run.kernel.shape == (9, 9) and np.isclose(run.kernel.sum(), 1.0, rtol=1e-5)
 
 
-def test_progressive_needs_a_resolution_free_kernel_net(cfg):
+def test_a_grid_bound_kernel_net_needs_the_image_to_carry_the_level_up(cfg, monkeypatch):
+    """Ren's MLP cannot carry its weights to another grid: with nothing else carried the run
+    is refused; with ``image_input='previous'`` each level's MLP starts afresh and only the
+    coarse latent goes up."""
     cfg.kernel_net.type = "mlp"
     cfg.progressive.levels = 1
     ex = synthetic.make_example(32, 32, 9, seed=0)
     with pytest.raises(ValueError, match="resolution-free"):
         progressive.network_run(ex.blurry, cfg)
+    cfg.progressive.image_input = "previous"
+    starts = []
+    real = progressive.api.deblur
+
+    def spy(region, config, *, warm_start=None, zx=None, **kwargs):
+        starts.append((warm_start, zx))
+        return real(region, config, warm_start=warm_start, zx=zx, **kwargs)
+
+    monkeypatch.setattr(progressive.api, "deblur", spy)
+    run = progressive.network_run(ex.blurry, cfg)
+    (ws0, zx0), (ws1, zx1) = starts
+    assert ws0 is None and ws1 is None  # no weights carried: a fresh MLP at every level
+    assert zx0 is None and zx1 is not None  # the finer level starts from the coarse latent
+    assert run.kernel.shape == (9, 9) and np.isclose(run.kernel.sum(), 1.0, rtol=1e-5)
 
 
 def test_network_runs_batches_at_one_scale_and_goes_one_by_one_when_progressive(cfg, monkeypatch):

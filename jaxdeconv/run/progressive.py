@@ -9,10 +9,12 @@ spans that many pixels, on the most textured ``crop_size`` window at that scale
 (``crop_select``'s rule): a coarser level sees a larger part of the photo for the same cost per
 step, the whole photo once it is small enough; ``progressive.crop_size`` gives the coarser
 levels their own window (0: the whole photo at their scale). The kernel generator's weights are
-carried from each level to the next, which needs a resolution-free generator
+carried from each level to the next when the generator is resolution-free
 (``plugins.register_kernel_net(..., resolution_free=True)``, e.g. ``kernel_net.type='coord'``);
-with ``progressive.carry_image`` the image generator's weights too (a fully convolutional net
-on an input of the new size). ``progressive.image_input`` sets that input at each level after
+any other generator (Ren's MLP, the U-Net Gk) starts afresh at every level, and then the
+image has to carry the coarse estimate up (``image_input='previous'`` or ``carry_image``).
+With ``progressive.carry_image`` the image generator's weights are carried (a fully
+convolutional net on an input of the new size). ``progressive.image_input`` sets that input at each level after
 the first: ``'noise'`` a fresh draw; ``'resampled'`` the previous level's input resized to the
 new shape (the carried net sees the same field, finer); ``'previous'`` the previous level's
 latent estimate, pasted into the blurry photo at full resolution, cut to the new window, down-
@@ -86,15 +88,19 @@ def step_split(config: ml_collections.ConfigDict, num_levels: int) -> tuple[int,
     return per_level, max(1, int(config.num_steps) - per_level * num_levels)
 
 
-def carry(previous: train.TrainState | None, carry_image: bool) -> Callable | None:
-    """``warm_start(spec, state)`` putting ``previous``'s kernel weights (and, with
-    ``carry_image``, its image weights) into a fresh state, with fresh optimiser states."""
-    if previous is None:
+def carry(
+    previous: train.TrainState | None, carry_image: bool, carry_kernel: bool = True
+) -> Callable | None:
+    """``warm_start(spec, state)`` putting ``previous``'s kernel weights (with
+    ``carry_kernel``: a resolution-free generator) and, with ``carry_image``, its image weights
+    into a fresh state, with fresh optimiser states; None when nothing is carried."""
+    if previous is None or not (carry_kernel or carry_image):
         return None
 
     def warm_start(spec: train.RunSpec, state: train.TrainState) -> train.TrainState:
-        params_k = jax.tree_util.tree_map(np.asarray, previous.params_k)
-        state = state.replace(params_k=params_k, opt_k=spec.tx_k.init(params_k))
+        if carry_kernel:
+            params_k = jax.tree_util.tree_map(np.asarray, previous.params_k)
+            state = state.replace(params_k=params_k, opt_k=spec.tx_k.init(params_k))
         if carry_image:
             params_x = jax.tree_util.tree_map(np.asarray, previous.params_x)
             state = state.replace(params_x=params_x, opt_x=spec.tx_x.init(params_x))
@@ -178,14 +184,17 @@ def network_run(
         return api.deblur(
             region, net_cfg, key=key, checkpoint_dir=checkpoint_dir, callback=callback, **hooks
         )
-    if not plugins.kernel_net(config.kernel_net.type).resolution_free:
-        raise ValueError(
-            f"progressive.levels={config.progressive.levels} needs a resolution-free kernel "
-            f"generator (e.g. kernel_net.type='coord'), not {config.kernel_net.type!r}"
-        )
     per_level, final_steps = step_split(config, len(sizes))
     carry_image = bool(config.progressive.carry_image)
     mode = str(config.progressive.get("image_input", "noise"))
+    carry_kernel = plugins.kernel_net(config.kernel_net.type).resolution_free
+    if not (carry_kernel or carry_image or mode == "previous"):
+        raise ValueError(
+            f"progressive.levels={config.progressive.levels} carries nothing up: the kernel "
+            f"generator {config.kernel_net.type!r} is not resolution-free (e.g. "
+            "kernel_net.type='coord' is), so set progressive.image_input='previous' or "
+            "progressive.carry_image=True"
+        )
     previous = previous_box = None
     if mode == "previous" and region_box is None:  # a given region: the config's window box
         region_box = planning.estimation_region(luminance, config, p=p)[1]
@@ -217,7 +226,9 @@ def network_run(
             run_region,
             run_cfg,
             key=level_key,
-            warm_start=carry(previous.state if previous is not None else None, carry_image),
+            warm_start=carry(
+                previous.state if previous is not None else None, carry_image, carry_kernel
+            ),
             zx=zx,
             **hooks,
             **(dict(checkpoint_dir=checkpoint_dir, callback=callback) if k is None else {}),
