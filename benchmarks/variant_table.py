@@ -1,0 +1,168 @@
+r"""Variants of an estimator side by side: their per-image rows gathered into one labelled CSV,
+and a per-blur table against the committed `fast` rows on the images every variant finished.
+
+  python benchmarks/variant_table.py collect --out=docs/lai20_kernel_generators_results.csv \
+      --runs="coord, one scale=runs/k25_coord_lai20" --runs="unet=runs/k25_unet_lai20"
+  python benchmarks/variant_table.py table --dataset=lai \
+      --csv=docs/lai20_kernel_generators_results.csv [--variant=coord --variant=unet]
+
+``collect`` reads each run folder's ``images/*.json`` (``experiments/benchmark.py``'s
+per-image records; failed images left out) and merges them into ``--out``: a row of the same
+(variant, image) is replaced, every other row kept. ``table`` prints, per kernel size, each
+variant's mean two-stage PSNR (Lai: the published scale; Levin: its own protocol) / right
+kernels (error ratio < 2) / mean kernel similarity, `fast`'s committed rows first, on the
+images common to all the variants shown; then each variant on all its images against `fast`
+on the same ones.
+"""
+
+from __future__ import annotations
+
+import csv
+import glob
+import json
+import os
+from collections.abc import Sequence
+
+COLUMNS = (
+    "variant",
+    "config_hash",
+    "name",
+    "category",
+    "kernel_name",
+    "kernel_size",
+    "psnr_two_stage",
+    "psnr_two_stage_published",
+    "psnr_true_kernel",
+    "error_ratio",
+    "kernel_similarity",
+    "kernel_peak",
+    "psnr_blurry",
+    "seconds_total",
+)
+FAST_ROWS = {"lai": "docs/lai_all_fast_results.csv", "levin": "docs/levin_fast_results.csv"}
+RIGHT_RATIO = 2.0
+
+
+def run_rows(label: str, folder: str) -> list[dict]:
+    """The finished images of one benchmark run folder as rows of :data:`COLUMNS`."""
+    rows = []
+    for path in sorted(glob.glob(os.path.join(folder, "images", "*.json"))):
+        with open(path) as f:
+            saved = json.load(f)
+        row = saved["row"]
+        if row.get("status") != "ok":
+            continue
+        row = {**row, "variant": label, "config_hash": saved.get("config_hash", "")}
+        rows.append({c: row.get(c, "") for c in COLUMNS})
+    return rows
+
+
+def merge(old: Sequence[dict], new: Sequence[dict]) -> list[dict]:
+    """``old`` with ``new`` added; a new row replaces an old one of the same variant and image."""
+    keys = {(r["variant"], r["name"]) for r in new}
+    return [r for r in old if (r["variant"], r["name"]) not in keys] + list(new)
+
+
+def read_csv(path: str) -> list[dict]:
+    with open(path, newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def write_csv(path: str, rows: Sequence[dict]) -> None:
+    with open(path, "w", newline="") as f:
+        w = csv.DictWriter(f, COLUMNS, extrasaction="ignore", restval="")
+        w.writeheader()
+        w.writerows(rows)
+
+
+def summary(rows: Sequence[dict], psnr: str) -> tuple[float, int, float]:
+    """(mean PSNR, right kernels, mean similarity) of ``rows``."""
+    n = len(rows)
+    return (
+        sum(float(r[psnr]) for r in rows) / n,
+        sum(float(r["error_ratio"]) < RIGHT_RATIO for r in rows),
+        sum(float(r["kernel_similarity"]) for r in rows) / n,
+    )
+
+
+def table(dataset: str, fast: Sequence[dict], variants: dict[str, Sequence[dict]]) -> str:
+    """Markdown: per kernel size and in all, `fast` then each variant on the common images,
+    then one line per variant on all its own images against `fast` on the same ones."""
+    psnr = "psnr_two_stage_published" if dataset == "lai" else "psnr_two_stage"
+    by = {"fast": {r["name"]: r for r in fast if r.get("status", "ok") == "ok"}}
+    by.update({v: {r["name"]: r for r in rows} for v, rows in variants.items()})
+    common = sorted(set.intersection(*(set(rows) for rows in by.values())))
+    if not common:
+        raise ValueError("no image is common to fast and every variant")
+    names = list(by)
+    lines = [
+        f"On the {len(common)} images common to all; cells: two-stage dB / right kernels "
+        f"(ratio < {RIGHT_RATIO:g}) / kernel similarity.",
+        "",
+        "| blur | images | " + " | ".join(f"`{n}`" if n == "fast" else n for n in names) + " |",
+        "|---|---|" + "---|" * len(names),
+    ]
+    sizes = sorted({int(by["fast"][n]["kernel_size"]) for n in common})
+    for size in [*sizes, None]:
+        sel = [n for n in common if size is None or int(by["fast"][n]["kernel_size"]) == size]
+        cells = []
+        for v in names:
+            m, right, sim = summary([by[v][n] for n in sel], psnr)
+            cells.append(f"{m:.2f} / {right} / {sim:.2f}")
+        label = "**all**" if size is None else f"{size} px"
+        lines.append(f"| {label} | {len(sel)} | " + " | ".join(cells) + " |")
+    lines.append("")
+    for v in names[1:]:
+        own = sorted(by[v])
+        m, right, sim = summary([by[v][n] for n in own], psnr)
+        fm, fright, fsim = summary([by["fast"][n] for n in own], psnr)
+        better = sum(float(by[v][n][psnr]) > float(by["fast"][n][psnr]) for n in own)
+        lines.append(
+            f"- {v}: {len(own)} images, {m:.2f} dB against `fast` {fm:.2f}, right {right} "
+            f"against {fright}, similarity {sim:.2f} against {fsim:.2f}, better on {better}"
+        )
+    return "\n".join(lines)
+
+
+def main(argv: Sequence[str]) -> None:
+    from absl import flags
+
+    f = flags.FLAGS
+    command = argv[1] if len(argv) > 1 else ""
+    if command == "collect":
+        if not f.out or not f.runs:
+            raise SystemExit("collect needs --out and at least one --runs=LABEL=FOLDER")
+        new = []
+        for spec in f.runs:
+            label, sep, folder = spec.partition("=")
+            if not sep or not os.path.isdir(folder):
+                raise SystemExit(f"--runs={spec!r}: expected LABEL=FOLDER with a run folder")
+            new += run_rows(label, folder)
+        old = read_csv(f.out) if os.path.exists(f.out) else []
+        rows = merge(old, new)
+        write_csv(f.out, rows)
+        print(f"{len(new)} rows collected, {len(rows)} in {f.out}")
+    elif command == "table":
+        rows = [r for path in f.csv for r in read_csv(path)]
+        wanted = f.variant or list(dict.fromkeys(r["variant"] for r in rows))
+        variants = {v: [r for r in rows if r["variant"] == v] for v in wanted}
+        empty = [v for v, rs in variants.items() if not rs]
+        if empty:
+            raise SystemExit(f"no rows for variant(s) {empty} in {f.csv}")
+        print(table(f.dataset, read_csv(f.fast or FAST_ROWS[f.dataset]), variants))
+    else:
+        raise SystemExit("usage: variant_table.py collect|table [flags]; see the docstring")
+
+
+if __name__ == "__main__":
+    from absl import app, flags
+
+    flags.DEFINE_string("out", None, "collect: the CSV to write (merged into when it exists).")
+    flags.DEFINE_multi_string("runs", [], "collect: LABEL=FOLDER of a benchmark run.")
+    flags.DEFINE_enum("dataset", "lai", ["lai", "levin"], "table: the protocol's PSNR column.")
+    flags.DEFINE_list("csv", [], "table: CSVs written by collect.")
+    flags.DEFINE_multi_string(
+        "variant", [], "table: a variant to show (repeat; default: all in --csv)."
+    )
+    flags.DEFINE_string("fast", None, "table: `fast`'s rows (default: the committed ones).")
+    app.run(main)

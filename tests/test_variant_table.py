@@ -1,0 +1,73 @@
+"""benchmarks/variant_table.py: rows gathered from run folders, merged, and tabled per blur."""
+
+import importlib.util
+import json
+import os
+import sys
+
+import pytest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+_spec = importlib.util.spec_from_file_location(
+    "benchmarks_variant_table", os.path.join(ROOT, "benchmarks", "variant_table.py")
+)
+vt = importlib.util.module_from_spec(_spec)
+sys.modules[_spec.name] = vt
+_spec.loader.exec_module(vt)
+
+
+def _row(name, size, psnr, ratio, sim, status="ok"):
+    return dict(
+        name=name,
+        kernel_size=str(size),
+        psnr_two_stage_published=str(psnr),
+        psnr_two_stage=str(psnr - 1),
+        error_ratio=str(ratio),
+        kernel_similarity=str(sim),
+        status=status,
+    )
+
+
+def _run_folder(tmp_path, label, rows):
+    folder = tmp_path / label / "images"
+    folder.mkdir(parents=True)
+    for r in rows:
+        (folder / f"{r['name']}.json").write_text(json.dumps({"config_hash": "h1", "row": r}))
+    return str(tmp_path / label)
+
+
+def test_run_rows_keeps_finished_images_with_label_and_hash(tmp_path):
+    folder = _run_folder(
+        tmp_path, "a", [_row("x_1", 31, 20.0, 1.5, 0.8), _row("y_1", 31, 0, 0, 0, status="failed")]
+    )
+    (rows,) = [vt.run_rows("coord", folder)]
+    assert len(rows) == 1 and rows[0]["name"] == "x_1"
+    assert rows[0]["variant"] == "coord" and rows[0]["config_hash"] == "h1"
+    assert set(rows[0]) == set(vt.COLUMNS)
+
+
+def test_merge_replaces_same_variant_and_image_only():
+    old = [dict(variant="a", name="x", v=1), dict(variant="b", name="x", v=2)]
+    new = [dict(variant="a", name="x", v=3), dict(variant="a", name="y", v=4)]
+    merged = vt.merge(old, new)
+    assert sorted((r["variant"], r["name"], r["v"]) for r in merged) == [
+        ("a", "x", 3),
+        ("a", "y", 4),
+        ("b", "x", 2),
+    ]
+
+
+def test_table_uses_the_common_images_and_the_datasets_psnr_column():
+    fast = [_row("p", 31, 20.0, 1.5, 0.8), _row("q", 51, 16.0, 3.0, 0.5), _row("r", 51, 10, 9, 0.1)]
+    v = {"new": [_row("p", 31, 22.0, 1.2, 0.9), _row("q", 51, 18.0, 1.9, 0.7)]}  # no 'r'
+    text = vt.table("lai", fast, v)
+    assert "On the 2 images common" in text
+    assert "| 31 px | 1 | 20.00 / 1 / 0.80 | 22.00 / 1 / 0.90 |" in text
+    assert "| 51 px | 1 | 16.00 / 0 / 0.50 | 18.00 / 1 / 0.70 |" in text
+    assert "| **all** | 2 | 18.00 / 1 / 0.65 | 20.00 / 2 / 0.80 |" in text
+    assert "- new: 2 images, 20.00 dB against `fast` 18.00, right 2 against 1" in text
+    assert "better on 2" in text
+    levin = vt.table("levin", fast, v)  # Levin's own protocol: psnr_two_stage
+    assert "| **all** | 2 | 17.00 / 1 / 0.65 | 19.00 / 2 / 0.80 |" in levin
+    with pytest.raises(ValueError, match="no image is common"):
+        vt.table("lai", fast, {"new": [_row("z", 31, 1, 1, 1)]})
