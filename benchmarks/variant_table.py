@@ -131,10 +131,10 @@ def main(argv: Sequence[str]) -> None:
     command = argv[1] if len(argv) > 1 else ""
     if command == "collect":
         if not f.out or not f.runs:
-            raise SystemExit("collect needs --out and at least one --runs=LABEL=FOLDER")
+            raise SystemExit("collect needs --out and at least one --runs=LABEL=FOLDER (split at the last =)")
         new = []
         for spec in f.runs:
-            label, sep, folder = spec.partition("=")
+            label, sep, folder = spec.rpartition("=")
             if not sep or not os.path.isdir(folder):
                 raise SystemExit(f"--runs={spec!r}: expected LABEL=FOLDER with a run folder")
             new += run_rows(label, folder)
