@@ -131,7 +131,9 @@ def main(argv: Sequence[str]) -> None:
     command = argv[1] if len(argv) > 1 else ""
     if command == "collect":
         if not f.out or not f.runs:
-            raise SystemExit("collect needs --out and at least one --runs=LABEL=FOLDER (split at the last =)")
+            raise SystemExit(
+                "collect needs --out and at least one --runs=LABEL=FOLDER (split at the last =)"
+            )
         new = []
         for spec in f.runs:
             label, sep, folder = spec.rpartition("=")
