@@ -19,9 +19,12 @@ from __future__ import annotations
 
 import csv
 import glob
+import io
 import json
 import os
 from collections.abc import Sequence
+
+from jaxdeconv.app import image_io
 
 COLUMNS = (
     "variant",
@@ -69,10 +72,13 @@ def read_csv(path: str) -> list[dict]:
 
 
 def write_csv(path: str, rows: Sequence[dict]) -> None:
-    with open(path, "w", newline="") as f:
-        w = csv.DictWriter(f, COLUMNS, extrasaction="ignore", restval="")
-        w.writeheader()
-        w.writerows(rows)
+    """``rows`` (columns :data:`COLUMNS`) to ``path``, replaced whole or not at all: ``collect``
+    rewrites the CSV it merged into."""
+    buf = io.StringIO()
+    w = csv.DictWriter(buf, COLUMNS, extrasaction="ignore", restval="")
+    w.writeheader()
+    w.writerows(rows)
+    image_io.write_text(path, buf.getvalue())
 
 
 def summary(rows: Sequence[dict], psnr: str) -> tuple[float, int, float]:

@@ -40,7 +40,7 @@ def test_run_rows_keeps_finished_images_with_label_and_hash(tmp_path):
     folder = _run_folder(
         tmp_path, "a", [_row("x_1", 31, 20.0, 1.5, 0.8), _row("y_1", 31, 0, 0, 0, status="failed")]
     )
-    (rows,) = [vt.run_rows("coord", folder)]
+    rows = vt.run_rows("coord", folder)
     assert len(rows) == 1 and rows[0]["name"] == "x_1"
     assert rows[0]["variant"] == "coord" and rows[0]["config_hash"] == "h1"
     assert set(rows[0]) == set(vt.COLUMNS)

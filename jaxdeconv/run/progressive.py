@@ -4,27 +4,27 @@
 luminance ``[H, W, 1]`` and returns the run at the working scale (``jaxdeconv.planning``). With
 ``config.progressive.levels = L > 0`` it first trains at ``L`` coarser scales, coarsest first:
 level ``l`` has a kernel grid of ``odd(K_w / factor^l)`` taps (``K_w``: the working scale's
-grid; none under ``progressive.min_kernel``), i.e. the photo down-sampled so that the blur
-spans that many pixels, on the most textured ``crop_size`` window at that scale
-(``crop_select``'s rule): a coarser level sees a larger part of the photo for the same cost per
-step, the whole photo once it is small enough; ``progressive.crop_size`` gives the coarser
-levels their own window (0: the whole photo at their scale). The kernel generator's weights are
-carried from each level to the next when the generator is resolution-free
-(``plugins.register_kernel_net(..., resolution_free=True)``, e.g. ``kernel_net.type='coord'``);
-any other generator (Ren's MLP, the U-Net Gk) starts afresh at every level, and then the
-image has to carry the coarse estimate up (``image_input='previous'`` or ``carry_image``).
-With ``progressive.carry_image`` the image generator's weights are carried (a fully
-convolutional net on an input of the new size). ``progressive.image_input`` sets that input at each level after
-the first: ``'noise'`` a fresh draw; ``'resampled'`` the previous level's input resized to the
-new shape (the carried net sees the same field, finer); ``'previous'`` the previous level's
-latent estimate, pasted into the blurry photo at full resolution, cut to the new window, down-
-sampled and edge-padded, in channel 0, with the fresh draw in the other channels (the new level
-starts from the coarser level's image, as a classical coarse-to-fine method does). Optimiser
-states start afresh at every level; with ``progressive.hold_kernel`` the carried kernel is held
-(rate 0) for that fraction of a level's first steps while the fresh image network catches up
-with it. ``progressive.step_share`` of ``num_steps`` goes to the coarser levels, evenly; the
-working scale gets the rest, with every schedule (dropout, input noise, learning-rate decay)
-compressed to its steps, so the Monte-Carlo randomisation of the paper runs at every level.
+grid; none under ``progressive.min_kernel``), i.e. the photo down-sampled so that the blur spans
+that many pixels, on the most textured ``crop_size`` window at that scale (``crop_select``'s
+rule): a coarser level sees a larger part of the photo for the same cost per step, the whole
+photo once it is small enough; ``progressive.crop_size`` gives the coarser levels their own
+window (0: the whole photo at their scale). The kernel generator's weights are carried from each
+level to the next when the generator is resolution-free (``plugins.register_kernel_net(...,
+resolution_free=True)``, e.g. ``kernel_net.type='coord'``); any other generator (Ren's MLP, the
+U-Net Gk) starts afresh at every level, and then the image has to carry the coarse estimate up
+(``image_input='previous'`` or ``carry_image``). With ``progressive.carry_image`` the image
+generator's weights are carried (a fully convolutional net on an input of the new size).
+``progressive.image_input`` sets that input at each level after the first: ``'noise'`` a fresh
+draw; ``'resampled'`` the previous level's input resized to the new shape (the carried net sees
+the same field, finer); ``'previous'`` the previous level's latent estimate, pasted into the
+blurry photo at full resolution, cut to the new window, down-sampled and edge-padded, in channel
+0, with the fresh draw in the other channels (the new level starts from the coarser level's
+image, as a classical coarse-to-fine method does). Optimiser states start afresh at every level;
+with ``progressive.hold_kernel`` the carried kernel is held (rate 0) for that fraction of a
+level's first steps while the fresh image network catches up with it. ``progressive.step_share``
+of ``num_steps`` goes to the coarser levels, evenly; the working scale gets the rest, with every
+schedule (dropout, input noise, learning-rate decay) compressed to its steps, so the Monte-Carlo
+randomisation of the paper runs at every level.
 
 Keys: level ``l`` trains with ``fold_in(key, l)``; the working scale with ``key`` itself, so
 ``levels=0`` is exactly the single run. A checkpoint (``checkpoint_dir``) covers the working
