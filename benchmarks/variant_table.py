@@ -9,10 +9,12 @@ and a per-blur table against the committed `fast` rows on the images every varia
 ``collect`` reads each run folder's ``images/*.json`` (``experiments/benchmark.py``'s
 per-image records; failed images left out) and merges them into ``--out``: a row of the same
 (variant, image) is replaced, every other row kept. ``table`` prints, per kernel size, each
-variant's mean two-stage PSNR (Lai: the published scale; Levin: its own protocol) / right
-kernels (error ratio < 2) / mean kernel similarity, `fast`'s committed rows first, on the
-images common to all the variants shown; then each variant on all its images against `fast`
-on the same ones.
+variant's mean two-stage PSNR (Lai: the published scale; Levin and the synthetic suite: their
+own protocol) / right kernels (error ratio < 2) / mean kernel similarity, `fast`'s committed
+rows first, on the images common to all the variants shown; then each variant on all its
+images against `fast` on the same ones. The synthetic suite is grouped by its kernel-size
+bucket (``kernel_bucket``) rather than by size. ``--fast=CSV --fast_variant=LABEL`` takes the
+reference from a collected CSV instead (e.g. `fast` run on the same machine as the variants).
 """
 
 from __future__ import annotations
@@ -41,8 +43,13 @@ COLUMNS = (
     "kernel_peak",
     "psnr_blurry",
     "seconds_total",
+    "kernel_bucket",
 )
-FAST_ROWS = {"lai": "docs/lai_all_fast_results.csv", "levin": "docs/levin_fast_results.csv"}
+FAST_ROWS = {
+    "lai": "docs/lai_all_fast_results.csv",
+    "levin": "docs/levin_fast_results.csv",
+    "synthetic": "docs/synthetic_dev_fast_results.csv",
+}
 RIGHT_RATIO = 2.0
 
 
@@ -108,14 +115,20 @@ def table(dataset: str, fast: Sequence[dict], variants: dict[str, Sequence[dict]
         "| blur | images | " + " | ".join(f"`{n}`" if n == "fast" else n for n in names) + " |",
         "|---|---|" + "---|" * len(names),
     ]
-    sizes = sorted({int(by["fast"][n]["kernel_size"]) for n in common})
-    for size in [*sizes, None]:
-        sel = [n for n in common if size is None or int(by["fast"][n]["kernel_size"]) == size]
+
+    def group(name: str) -> tuple[int | str, str]:  # (sort key, label) of an image's blur group
+        r = by["fast"][name]
+        if dataset == "synthetic":  # buckets such as 'k09-19', zero-padded: they sort as text
+            return r["kernel_bucket"], r["kernel_bucket"]
+        return int(r["kernel_size"]), f"{r['kernel_size']} px"
+
+    for key in [*sorted({group(n) for n in common}), None]:
+        sel = [n for n in common if key is None or group(n) == key]
         cells = []
         for v in names:
             m, right, sim = summary([by[v][n] for n in sel], psnr)
             cells.append(f"{m:.2f} / {right} / {sim:.2f}")
-        label = "**all**" if size is None else f"{size} px"
+        label = "**all**" if key is None else key[1]
         lines.append(f"| {label} | {len(sel)} | " + " | ".join(cells) + " |")
     lines.append("")
     for v in names[1:]:
@@ -157,7 +170,12 @@ def main(argv: Sequence[str]) -> None:
         empty = [v for v, rs in variants.items() if not rs]
         if empty:
             raise SystemExit(f"no rows for variant(s) {empty} in {f.csv}")
-        print(table(f.dataset, read_csv(f.fast or FAST_ROWS[f.dataset]), variants))
+        fast = read_csv(f.fast or FAST_ROWS[f.dataset])
+        if f.fast_variant:
+            fast = [r for r in fast if r.get("variant") == f.fast_variant]
+            if not fast:
+                raise SystemExit(f"no rows for --fast_variant={f.fast_variant!r} in {f.fast}")
+        print(table(f.dataset, fast, variants))
     else:
         raise SystemExit("usage: variant_table.py collect|table [flags]; see the docstring")
 
@@ -167,10 +185,13 @@ if __name__ == "__main__":
 
     flags.DEFINE_string("out", None, "collect: the CSV to write (merged into when it exists).")
     flags.DEFINE_multi_string("runs", [], "collect: LABEL=FOLDER of a benchmark run.")
-    flags.DEFINE_enum("dataset", "lai", ["lai", "levin"], "table: the protocol's PSNR column.")
+    flags.DEFINE_enum(
+        "dataset", "lai", ["lai", "levin", "synthetic"], "table: the protocol's PSNR column."
+    )
     flags.DEFINE_list("csv", [], "table: CSVs written by collect.")
     flags.DEFINE_multi_string(
         "variant", [], "table: a variant to show (repeat; default: all in --csv)."
     )
     flags.DEFINE_string("fast", None, "table: `fast`'s rows (default: the committed ones).")
+    flags.DEFINE_string("fast_variant", None, "table: only this variant's rows of --fast.")
     app.run(main)

@@ -71,3 +71,18 @@ def test_table_uses_the_common_images_and_the_datasets_psnr_column():
     assert "| **all** | 2 | 17.00 / 1 / 0.65 | 19.00 / 2 / 0.80 |" in levin
     with pytest.raises(ValueError, match="no image is common"):
         vt.table("lai", fast, {"new": [_row("z", 31, 1, 1, 1)]})
+
+
+def test_synthetic_table_groups_by_kernel_bucket_with_its_own_psnr():
+    def syn(name, size, bucket, psnr, ratio):
+        return {**_row(name, size, psnr, ratio, 0.5), "kernel_bucket": bucket}
+
+    fast = [syn("a", 19, "k09-19", 30.0, 1.5), syn("b", 25, "k21-35", 20.0, 3.0)]
+    fast.append(syn("c", 33, "k21-35", 24.0, 1.0))
+    v = {"new": [syn("a", 19, "k09-19", 31.0, 1.1), syn("b", 25, "k21-35", 25.0, 1.2)]}
+    v["new"].append(syn("c", 33, "k21-35", 23.0, 2.5))
+    text = vt.table("synthetic", fast, v)
+    # sizes 25 and 33 share the 21-35 bucket; psnr_two_stage is the published value minus 1
+    assert "| k09-19 | 1 | 29.00 / 1 / 0.50 | 30.00 / 1 / 0.50 |" in text
+    assert "| k21-35 | 2 | 21.00 / 1 / 0.50 | 23.00 / 1 / 0.50 |" in text
+    assert text.index("| k09-19") < text.index("| k21-35")
