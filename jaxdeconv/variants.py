@@ -1,4 +1,5 @@
-"""The paper's ablations and baselines as config edits (section 3.5, Tables 5-6, Figure 1).
+"""The paper's ablations and baselines as config edits (section 3.5, Tables 5-6, Figure 1), and
+the kernel estimators tried at large blurs (issue 25).
 
 ``apply(name, config)`` returns a copy of ``config`` changed only where the variant differs,
 so every variant can sit on any preset (``paper`` for the faithful numbers, ``fast`` on a CPU).
@@ -160,6 +161,40 @@ def _mle_tv(c):  # Figure 1: MLE + TV on the image, eq. 8
     c.tv_weight = 1e-3
 
 
+# The kernel estimators tried at large blurs (issue 25; docs/results.md, the probes on the Lai
+# subset): the kernel generator by name, and progressive coarse-to-fine training. Meant for the
+# ``fast`` base, where they were measured; each equals the probes' --set overrides exactly.
+def _coord_gk(c):  # the coordinate (SIREN) kernel generator, one scale
+    c.kernel_net.type = "coord"
+    c.optim.lr_k = 1e-4
+
+
+def _unet_gk(c):  # the paper's U-Net Gk, its settings, one scale
+    c.kernel_net.type = "unet"
+    c.kernel_net.decoder_1x1 = False
+    c.optim.lr_k = 1e-4
+
+
+def _progressive(c):  # one coarser level, its latent image starting the finer level's
+    c.progressive.levels = 1
+    c.progressive.image_input = "previous"
+
+
+def _coord_progressive(c):
+    _coord_gk(c)
+    _progressive(c)
+
+
+def _coord_progressive_whole(c):  # the coarser level trained on the whole down-scaled photo
+    _coord_progressive(c)
+    c.progressive.crop_size = 0
+
+
+def _mlp_progressive(c):  # Ren's MLP, afresh at each level (it is bound to its grid)
+    c.kernel_net.type = "mlp"
+    _progressive(c)
+
+
 VARIANTS: dict[str, Callable] = {
     "table5_none": _table5_none,
     "table5_dropout": _table5_dropout,
@@ -179,6 +214,11 @@ VARIANTS: dict[str, Callable] = {
     "selfdeblur": _selfdeblur,
     "mle": _mle,
     "mle_tv": _mle_tv,
+    "coord_gk": _coord_gk,
+    "unet_gk": _unet_gk,
+    "coord_progressive": _coord_progressive,
+    "coord_progressive_whole": _coord_progressive_whole,
+    "mlp_progressive": _mlp_progressive,
 }
 
 

@@ -151,3 +151,30 @@ def test_selfdeblur_is_not_the_paper_with_an_fc_kernel_net():
     bounds = train.schedules.fraction_boundaries(sd.optim.decay_boundaries, sd.num_steps)
     assert bounds == (2000, 3000, 4000)
     assert sd.ssim_after == 1000 and config.paper().ssim_after == 0  # MSE, then 1 - SSIM
+
+
+@pytest.mark.parametrize(
+    "name, overrides",
+    [
+        ("coord_gk", ["kernel_net.type=coord", "optim.lr_k=1e-4"]),
+        ("unet_gk", ["kernel_net.type=unet", "optim.lr_k=1e-4", "kernel_net.decoder_1x1=False"]),
+        (
+            "coord_progressive",
+            ["kernel_net.type=coord", "optim.lr_k=1e-4", "progressive.levels=1"]
+            + ["progressive.image_input=previous"],
+        ),
+        (
+            "coord_progressive_whole",
+            ["kernel_net.type=coord", "optim.lr_k=1e-4", "progressive.levels=1"]
+            + ["progressive.image_input=previous", "progressive.crop_size=0"],
+        ),
+        ("mlp_progressive", ["progressive.levels=1", "progressive.image_input=previous"]),
+    ],
+)
+def test_large_blur_estimators_are_the_measured_overrides(name, overrides):
+    # docs/results.md's probes ran `fast` with these --set overrides; the named variant must be
+    # the same configuration, or its committed rows would not describe it.
+    fast = os.path.join(ROOT, "experiments", "configs", "fast.py")
+    named = launch.load_config(f"{VARIANT_FILE}:{name}:fast")
+    assert named.to_dict() == launch.load_config(fast, overrides).to_dict()
+    assert named.to_dict() != config.fast().to_dict()
