@@ -12,7 +12,8 @@ per-image records; failed images left out) and merges them into ``--out``: a row
 variant's mean two-stage PSNR (Lai: the published scale; Levin and the synthetic suite: their
 own protocol) / right kernels (error ratio < 2) / mean kernel similarity, `fast`'s committed
 rows first, on the images common to all the variants shown; then each variant on all its
-images against `fast` on the same ones. The synthetic suite is grouped by its kernel-size
+images against `fast` on the same ones; ``--oracle`` adds the best of them per image (what a
+perfect choice among them would reach). The synthetic suite is grouped by its kernel-size
 bucket (``kernel_bucket``) rather than by size. ``--fast=CSV --fast_variant=LABEL`` takes the
 reference from a collected CSV instead (e.g. `fast` run on the same machine as the variants).
 """
@@ -98,9 +99,22 @@ def summary(rows: Sequence[dict], psnr: str) -> tuple[float, int, float]:
     )
 
 
-def table(dataset: str, fast: Sequence[dict], variants: dict[str, Sequence[dict]]) -> str:
+def best_of(rows: Sequence[dict], psnr: str) -> tuple[float, int]:
+    """Per image, the best of several estimates: an oracle (it knows the sharp image).
+    ``rows`` holds one list of rows per image; returns (mean of the per-image best PSNR,
+    images where at least one estimate's kernel is right)."""
+    best = [max(float(r[psnr]) for r in image) for image in rows]
+    right = sum(any(float(r["error_ratio"]) < RIGHT_RATIO for r in image) for image in rows)
+    return sum(best) / len(best), right
+
+
+def table(
+    dataset: str, fast: Sequence[dict], variants: dict[str, Sequence[dict]], oracle: bool = False
+) -> str:
     """Markdown: per kernel size and in all, `fast` then each variant on the common images,
-    then one line per variant on all its own images against `fast` on the same ones."""
+    then one line per variant on all its own images against `fast` on the same ones. With
+    ``oracle``, a last column: per image the best PSNR of all those shown / the images where
+    any of them found a right kernel (what a perfect choice among them would reach)."""
     psnr = "psnr_two_stage_published" if dataset == "lai" else "psnr_two_stage"
     by = {"fast": {r["name"]: r for r in fast if r.get("status", "ok") == "ok"}}
     by.update({v: {r["name"]: r for r in rows} for v, rows in variants.items()})
@@ -112,8 +126,10 @@ def table(dataset: str, fast: Sequence[dict], variants: dict[str, Sequence[dict]
         f"On the {len(common)} images common to all; cells: two-stage dB / right kernels "
         f"(ratio < {RIGHT_RATIO:g}) / kernel similarity.",
         "",
-        "| blur | images | " + " | ".join(f"`{n}`" if n == "fast" else n for n in names) + " |",
-        "|---|---|" + "---|" * len(names),
+        "| blur | images | "
+        + " | ".join(f"`{n}`" if n == "fast" else n for n in names)
+        + (" | best per image |" if oracle else " |"),
+        "|---|---|" + "---|" * (len(names) + oracle),
     ]
 
     def group(name: str) -> tuple[int | str, str]:  # (sort key, label) of an image's blur group
@@ -128,6 +144,9 @@ def table(dataset: str, fast: Sequence[dict], variants: dict[str, Sequence[dict]
         for v in names:
             m, right, sim = summary([by[v][n] for n in sel], psnr)
             cells.append(f"{m:.2f} / {right} / {sim:.2f}")
+        if oracle:
+            m, right = best_of([[by[v][n] for v in names] for n in sel], psnr)
+            cells.append(f"{m:.2f} / {right}")
         label = "**all**" if key is None else key[1]
         lines.append(f"| {label} | {len(sel)} | " + " | ".join(cells) + " |")
     lines.append("")
@@ -175,7 +194,7 @@ def main(argv: Sequence[str]) -> None:
             fast = [r for r in fast if r.get("variant") == f.fast_variant]
             if not fast:
                 raise SystemExit(f"no rows for --fast_variant={f.fast_variant!r} in {f.fast}")
-        print(table(f.dataset, fast, variants))
+        print(table(f.dataset, fast, variants, oracle=f.oracle))
     else:
         raise SystemExit("usage: variant_table.py collect|table [flags]; see the docstring")
 
@@ -194,4 +213,5 @@ if __name__ == "__main__":
     )
     flags.DEFINE_string("fast", None, "table: `fast`'s rows (default: the committed ones).")
     flags.DEFINE_string("fast_variant", None, "table: only this variant's rows of --fast.")
+    flags.DEFINE_bool("oracle", False, "table: add the best of all shown, per image.")
     app.run(main)

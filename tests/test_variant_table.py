@@ -69,6 +69,9 @@ def test_table_uses_the_common_images_and_the_datasets_psnr_column():
     assert "better on 2" in text
     levin = vt.table("levin", fast, v)  # Levin's own protocol: psnr_two_stage
     assert "| **all** | 2 | 17.00 / 1 / 0.65 | 19.00 / 2 / 0.80 |" in levin
+    best = vt.table("lai", fast, v, oracle=True)  # per image: p 22.00 (new), q 18.00 (new)
+    assert "| **all** | 2 | 18.00 / 1 / 0.65 | 20.00 / 2 / 0.80 | 20.00 / 2 |" in best
+    assert "| 31 px | 1 | 20.00 / 1 / 0.80 | 22.00 / 1 / 0.90 | 22.00 / 1 |" in best
     with pytest.raises(ValueError, match="no image is common"):
         vt.table("lai", fast, {"new": [_row("z", 31, 1, 1, 1)]})
 
@@ -86,3 +89,9 @@ def test_synthetic_table_groups_by_kernel_bucket_with_its_own_psnr():
     assert "| k09-19 | 1 | 29.00 / 1 / 0.50 | 30.00 / 1 / 0.50 |" in text
     assert "| k21-35 | 2 | 21.00 / 1 / 0.50 | 23.00 / 1 / 0.50 |" in text
     assert text.index("| k09-19") < text.index("| k21-35")
+
+
+def test_best_of_takes_each_images_best_and_any_right_kernel():
+    a = [_row("p", 31, 20.0, 3.0, 0.5), _row("p", 31, 25.0, 2.5, 0.5)]  # best 25, none right
+    b = [_row("q", 51, 18.0, 1.5, 0.5), _row("q", 51, 12.0, 9.0, 0.5)]  # best 18, one right
+    assert vt.best_of([a, b], "psnr_two_stage_published") == (21.5, 1)
