@@ -151,7 +151,7 @@ def table(
         lines.append(f"| {label} | {len(sel)} | " + " | ".join(cells) + " |")
     lines.append("")
     for v in names[1:]:
-        own = sorted(by[v])
+        own = sorted(set(by[v]) & set(by["fast"]))  # its images that `fast` has too
         m, right, sim = summary([by[v][n] for n in own], psnr)
         fm, fright, fsim = summary([by["fast"][n] for n in own], psnr)
         better = sum(float(by[v][n][psnr]) > float(by["fast"][n][psnr]) for n in own)

@@ -69,6 +69,8 @@ def test_table_uses_the_common_images_and_the_datasets_psnr_column():
     assert "better on 2" in text
     levin = vt.table("levin", fast, v)  # Levin's own protocol: psnr_two_stage
     assert "| **all** | 2 | 17.00 / 1 / 0.65 | 19.00 / 2 / 0.80 |" in levin
+    extra = {"new": [*v["new"], _row("s", 51, 30.0, 1.0, 0.9)]}  # an image `fast` lacks
+    assert "- new: 2 images, 20.00 dB against `fast` 18.00" in vt.table("lai", fast, extra)
     best = vt.table("lai", fast, v, oracle=True)  # per image: p 22.00 (new), q 18.00 (new)
     assert "| **all** | 2 | 18.00 / 1 / 0.65 | 20.00 / 2 / 0.80 | 20.00 / 2 |" in best
     assert "| 31 px | 1 | 20.00 / 1 / 0.80 | 22.00 / 1 / 0.90 | 22.00 / 1 |" in best
