@@ -138,8 +138,9 @@ def table(
             return r["kernel_bucket"], r["kernel_bucket"]
         return int(r["kernel_size"]), f"{r['kernel_size']} px"
 
-    for key in [*sorted({group(n) for n in common}), None]:
-        sel = [n for n in common if key is None or group(n) == key]
+    groups = {n: group(n) for n in common}
+    for key in [*sorted(set(groups.values())), None]:
+        sel = [n for n in common if key is None or groups[n] == key]
         cells = []
         for v in names:
             m, right, sim = summary([by[v][n] for n in sel], psnr)
