@@ -5,12 +5,16 @@ r"""Blind deblurring on a benchmark, scored with the field's protocol.
   python experiments/benchmark.py --dataset=lai --subset=lai20 --config=experiments/configs/fast.py
   python experiments/benchmark.py --dataset=synthetic --suite=quick \
       --config=experiments/configs/fast.py
+  python experiments/benchmark.py --dataset=levin --kernel_size_convention=published
 
 Datasets: ``levin`` (32 images), ``lai`` (``--subset=lai20``: each category x each kernel once,
 see ``datasets.lai_subset``; ``--subset=all``: 100 images) and ``synthetic`` (the development
 suite of ``jaxdeconv.bench.synthetic``: ``--suite=dev``, 24 cases, or ``--suite=quick``, 8 of them).
 Writes per-image JSON/PNG under WORKDIR/images, then results.csv, summary.md and kernels.png.
-Re-running skips images already finished with the same config (and the same synthetic case).
+Re-running skips images already finished with the same config (and the same synthetic case and
+kernel size convention). ``--kernel_size_convention=published`` estimates Levin's kernels on
+the sizes the published runs used (``protocol.PUBLISHED_KERNEL_SIZES``); every row names its
+convention.
 """
 
 import os
@@ -39,6 +43,13 @@ _WORKDIR = flags.DEFINE_string(
     "workdir", None, "Output folder (default runs/DATASET[_SUBSET|_SUITE]_PRESET)."
 )
 _IMAGES = flags.DEFINE_list("images", None, "Subset of image names (default: all).")
+_CONVENTION = flags.DEFINE_enum(
+    "kernel_size_convention",
+    "full",
+    ["full", "published"],
+    "Kernel size estimated per image: 'full' (the true kernel's grid) or 'published' (the "
+    "sizes the published runs used; Levin: the grid less 2 px, kernel 4 kept at 27).",
+)
 
 
 def main(argv):
@@ -53,6 +64,8 @@ def main(argv):
     which = {"lai": f"_{_SUBSET.value}", "synthetic": f"_{_SUITE.value}"}.get(_DATASET.value, "")
     if _DATASET.value == "synthetic" and _SUITE_SEED.value:
         which += f"_seed{_SUITE_SEED.value}"
+    if _CONVENTION.value != "full":
+        which += f"_{_CONVENTION.value}"
     workdir = _WORKDIR.value or os.path.join("runs", f"{_DATASET.value}{which}_{preset}")
     rows = evaluate.run_benchmark(
         _DATASET.value,
@@ -64,6 +77,7 @@ def main(argv):
         suite=_SUITE.value,
         suite_seed=_SUITE_SEED.value,
         preset=preset,
+        kernel_size_convention=_CONVENTION.value,
     )
     with open(os.path.join(workdir, "summary.md")) as f:
         print(f.read())

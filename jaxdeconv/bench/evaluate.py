@@ -41,6 +41,8 @@ from jaxdeconv.bench import datasets, metrics
 from jaxdeconv.bench.protocol import (  # noqa: F401 - re-exported
     BENCHMARK_IGNORE,
     COLUMNS,
+    KERNEL_SIZE_CONVENTIONS,
+    benchmark_kernel_size,
     PUBLISHED_LUMA,
     aligned_or_nan,
     config_hash,
@@ -73,12 +75,19 @@ def blind_estimate(
 
 
 def _image_config(
-    config: ml_collections.ConfigDict, item: datasets.BenchmarkImage
+    config: ml_collections.ConfigDict,
+    item: datasets.BenchmarkImage,
+    dataset: str = "",
+    convention: str = "full",
 ) -> ml_collections.ConfigDict:
-    """``config`` with the image's true kernel size, unless the config asks for ``'auto'``."""
+    """``config`` with the image's kernel size under ``convention`` (the true grid for
+    ``'full'``, :data:`protocol.PUBLISHED_KERNEL_SIZES` for ``'published'``), unless the config
+    asks for ``'auto'``."""
     cfg = ml_collections.ConfigDict(config.to_dict())
     if not isinstance(config.kernel_size, str):
-        cfg.kernel_size = int(item.kernel_size)
+        cfg.kernel_size = benchmark_kernel_size(
+            dataset, item.kernel_name, int(item.kernel_size), convention
+        )
     return cfg
 
 
@@ -89,12 +98,14 @@ def evaluate_image(
     key: jax.Array | None = None,
     checkpoint_dir: str | None = None,
     dataset: str = "",
+    kernel_size_convention: str = "full",
 ) -> tuple[dict, dict]:
     """Deblurs one benchmark image and scores it. Returns ``(row, arrays)``. With
     ``config.checkpoint_every > 0`` the network run keeps a checkpoint in ``checkpoint_dir``
     and resumes from it (a long run stopped half-way). ``dataset`` names the published
-    protocol of the ``*_published`` columns (:func:`published_scores`)."""
-    cfg = _image_config(config, item)
+    protocol of the ``*_published`` columns (:func:`published_scores`) and, with
+    ``kernel_size_convention``, the kernel size estimated (:func:`benchmark_kernel_size`)."""
+    cfg = _image_config(config, item, dataset, kernel_size_convention)
     method = nonblind_method(item.category)
     start = time.perf_counter()
     result, box, kernel = blind_estimate(item.blurry, cfg, key, checkpoint_dir)
@@ -116,6 +127,7 @@ def evaluate_image(
         "kernel_size": cfg.kernel_size,
         "kernel_size_used": int(kernel.shape[0]),
         "kernel_size_true": int(item.kernel.shape[0]),
+        "kernel_size_convention": kernel_size_convention,
         "nonblind_method": method,
         "status": "ok",
         "seconds": round(result.seconds, 2),
@@ -164,6 +176,7 @@ def run_benchmark(
     suite: str | Sequence = "dev",
     suite_seed: int = 0,
     preset: str = "",
+    kernel_size_convention: str = "full",
     log: Callable[[str], None] = print,
 ) -> list[dict]:
     """Evaluates ``config`` on ``dataset`` (``'levin'``, ``'lai'`` or ``'synthetic'``); resumes
@@ -177,11 +190,19 @@ def run_benchmark(
         ``'auto'``.
       workdir: output folder (per-image files under ``images/``).
       preset: the preset's name, for the summary.
+      kernel_size_convention: ``'full'`` (the true kernel grid) or ``'published'`` (the sizes
+        the published runs estimated, :data:`protocol.PUBLISHED_KERNEL_SIZES`); recorded in
+        every row and part of a stored result's identity.
       log: progress lines.
 
     Returns:
       One row (dict of :data:`COLUMNS`) per image.
     """
+    if kernel_size_convention not in KERNEL_SIZE_CONVENTIONS:
+        raise ValueError(
+            f"unknown kernel size convention {kernel_size_convention!r}; choose one of "
+            f"{', '.join(KERNEL_SIZE_CONVENTIONS)}"
+        )
     items = datasets.lazy_dataset(dataset, root, names, subset=subset, suite=suite, seed=suite_seed)
     image_dir = os.path.join(workdir, "images")
     os.makedirs(image_dir, exist_ok=True)
@@ -200,6 +221,8 @@ def run_benchmark(
                 and saved.get("item_key", "") == lazy.key
                 and row["status"] == "ok"
                 and row.get("nonblind_method", "hyper_laplacian") == method
+                # rows written before the convention existed estimated on the full grid
+                and row.get("kernel_size_convention", "full") == kernel_size_convention
             ):
                 rows.append(row)
                 true_path = os.path.join(image_dir, f"{lazy.name}_true_kernel.npy")
@@ -217,13 +240,16 @@ def run_benchmark(
             item = lazy.load()
             ckpt = None
             if int(config.checkpoint_every) > 0:  # long runs resume mid-image
-                ckpt = os.path.join(workdir, "checkpoints", f"{lazy.name}-{chash}")
+                ckpt = os.path.join(
+                    workdir, "checkpoints", f"{lazy.name}-{chash}-{kernel_size_convention}"
+                )
             row, arrays = evaluate_image(
                 item,
                 config,
                 key=None,  # jax.random.key(config.seed); recover.seeds: seed + i
                 checkpoint_dir=ckpt,
                 dataset=dataset,
+                kernel_size_convention=kernel_size_convention,
             )
             if ckpt is not None:
                 shutil.rmtree(ckpt, ignore_errors=True)
@@ -242,6 +268,7 @@ def run_benchmark(
                 name=lazy.name,
                 category=lazy.category,
                 nonblind_method=method,
+                kernel_size_convention=kernel_size_convention,
                 status="failed",
                 error=f"{type(e).__name__}: {e}",
             )
@@ -266,6 +293,7 @@ def run_benchmark(
         title = f"synthetic, suite {suite if isinstance(suite, str) else 'custom'}"
     if names is not None:
         title += f", {len(items)} selected images"
+    title += f", kernel sizes: {kernel_size_convention}"
     summary = summary_markdown(
         rows, dataset=dataset, title=title, config=config, preset=preset, commit=commit
     )

@@ -44,6 +44,7 @@ COLUMNS = (
     "kernel_size",
     "kernel_size_used",
     "kernel_size_true",
+    "kernel_size_convention",
     "nonblind_method",
     "status",
     "seconds",
@@ -76,6 +77,42 @@ PUBLISHED_LUMA = {"lai": metrics.studio_luma, "levin": None}
 # carry a fingerprint that leaves out only checkpoint_every, so it still does (a benchmark run
 # with another log_every or snapshot_every is recomputed).
 BENCHMARK_IGNORE = ("checkpoint_every",)
+
+
+# Which kernel size a benchmark run estimates, per image (column ``kernel_size_convention``):
+# ``full`` is the true kernel file's grid; ``published`` is the size the published runs used.
+# For Levin that is SelfDeblur's list (its Levin script, which the paper's "11x11 to 27x27"
+# describes): the grid of kernels 1-8 (19, 17, 15, 27, 13, 21, 23, 23 px) less 2 px, kernel 4
+# kept at 27. Every Levin kernel file has >= 2 px of zeros on each side, so the smaller grid
+# still holds the whole kernel. Lai and the synthetic suite were published on the true sizes.
+KERNEL_SIZE_CONVENTIONS = ("full", "published")
+PUBLISHED_KERNEL_SIZES = {
+    "levin": {
+        "kernel1": 17,
+        "kernel2": 15,
+        "kernel3": 13,
+        "kernel4": 27,
+        "kernel5": 11,
+        "kernel6": 19,
+        "kernel7": 21,
+        "kernel8": 21,
+    }
+}
+
+
+def benchmark_kernel_size(dataset: str, kernel_name: str, true_size: int, convention: str) -> int:
+    """The kernel size a benchmark run estimates for an image of ``dataset`` whose true kernel
+    is ``kernel_name`` on a ``true_size`` grid, under ``convention`` (``'full'`` or
+    ``'published'``, see :data:`PUBLISHED_KERNEL_SIZES`)."""
+    if convention not in KERNEL_SIZE_CONVENTIONS:
+        raise ValueError(
+            f"unknown kernel size convention {convention!r}; choose one of "
+            f"{', '.join(KERNEL_SIZE_CONVENTIONS)}"
+        )
+    if convention == "full":
+        return int(true_size)
+    sizes = PUBLISHED_KERNEL_SIZES.get(dataset, {})
+    return int(sizes.get(kernel_name, true_size))
 
 
 def config_hash(config: ml_collections.ConfigDict) -> str:
