@@ -259,3 +259,65 @@ def test_manifest_from_a_spreadsheet(tmp_path):
     path = tmp_path / "sizes.csv"
     path.write_bytes("\ufeffname, kernel_size\nphoto.png, 31\nother, auto\n".encode("utf-8"))
     assert inputs.read_manifest(str(path)) == {"photo.png": 31, "other": "auto"}
+
+
+def _bomb_png(path, side=100000):
+    """A PNG whose header declares ``side`` x ``side`` grey pixels (10^10 for the default),
+    with almost no data after it: what a decompression bomb looks like to a reader."""
+    import struct
+    import zlib
+
+    def chunk(kind, data):
+        body = kind + data
+        return struct.pack(">I", len(data)) + body + struct.pack(">I", zlib.crc32(body))
+
+    header = struct.pack(">IIBBBBB", side, side, 8, 0, 0, 0, 0)
+    path.write_bytes(
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", header)
+        + chunk(b"IDAT", zlib.compress(b"\0" * 64))
+        + chunk(b"IEND", b"")
+    )
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="no FIFOs here")
+def test_fifos_devices_and_bombs_fail_alone_at_once(tmp_path):
+    """A FIFO, a link to /dev/zero (on the command line and in a folder) and a PNG declaring
+    10^10 pixels: one line each, within seconds, and the valid image beside them is done."""
+    import subprocess
+    import sys
+
+    folder, named = tmp_path / "in", tmp_path / "named"
+    folder.mkdir()
+    named.mkdir()
+    Image.fromarray(_grey(0)).save(folder / "good.png")
+    _bomb_png(folder / "bomb.png")
+    for where in (folder, named):
+        os.mkfifo(where / "pipe.png")
+        (where / "zero.png").symlink_to("/dev/zero")
+    before = _snapshot(tmp_path)
+    out = tmp_path / "out"
+    r = subprocess.run(
+        [
+            sys.executable, "-m", "jaxdeconv.app.cli", f"--input={folder}",
+            f"--input={named / 'pipe.png'}", f"--input={named / 'zero.png'}",
+            f"--output_dir={out}", "--config=tiny", "--set=num_steps=3", "--quiet",
+        ],
+        capture_output=True, text=True, timeout=240,
+    )  # fmt: skip
+    assert r.returncode == 1, r.stderr[-3000:]
+    assert "Traceback" not in r.stderr
+    assert "1 deblurred, 2 skipped, 3 failed" in r.stdout, r.stdout + r.stderr[-2000:]
+    for words in (
+        f"failed: {named / 'pipe.png'}: is a FIFO (named pipe), not a regular file",
+        f"failed: {named / 'zero.png'}: is a character device, not a regular file",
+        f"skipped (a FIFO (named pipe), not a regular file): {folder / 'pipe.png'}",
+        f"skipped (a character device, not a regular file): {folder / 'zero.png'}",
+        f"failed: {folder / 'bomb.png'}: declares more pixels than the decoder's safety limit",
+    ):
+        assert any(words in line for line in r.stderr.splitlines()), (words, r.stderr)
+    summary = json.load(open(out / "summary.json"))
+    status = {os.path.basename(x["input"]): x["status"] for x in summary["images"]}
+    assert summary["finished"] and status["good.png"] == "ok" and status["bomb.png"] == "failed"
+    assert records_lib.outputs_complete(str(out), "good")
+    assert _snapshot(tmp_path / "in") == {k: v for k, v in before.items() if "/in/" in k}

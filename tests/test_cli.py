@@ -24,7 +24,9 @@ def _cmd(*args, env=None):
 
 
 def test_help_explains_every_flag():
-    out = _cmd("--help").stdout
+    r = _cmd("--help")
+    assert r.returncode == 0, r.stderr  # help asked for is a success; 1 means an image failed
+    out = r.stdout
     for flag in (
         "input",
         "output_dir",

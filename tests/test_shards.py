@@ -137,3 +137,42 @@ def test_two_processes_with_a_local_coordinator(tmp_path):
     assert "0 deblurred, 1 skipped" in again.stdout
     merged = json.load(open(out / "summary.json"))
     assert [r["status"] for r in merged["images"]] == ["ok", "skipped (complete)", "ok"]
+
+
+@pytest.mark.parametrize("holder_shards", [1, 3])
+def test_a_sharded_run_cannot_join_another_runs_folder(tmp_path, holder_shards):
+    """A live plain run (or a run with another shard count) owns the folder: a sharded run
+    with other inputs is refused with exit 2 naming the holder, and touches nothing of it."""
+    from jaxdeconv.app import folder_lock
+
+    a, b, out = tmp_path / "cA", tmp_path / "cB", tmp_path / "out"
+    for folder, seed in ((a, 0), (b, 1)):
+        folder.mkdir()
+        ex = synthetic.make_example(16, 16, 5, seed=seed)
+        Image.fromarray(image_io.to_uint8(ex.blurry[..., 0])).save(folder / "a.png")
+    name = shards.summary_name(shards.Shard(holder_shards, 0), "")
+    holder = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import sys; from jaxdeconv.app import folder_lock; "
+            f"folder_lock.acquire({str(out)!r}, {name!r}, run_id='holder', log=lambda s: None); "
+            "print('held', flush=True); sys.stdin.read()",
+        ],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        before = sorted(os.listdir(out))
+        r = subprocess.run(
+            _command(b / "a.png", out, "--num_shards=2", "--shard_index=0"),
+            capture_output=True, text=True, timeout=300,
+        )  # fmt: skip
+        assert r.returncode == 2, r.stderr[-3000:]
+        assert f"in use by process {holder.pid}" in r.stderr
+        assert folder_lock.lock_path(str(out), name) in r.stderr
+        assert sorted(os.listdir(out)) == before  # no output, summary or checkpoint written
+    finally:
+        holder.communicate("")

@@ -18,6 +18,7 @@ and the summary, rewritten as every image finishes (``jaxdeconv.app.summary``).
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import sys
 import time
@@ -112,10 +113,11 @@ def process(
     the previous batch is finished meanwhile (``jaxdeconv.app.overlap``; ``overlapped=False`` runs
     the stages in turn), so memory does not grow with the number of inputs.
 
-    The run owns ``output_dir`` while it works (``jaxdeconv.app.folder_lock``, one lock per
-    ``summary_name``): a second run into the same folder raises ``folder_lock.FolderBusy``
-    naming the first; a lock left by a process that is gone is taken over
-    (``take_over_lock`` for one from another host).
+    The run owns ``output_dir`` while it works (``jaxdeconv.app.folder_lock``, one member
+    lock per ``summary_name``): only the other shards of this very run (the same
+    :func:`run_identity`) may work in the folder at the same time; any other run raises
+    ``folder_lock.FolderBusy`` naming the holder; a lock left by a process that is gone is
+    taken over (``take_over_lock`` for one from another host).
     """
     blocked = foreign_files(output_dir, summary_files(summary_name))
     if blocked:  # refused before the folder is touched
@@ -124,8 +126,14 @@ def process(
             "another --output_dir"
         )
     command = " ".join(sys.argv)
+    identity = run_identity(paths, config, kernel_size, manifest, num_shards)
     with folder_lock.owned(
-        output_dir, summary_name, take_over=take_over_lock, log=_log, command=command
+        output_dir,
+        summary_name,
+        run_id=identity,
+        take_over=take_over_lock,
+        log=_log,
+        command=command,
     ):
         return _process(
             paths,
@@ -143,6 +151,23 @@ def process(
             shard_index=shard_index,
             overlapped=overlapped,
         )
+
+
+def run_identity(paths, config, kernel_size, manifest, num_shards: int) -> str:
+    """What the shards of one run agree on, as 16 hex digits: the full input list (as given,
+    so hosts that mount the inputs elsewhere but are given the same list agree), the config
+    (seed included), the kernel size, the manifest and the shard count."""
+    text = json.dumps(
+        {
+            "inputs": list(paths),
+            "config": config_lib.fingerprint(config, ignore=()),
+            "kernel_size": kernel_size,
+            "manifest": sorted((str(k), str(v)) for k, v in (manifest or {}).items()),
+            "num_shards": int(num_shards),
+        },
+        sort_keys=True,
+    )
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
 def _process(

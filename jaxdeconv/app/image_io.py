@@ -15,6 +15,7 @@ from __future__ import annotations
 import errno
 import json
 import os
+import stat
 import tempfile
 from typing import Any
 
@@ -44,12 +45,35 @@ def missing_reason(path: str) -> str:
     return "exists"
 
 
+def special_file_kind(path: str) -> str | None:
+    """What ``path`` (links followed) is when it exists but is no regular file ('a folder',
+    'a FIFO (named pipe)', 'a character device', ...), else None. Reading such a file can block
+    forever (a FIFO) or never end (``/dev/zero``), so only regular files are read."""
+    try:
+        mode = os.stat(path).st_mode
+    except OSError:
+        return None
+    if stat.S_ISREG(mode):
+        return None
+    kinds = (
+        (stat.S_ISDIR, "a folder"),
+        (stat.S_ISFIFO, "a FIFO (named pipe)"),
+        (stat.S_ISCHR, "a character device"),
+        (stat.S_ISBLK, "a block device"),
+        (stat.S_ISSOCK, "a socket"),
+    )
+    return next((kind for test, kind in kinds if test(mode)), "not a regular file")
+
+
 def _require_file(path: str) -> None:
-    """Raises ``ImageReadError`` naming ``path`` when it is missing or a folder."""
+    """Raises ``ImageReadError`` naming ``path`` when it is missing or no regular file."""
     if not os.path.exists(path):
         raise ImageReadError(f"{path}: {missing_reason(path)}")
-    if os.path.isdir(path):
+    kind = special_file_kind(path)
+    if kind == "a folder":
         raise ImageReadError(f"{path}: is a folder, not an image")
+    if kind:
+        raise ImageReadError(f"{path}: is {kind}, not a regular file; only image files are read")
 
 
 def read_image_with_notes(path: str) -> tuple[np.ndarray, list[str]]:
@@ -86,8 +110,14 @@ def read_image_full(path: str) -> tuple[np.ndarray, list[str], int]:
         raise ImageReadError(f"{path}: not an image file (format not recognised)") from None
     except ImageReadError as e:
         raise ImageReadError(f"{path}: {e}") from None
+    except Image.DecompressionBombError as e:
+        raise ImageReadError(f"{path}: {_bomb(e)}") from None
     except (OSError, SyntaxError, ValueError) as e:
         raise ImageReadError(f"{path}: cannot decode image ({e})") from None
+    except MemoryError:
+        raise ImageReadError(f"{path}: too large to decode in this machine's memory") from None
+    except Exception as e:  # noqa: BLE001 - any decoder failure fails this image alone
+        raise ImageReadError(f"{path}: cannot decode image ({type(e).__name__}: {e})") from None
     if arr.shape[0] < 1 or arr.shape[1] < 1:
         raise ImageReadError(f"{path}: empty image")
     return arr, notes, bits
@@ -159,8 +189,14 @@ def probe_shape(path: str) -> tuple[int, int]:
                 orientation = 1
     except UnidentifiedImageError:
         raise ImageReadError(f"{path}: not an image file (format not recognised)") from None
+    except Image.DecompressionBombError as e:
+        raise ImageReadError(f"{path}: {_bomb(e)}") from None
     except (OSError, SyntaxError, ValueError) as e:
         raise ImageReadError(f"{path}: cannot read the image header ({e})") from None
+    except Exception as e:  # noqa: BLE001 - any decoder failure fails this image alone
+        raise ImageReadError(
+            f"{path}: cannot read the image header ({type(e).__name__}: {e})"
+        ) from None
     if h < 1 or w < 1:
         raise ImageReadError(f"{path}: empty image")
     # Orientations 5-8 are stored rotated by a quarter turn (ImageOps.exif_transpose).
@@ -168,6 +204,16 @@ def probe_shape(path: str) -> tuple[int, int]:
 
 
 _EXIF_ORIENTATION = 0x0112
+
+
+def _bomb(e: Exception) -> str:
+    """One line for Pillow's refusal of a header declaring more pixels than it will decode."""
+    limit = Image.MAX_IMAGE_PIXELS
+    return (
+        f"declares more pixels than the decoder's safety limit ({e}); a corrupt or hostile "
+        f"file (a decompression bomb), or a photo over {2 * limit / 1e6:.0f} megapixels: "
+        "split it into tiles"
+    )
 
 
 def _scaled(data: np.ndarray, notes: list[str], kind: str) -> np.ndarray:

@@ -74,7 +74,8 @@ def _classify(path: str, own: set[str]) -> str | None:
     if os.path.isdir(path):
         return "sub-folder; folders are not searched recursively"
     if not os.path.isfile(path):
-        return "not a regular file"
+        kind = image_io.special_file_kind(path)
+        return f"{kind}, not a regular file" if kind else "not a regular file"
     if base.startswith("."):
         return "hidden file"
     if not base.lower().endswith(IMAGE_SUFFIXES):
@@ -118,7 +119,16 @@ def collect_inputs(specs: Iterable[str]) -> tuple[list[str], list[dict]]:
             if not found:
                 records.append(_failure(spec, spec, f"{spec}: folder has no files to deblur"))
         elif os.path.lexists(spec):
-            if os.path.exists(spec):
+            kind = image_io.special_file_kind(spec)
+            if kind:  # a FIFO would block the run, a device never end: failed at once
+                records.append(
+                    _failure(
+                        spec,
+                        spec,
+                        f"{spec}: is {kind}, not a regular file; only image files are read",
+                    )
+                )
+            elif os.path.exists(spec):
                 paths.append(spec)  # named by the user: taken whatever its name
             else:
                 records.append(_failure(spec, spec, f"{spec}: {image_io.missing_reason(spec)}"))

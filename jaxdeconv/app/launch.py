@@ -47,6 +47,13 @@ def parse_flags(argv: list[str]) -> list[str]:
     ]
     try:
         return flags.FLAGS([argv[0], *rewritten])
+    except SystemExit as e:
+        # absl's help flags print the usage and exit 1; asked-for help is a success (0), and
+        # 1 stays the command's "an image failed".
+        asked = {"--help", "-help", "--helpfull", "-helpfull", "--helpshort", "-helpshort", "-?"}
+        if e.code == 1 and asked & set(rewritten):
+            sys.exit(0)
+        raise
     except flags.Error as e:  # a usage error: one line, exit code 2, no help dump
         program = os.path.basename(argv[0])
         print(f"{program}: {e} (see --help)", file=sys.stderr)

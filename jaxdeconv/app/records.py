@@ -12,11 +12,13 @@
 
 from __future__ import annotations
 
+import errno
 import glob
 import hashlib
 import json
 import os
 import shutil
+import stat
 from collections.abc import Iterable
 
 from jaxdeconv import config as config_lib
@@ -55,10 +57,21 @@ def written_here(folder: str) -> set[str]:
 
 
 def file_sha256(path: str) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
+    """SHA-256 of a regular file's bytes. Raises ``OSError`` for anything else (a FIFO would
+    block the open, ``/dev/zero`` never ends): opened without blocking, checked, and read no
+    further than the size it had when opened."""
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+    with os.fdopen(fd, "rb") as f:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            raise OSError(errno.EINVAL, "not a regular file", path)
+        h, left = hashlib.sha256(), st.st_size
+        while left > 0:
+            block = f.read(min(1 << 20, left))
+            if not block:
+                break
             h.update(block)
+            left -= len(block)
     return h.hexdigest()
 
 
