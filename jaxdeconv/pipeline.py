@@ -400,6 +400,8 @@ def estimate(
     at full resolution), the window's box and the final kernel. ``checkpoint_dir`` (with
     ``config.checkpoint_every > 0``) lets a stopped network run resume (``api.deblur``);
     ``spec``, ``step``: the research hooks of every network run."""
+    api.check_config(config)
+    luminance = api.check_image(luminance, "luminance image")
     p = plan(luminance.shape, config)
     hooks = dict(spec=spec, step=step)
     region, _ = estimation_region(luminance, config, p=p)
@@ -497,10 +499,12 @@ def deblur_image(
     ``spec``, ``step``: the research hooks of ``jaxdeconv.run.api.deblur`` for every network
     run of the image; ``spec`` as a builder ``spec(config, shape) -> RunSpec`` (each run gets
     its own config and shape: the network works on the estimation window, at the working
-    scale) or as a ``RunSpec`` built for the one run's shape."""
-    blurry = np.asarray(blurry, np.float32)
-    if blurry.ndim == 2:
-        blurry = blurry[..., None]
+    scale) or as a ``RunSpec`` built for the one run's shape.
+
+    Raises ``ValueError`` for a bad image or config, as ``jaxdeconv.deblur`` does
+    (``api.check_image``)."""
+    api.check_config(config)
+    blurry = api.check_image(blurry)
     blurry, gain = brightened(blurry)
     luminance = image_io.luminance(blurry)
     p = plan(luminance.shape, config)

@@ -7,6 +7,7 @@ same folder are done, and no input file changes (hashed before and after).
 import hashlib
 import json
 import os
+import re
 
 import numpy as np
 import pytest
@@ -139,17 +140,45 @@ def test_bad_input_corpus(tmp_path, jaxdeconv_main, monkeypatch):
         (np.where(np.eye(16) > 0, np.nan, 0.5).astype(np.float32), "NaN"),
         (np.full((3, 16, 16), 0.5, np.float32), "looks channels-first"),
         (np.full((16, 16, 4), 0.5, np.float32), "1 or 3 channels, got 4"),
+        (np.full((16, 16, 4), 0.5, np.float32), "RGBA: image[..., :3]"),
+        (np.full((16, 16, 2), 0.5, np.float32), "1 or 3 channels, got 2"),
+        (np.float32(0.5), "must be [H, W] or [H, W, C], got shape ()"),
+        (np.zeros(16, np.float32), "must be [H, W] or [H, W, C], got shape (16,)"),
+        (np.zeros((0, 0), np.float32), "has no pixels (shape (0, 0))"),
+        (np.ones((16, 16), bool), "dtype bool"),
+        (np.full((16, 16), 0.5, np.complex64), "complex dtype complex64"),
+        (np.zeros((16, 16), np.uint8), "/ 255 for 8-bit data"),
+        ([[0.5, 0.5], [0.5]], "not an array of numbers"),
     ],
 )
-def test_library_refuses_arrays_it_cannot_use(tiny_config, image, words):
-    with pytest.raises(ValueError, match=words.replace("[", r"\[").replace("]", r"\]")):
-        jaxdeconv.deblur(image, tiny_config)
+@pytest.mark.parametrize("entry", ["deblur", "deblur_image"])
+def test_library_refuses_arrays_it_cannot_use(tiny_config, image, words, entry):
+    """deblur and deblur_image share one check (api.check_image): the same ValueError,
+    before any work."""
+    with pytest.raises(ValueError, match=re.escape(words)):
+        getattr(jaxdeconv, entry)(image, tiny_config)
+
+
+@pytest.mark.parametrize(
+    "batch,words",
+    [
+        (np.full((16, 16), 0.5, np.float32), "got shape (16, 16); for one image use deblur"),
+        (np.full((16, 16, 3), 0.5, np.float32), "is ambiguous"),
+        (np.full((2, 16, 16, 4), 0.5, np.float32), "image 0 of the batch must have 1 or 3"),
+        ([np.full((16, 16), 0.5, np.float32), np.full((8, 8), 0.5, np.float32)], "one shape"),
+        ([np.full((16, 16), 0.5, np.float32), np.zeros((16, 16), np.uint8)], "image 1 of the"),
+    ],
+)
+def test_deblur_batch_refuses_what_it_cannot_use(tiny_config, batch, words):
+    with pytest.raises(ValueError, match=re.escape(words)):
+        jaxdeconv.deblur_batch(batch, tiny_config)
 
 
 def test_library_says_what_a_config_and_a_batch_must_be(tiny_config):
     image = np.full((16, 16), 0.5, np.float32)
-    with pytest.raises(ValueError, match="must be an ml_collections.ConfigDict.*got dict"):
-        jaxdeconv.deblur(image, tiny_config.to_dict())
+    for entry in (jaxdeconv.deblur, jaxdeconv.deblur_image):
+        with pytest.raises(ValueError, match="must be an ml_collections.ConfigDict.*got dict"):
+            entry(image, tiny_config.to_dict())
     with pytest.raises(ValueError, match="at least one image"):
         jaxdeconv.deblur_batch([], tiny_config)
 

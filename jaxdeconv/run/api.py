@@ -61,45 +61,86 @@ class NonFiniteLossError(FloatingPointError):
     """Training produced a NaN or infinite loss."""
 
 
-def as_image(blurry) -> jnp.ndarray:
-    """``[H, W]`` or ``[H, W, C]`` array-like in [0, 1] -> float32 ``[H, W, C]``.
+def check_image(blurry, what: str = "blurry image") -> np.ndarray:
+    """The one input check of the library's entry points (``deblur``, ``deblur_batch``,
+    ``pipeline.deblur_image``, ``pipeline.estimate`` and so the command): ``[H, W]`` or
+    ``[H, W, C]`` array-like of floats in [0, 1], C = 1 or 3 -> float32 NumPy ``[H, W, C]``.
 
-    Raises ``ValueError`` for an integer or boolean array (``uint8`` data must be divided by
-    255 first), and for NaN, infinite or negative values or values above 1.
-    """
-    if not isinstance(blurry, jax.core.Tracer):
+    Raises ``ValueError`` naming the problem: not an array of numbers, an integer or boolean
+    array (``uint8`` data: divide by 255), a complex one, no pixels, a wrong rank, a
+    channels-first layout, 2 or 4 channels (an alpha channel), NaN, infinite or out-of-range
+    values."""
+    try:
         host = np.asarray(blurry)
-        if host.dtype.kind in "biu":
-            raise ValueError(
-                f"blurry image has dtype {host.dtype}; give floats in [0, 1] "
-                "(e.g. image.astype(np.float32) / 255 for 8-bit data)"
-            )
-        if host.dtype.kind not in "f" or host.size == 0:
-            raise ValueError(f"blurry image must be a non-empty float array, got {host.dtype}")
-        if not np.all(np.isfinite(host)):
-            raise ValueError("blurry image holds NaN or infinite values")
-        lo, hi = float(host.min()), float(host.max())
-        if lo < -1e-4 or hi > 1 + 1e-4:  # a margin for float rounding (resized images)
-            raise ValueError(f"blurry image values must lie in [0, 1], got {lo:g}..{hi:g}")
-    arr = jnp.asarray(blurry, dtype=jnp.float32)
-    if arr.ndim == 2:
-        arr = arr[:, :, None]
-    if arr.ndim != 3:
-        raise ValueError(f"blurry image must be [H, W] or [H, W, C], got shape {arr.shape}")
-    if arr.shape[-1] not in (1, 3) and arr.shape[0] in (1, 3):
+    except Exception as e:  # noqa: BLE001 - ragged lists and the like
+        raise ValueError(f"{what} is not an array of numbers ({type(e).__name__}: {e})") from None
+    if host.dtype.kind in "biu":
         raise ValueError(
-            f"blurry image of shape {arr.shape} looks channels-first; give [H, W, C] "
+            f"{what} has dtype {host.dtype}; give floats in [0, 1] "
+            "(e.g. image.astype(np.float32) / 255 for 8-bit data)"
+        )
+    if host.dtype.kind == "c":
+        raise ValueError(f"{what} has complex dtype {host.dtype}; give real floats in [0, 1]")
+    if host.dtype.kind != "f":
+        raise ValueError(f"{what} must be an array of floats in [0, 1], got dtype {host.dtype}")
+    if host.ndim not in (2, 3):
+        raise ValueError(f"{what} must be [H, W] or [H, W, C], got shape {host.shape}")
+    if host.size == 0:
+        raise ValueError(f"{what} has no pixels (shape {host.shape})")
+    if host.ndim == 2:
+        host = host[:, :, None]
+    c = host.shape[-1]
+    if c not in (1, 3) and host.shape[0] in (1, 3):
+        raise ValueError(
+            f"{what} of shape {host.shape} looks channels-first; give [H, W, C] "
             "(e.g. np.moveaxis(image, 0, -1))"
         )
-    if arr.shape[-1] not in (1, 3):
+    if c not in (1, 3):
+        hint = {2: "grey + alpha: image[..., :1]", 4: "RGBA: image[..., :3]"}.get(c)
         raise ValueError(
-            f"blurry image must have 1 or 3 channels, got {arr.shape[-1]} (shape {arr.shape}); "
-            "drop an alpha channel first (image[..., :3])"
+            f"{what} must have 1 or 3 channels, got {c} (shape {host.shape})"
+            + (f"; drop the alpha channel first ({hint})" if hint else "")
         )
-    return arr
+    if not np.all(np.isfinite(host)):
+        raise ValueError(f"{what} holds NaN or infinite values")
+    lo, hi = float(host.min()), float(host.max())
+    if lo < -1e-4 or hi > 1 + 1e-4:  # a margin for float rounding (resized images)
+        raise ValueError(f"{what} values must lie in [0, 1], got {lo:g}..{hi:g}")
+    return host.astype(np.float32, copy=False)
 
 
-def _check_config(config) -> None:
+def as_image(blurry) -> jnp.ndarray:
+    """``[H, W]`` or ``[H, W, C]`` array-like in [0, 1] -> float32 ``[H, W, C]``, checked by
+    :func:`check_image` (a traced value is only reshaped)."""
+    if isinstance(blurry, jax.core.Tracer):
+        arr = jnp.asarray(blurry, dtype=jnp.float32)
+        return arr[:, :, None] if arr.ndim == 2 else arr
+    return jnp.asarray(check_image(blurry))
+
+
+def check_batch_images(blurry, what: str = "blurry images") -> list:
+    """``deblur_batch``'s images: a sequence of images, or an array ``[B, H, W, C]`` (or
+    ``[B, H, W]`` grey). A 2-D array (one grey image) or a 3-D array whose last axis could be
+    colour is refused rather than guessed."""
+    if isinstance(blurry, np.ndarray | jax.Array):
+        shape = tuple(blurry.shape)
+        if len(shape) == 3 and shape[-1] in (1, 3):
+            raise ValueError(
+                f"{what} of shape {shape} is ambiguous (one [H, W, C] image or a batch of "
+                "[H, W] images?); give a batch as [B, H, W, C], or one image as [image]"
+            )
+        if len(shape) not in (3, 4):
+            raise ValueError(
+                f"{what} must be a batch [B, H, W, C] (or a sequence of images), got shape "
+                f"{shape}"
+                + ("; for one image use deblur or pass [image]" if len(shape) == 2 else "")
+            )
+    elif isinstance(blurry, str | bytes) or not hasattr(blurry, "__len__"):
+        raise ValueError(f"{what} must be a sequence of images or a [B, H, W, C] array")
+    return list(blurry)
+
+
+def check_config(config) -> None:
     if not isinstance(config, ml_collections.ConfigDict):
         raise ValueError(
             f"config must be an ml_collections.ConfigDict (e.g. jaxdeconv.config.fast()), got "
@@ -380,7 +421,7 @@ def deblur(
       A ``DeblurResult``. Compiled functions are cached by value (``jaxdeconv.run.runner``): a
       second image of the same shape and config (or an equal spec) compiles nothing.
     """
-    _check_config(config)
+    check_config(config)
     spec = train.renamed_model_argument(spec, model, "deblur")
     y = as_image(blurry)[None]
     if key is None:
@@ -429,11 +470,18 @@ def deblur_batch(
     Returns:
       One ``DeblurResult`` per image (``seconds`` is the batch's time divided by B).
     """
-    _check_config(config)
+    check_config(config)
     spec = train.renamed_model_argument(spec, model, "deblur_batch")
-    if len(blurry) == 0:
+    images = check_batch_images(blurry)
+    if len(images) == 0:
         raise ValueError("deblur_batch needs at least one image, got none")
-    ys = jnp.stack([as_image(b) for b in blurry])
+    checked = [check_image(b, f"blurry image {i} of the batch") for i, b in enumerate(images)]
+    if len({b.shape for b in checked}) > 1:
+        raise ValueError(
+            "deblur_batch needs images of one shape, got "
+            + ", ".join(sorted({str(b.shape) for b in checked}))
+        )
+    ys = jnp.asarray(np.stack(checked))
     if keys is None:
         keys = jnp.stack([jax.random.key(config.seed)] * ys.shape[0])
     keys = _typed_keys(keys)
