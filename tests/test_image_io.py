@@ -140,3 +140,36 @@ def test_written_files_get_normal_permissions(tmp_path, umask):
     assert expected == 0o666 & ~umask
     for name in ("a.png", "a.json"):
         assert os.stat(tmp_path / name).st_mode & 0o777 == expected
+
+
+def test_stale_temporary_files_are_removed_and_live_ones_kept(tmp_path):
+    import time
+
+    folder = str(tmp_path)
+    tag = image_io.tmp_prefix().split("-")[1]
+    names = {
+        "dead": f".tmp-{tag}-{2**30}-abc.png",  # this host, a pid that cannot run: removed
+        "mine": image_io.tmp_prefix() + "def.png",  # this process, writing: kept
+        "old": ".tmp-ffffffff-12-ghi.npy",  # another host, 20 minutes old: removed
+        "fresh": ".tmp-ffffffff-13-jkl.npy",  # another host, just written: kept
+        "legacy": ".tmp-mno.json",  # an older version's name, 20 minutes old: removed
+        "user": "tmp-notes.png",  # not ours
+    }
+    for name in names.values():
+        open(os.path.join(folder, name), "w").close()
+    old = time.time() - 1200
+    for key in ("old", "legacy"):
+        os.utime(os.path.join(folder, names[key]), (old, old))
+    removed = image_io.remove_stale_tmp_files(folder)
+    assert sorted(removed) == sorted(names[k] for k in ("dead", "old", "legacy"))
+    assert sorted(os.listdir(folder)) == sorted(names[k] for k in ("mine", "fresh", "user"))
+
+
+def test_progress_lines_stay_one_line_whatever_the_name():
+    import io
+
+    from jaxdeconv.app.progress import Progress
+
+    stream = io.StringIO()
+    Progress(1, stream=stream).line("a\nb\rc\x1b[2Jd.png: done")
+    assert stream.getvalue() == "a\\nb\\rc\\x1b[2Jd.png: done\n"

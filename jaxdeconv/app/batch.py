@@ -34,6 +34,7 @@ from jaxdeconv.app import folder_lock, image_io, overlap, shards
 from jaxdeconv.app.inputs import _failure, output_names, unmatched_manifest_rows
 from jaxdeconv.app.progress import Progress, _log, _StepTracker
 from jaxdeconv.app.records import (
+    RECORD_DIR,
     _checkpoint_dir,
     _checkpoint_fingerprint,
     _remove_checkpoint,
@@ -199,6 +200,14 @@ def _process(
             "another --output_dir"
         )
     progress = Progress(len(paths), quiet)
+    # Temporary files a killed run left while writing (this run owns the folder now).
+    stale = [
+        name
+        for folder in (output_dir, os.path.join(output_dir, RECORD_DIR, "images"))
+        for name in image_io.remove_stale_tmp_files(folder)
+    ]
+    if stale:
+        progress.line(f"removed {len(stale)} temporary file(s) left by an interrupted run")
     progress.line(
         f"JAX backend: {jax.default_backend()} ({jax.devices()[0].device_kind}, "
         f"{jax.local_device_count()} local device(s)); {len(paths)} image(s)"

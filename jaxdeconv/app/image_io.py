@@ -13,10 +13,14 @@ permissions of a normally created one (0666 less the umask).
 from __future__ import annotations
 
 import errno
+import hashlib
 import json
 import os
+import re
+import socket
 import stat
 import tempfile
+import time
 from typing import Any
 
 import numpy as np
@@ -282,11 +286,75 @@ def _default_mode() -> int:
     return 0o666 & ~mask
 
 
+def _host_tag() -> str:
+    return hashlib.sha1(socket.gethostname().encode()).hexdigest()[:8]
+
+
+def tmp_prefix() -> str:
+    """The prefix of this process's temporary files: ``.tmp-HOST-PID-`` (HOST: 8 hex digits
+    of the host name), so a later run can tell which ones a dead process left."""
+    return f".tmp-{_host_tag()}-{os.getpid()}-"
+
+
+_TMP = re.compile(r"\.tmp-(?:([0-9a-f]{8})-(\d+)-)?")
+# A temporary file of unknown origin (another host, an older version) older than this is
+# taken for one left by a killed process.
+_TMP_STALE_S = 600.0
+
+
+def remove_stale_tmp_files(folder: str) -> list[str]:
+    """Removes the temporary files (:func:`atomic_write`) that processes which are gone left in
+    ``folder`` (a run killed while writing): those of this host whose process no longer runs,
+    and others once older than 10 minutes. Returns the names removed."""
+    removed = []
+    try:
+        names = os.listdir(folder)
+    except OSError:
+        return removed
+    now = time.time()
+    for name in names:
+        m = _TMP.match(name)
+        if not m:
+            continue
+        path = os.path.join(folder, name)
+        try:
+            st = os.lstat(path)
+        except OSError:
+            continue
+        if not stat.S_ISREG(st.st_mode):
+            continue
+        host, pid = m.group(1), m.group(2)
+        if host == _host_tag() and pid is not None:
+            gone = not _pid_running(int(pid))
+        else:
+            gone = now - st.st_mtime > _TMP_STALE_S
+        if gone:
+            try:
+                os.remove(path)
+                removed.append(name)
+            except OSError:
+                pass
+    return removed
+
+
+def _pid_running(pid: int) -> bool:
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OverflowError):
+        return True
+    return True
+
+
 def atomic_write(path: str, write) -> None:
-    """Calls ``write(tmp)`` on a temporary file beside ``path``, then renames it to ``path``."""
+    """Calls ``write(tmp)`` on a temporary file beside ``path`` (named by :func:`tmp_prefix`),
+    then renames it to ``path``."""
     folder = os.path.dirname(os.path.abspath(path))
     os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix=".tmp-", suffix=os.path.splitext(path)[1])
+    fd, tmp = tempfile.mkstemp(dir=folder, prefix=tmp_prefix(), suffix=os.path.splitext(path)[1])
     os.close(fd)
     try:
         write(tmp)

@@ -57,6 +57,7 @@ class Progress:
     def line(self, text: str) -> None:
         if self.quiet:
             return
+        text = printable(text)
         with self._lock:
             if self._transient:
                 self.stream.write("\r\033[K")
@@ -71,7 +72,7 @@ class Progress:
             self.line(text)
             return
         with self._lock:
-            self.stream.write("\r\033[K" + text)
+            self.stream.write("\r\033[K" + printable(text))
             self.stream.flush()
             self._transient = True
 
@@ -124,5 +125,15 @@ class _StepTracker:
         self.counted = self.num_steps * self.batch
 
 
+_CONTROL = {c: f"\\x{c:02x}" for c in [*range(32), 127]}
+_CONTROL.update({ord("\n"): "\\n", ord("\r"): "\\r", ord("\t"): "\\t"})
+
+
+def printable(text: str) -> str:
+    """``text`` with control characters (a newline in a file name, a carriage return, an
+    escape sequence) written as escapes, so one message stays one line."""
+    return text.translate(_CONTROL)
+
+
 def _log(text: str) -> None:
-    print(text, file=sys.stderr)
+    print(printable(text), file=sys.stderr)
