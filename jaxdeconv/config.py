@@ -45,6 +45,9 @@ def default_config() -> ml_collections.ConfigDict:
     # Weight of a second data term on the residual's horizontal and vertical differences (the
     # re-blurred image's gradients against the blurry image's); 0: intensities only (the paper).
     c.grad_weight = 0.0
+    # Initial weights: 'flax' (LeCun normal, zero biases) or 'pytorch' (weights and biases
+    # uniform in +-1/sqrt(fan_in), as SelfDeblur's PyTorch code starts; core.initializers).
+    c.param_init = "flax"
     c.num_draws = 1  # Monte-Carlo draws per loss evaluation
     c.randomize = "image"  # which net the draws sample: 'image' (paper), 'kernel' or 'both'
     c.mu = 1e-4  # weight of ||k||^2
@@ -320,6 +323,7 @@ RESULT_NEUTRAL = ("log_every", "checkpoint_every", "snapshot_every")
 # what was stored before stays valid (a resumed benchmark does not redo it). A new field that
 # is off by default goes here with its default.
 ADDED_FIELDS = {
+    "param_init": "flax",
     "support_margin": 1.0,
     "recover.windows": (),
     "recover.seeds": 1,
@@ -582,6 +586,8 @@ def check_values(cfg: ml_collections.ConfigDict) -> None:
     for field, allowed in [
         ("crop_select", ("gradient", "structure", "auto")),
         ("progressive.image_input", ("noise", "resampled", "previous")),
+        ("param_init", ("flax", "pytorch")),
+        ("scheme", ("alternating", "joint")),
     ]:
         if (value := get(field)) is not None and value not in allowed:
             problems.append(

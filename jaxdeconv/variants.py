@@ -195,6 +195,37 @@ def _mlp_progressive(c):  # Ren's MLP, afresh at each level (it is bound to its 
     _progressive(c)
 
 
+# What the paper's code base (SelfDeblur) and its public successors do where the paper is
+# silent (issue 41; docs/fidelity.md, "The code base"), one choice each, for any base preset.
+# Switch points scale with the base's num_steps (SelfDeblur: steps 1000 and 2000-3000-4000 of
+# 5000); override num_steps before applying, or set the fields again after.
+def _ssim_switch(c):  # the data term becomes 1 - SSIM after the first 20% (Levin: 1000 / 5000)
+    c.ssim_after = max(1, int(round(0.2 * c.num_steps)))
+
+
+def _lr_milestones(c):  # both rates halved at 40%, 60% and 80% of the run (1/8 at the end)
+    c.optim.decay_boundaries, c.optim.decay_factor = (0.4, 0.6, 0.8), 0.5
+
+
+def _pytorch_init(c):  # weights and biases uniform in +-1/sqrt(fan_in) (PyTorch's default)
+    c.param_init = "pytorch"
+
+
+def _joint(c):  # one loss, both networks updated together (SelfDeblur)
+    c.scheme = "joint"
+
+
+def _alternating(c):  # kernel step, then image step against the new kernel (Algorithm 1)
+    c.scheme = "alternating"
+
+
+def _lineage(c):  # all of the code base's choices above that are config values, together
+    _ssim_switch(c)
+    _lr_milestones(c)
+    _pytorch_init(c)
+    _joint(c)
+
+
 VARIANTS: dict[str, Callable] = {
     "table5_none": _table5_none,
     "table5_dropout": _table5_dropout,
@@ -219,6 +250,12 @@ VARIANTS: dict[str, Callable] = {
     "coord_progressive": _coord_progressive,
     "coord_progressive_whole": _coord_progressive_whole,
     "mlp_progressive": _mlp_progressive,
+    "ssim_switch": _ssim_switch,
+    "lr_milestones": _lr_milestones,
+    "pytorch_init": _pytorch_init,
+    "joint": _joint,
+    "alternating": _alternating,
+    "lineage": _lineage,
 }
 
 

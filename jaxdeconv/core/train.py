@@ -39,8 +39,8 @@ import optax
 from flax import struct
 
 from jaxdeconv import config as config_lib
+from jaxdeconv.core import initializers, loss_terms, optim, plugins, schedules
 from jaxdeconv.core import loss as loss_lib
-from jaxdeconv.core import loss_terms, optim, plugins, schedules
 from jaxdeconv.core.loss_terms import ExtraLoss
 
 
@@ -86,6 +86,7 @@ class RunSpec(NamedTuple):
     ssim_after: int = 0  # from this step on the data term is 1 - SSIM (0: never)
     grad_weight: float = 0.0  # weight of the data term on the residual's differences
     extra_losses: tuple[ExtraLoss, ...] = ()  # added to the loss; () : the paper's loss alone
+    param_init: str = "flax"  # initial weights: 'flax' or 'pytorch' (core.initializers)
 
 
 def initial_noise_std(config: ml_collections.ConfigDict) -> float:
@@ -132,6 +133,10 @@ def validate(config: ml_collections.ConfigDict, blurry_shape: tuple) -> None:
     if config.randomize not in loss_lib.RANDOMIZE:
         raise ValueError(f"randomize must be one of {loss_lib.RANDOMIZE}, got {config.randomize!r}")
     loss_terms.from_config(config)
+    if config.get("param_init", "flax") not in initializers.SCHEMES:
+        raise ValueError(
+            f"param_init must be one of {initializers.SCHEMES}, got {config.param_init!r}"
+        )
 
 
 def build_spec(
@@ -183,6 +188,7 @@ def build_spec(
         ssim_after=int(config.get("ssim_after", 0)),
         grad_weight=float(config.get("grad_weight", 0.0)),
         extra_losses=loss_terms.active(terms),
+        param_init=str(config.get("param_init", "flax")),
     )
 
 
@@ -247,6 +253,9 @@ def _draw_state(spec: RunSpec, key, zx, zk) -> TrainState:
         zk = _fixed_input("zk", zk, spec.zk_shape)
     params_x = spec.image_net.init(key_init_x, zx, deterministic=True)
     params_k = spec.kernel_net.init(key_init_k, zk)
+    if spec.param_init != "flax":  # the same keys, folded: 'flax' draws stay as they were
+        params_x = initializers.reinit(params_x, key_init_x, spec.param_init)
+        params_k = initializers.reinit(params_k, key_init_k, spec.param_init)
     return TrainState(
         step=jnp.zeros((), jnp.int32),
         params_x=params_x,
