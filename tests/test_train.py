@@ -5,6 +5,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from jaxdeconv import config as config_lib
 from jaxdeconv.bench import synthetic
 from jaxdeconv.core import train
 
@@ -314,3 +315,23 @@ def test_hold_k_keeps_the_kernel_for_its_share_of_the_steps(tiny_config):
         np.array_equal(a, b)
         for a, b in zip(moved_x, jax.tree_util.tree_leaves(start_x), strict=True)
     )
+
+
+def test_a_spec_that_disagrees_with_the_config_or_itself_is_refused_before_compiling():
+    import jaxdeconv
+
+    cfg5, cfg7 = config_lib.tiny(), config_lib.tiny()
+    cfg7.kernel_size = 7
+    y = np.full((24, 24), 0.5, np.float32)
+    spec7 = train.build_spec(cfg7, (24, 24, 1))
+    for entry in (jaxdeconv.deblur, jaxdeconv.deblur_image):
+        with pytest.raises(ValueError, match="built for 7x7 kernels but config.kernel_size is 5"):
+            entry(y, cfg5, spec=spec7)
+    if isinstance(getattr(spec7.kernel_net, "kernel_size", None), int):  # tiny: Ren's MLP
+        with pytest.raises(ValueError, match="kernel net makes 7x7 kernels but spec.kernel_size"):
+            train.check_spec(spec7._replace(kernel_size=5))
+    with pytest.raises(ValueError, match=r"zx_shape \(24, 24, 8\) does not fit"):
+        train.check_spec(spec7._replace(zx_shape=(24, 24, 8)))
+    with pytest.raises(ValueError, match="zk_shape"):
+        train.check_spec(spec7._replace(zk_shape=(5, 5, 8)))
+    train.check_spec(spec7, cfg7)  # agreeing: no error

@@ -214,7 +214,37 @@ def resolve_spec(spec, config: ml_collections.ConfigDict, blurry_shape: tuple) -
             f"{blurry_shape}; pass a builder (spec=lambda config, shape: ...) to build one per "
             "shape"
         )
+    check_spec(spec, config)
     return spec
+
+
+def check_spec(spec: RunSpec, config: ml_collections.ConfigDict | None = None) -> None:
+    """Raises ``ValueError`` naming both values when ``spec`` disagrees with ``config`` (the
+    kernel size) or with itself (its kernel net's size, ``zx_shape`` or ``zk_shape`` against
+    its ``kernel_size`` and ``image_shape``): before anything is compiled."""
+    k = int(spec.kernel_size)
+    wanted = None if config is None else config.get("kernel_size")
+    if isinstance(wanted, int) and not isinstance(wanted, bool) and wanted != k:
+        raise ValueError(
+            f"the spec is built for {k}x{k} kernels but config.kernel_size is {wanted}; build "
+            "the spec from this config (or pass a builder spec=lambda config, shape: ...)"
+        )
+    net_k = getattr(spec.kernel_net, "kernel_size", None)
+    if isinstance(net_k, int) and net_k != k:
+        raise ValueError(
+            f"the spec's kernel net makes {net_k}x{net_k} kernels but spec.kernel_size is {k}"
+        )
+    h, w, _ = spec.image_shape
+    if tuple(spec.zx_shape[:2]) != (h + k - 1, w + k - 1):
+        raise ValueError(
+            f"spec.zx_shape {tuple(spec.zx_shape)} does not fit a {h}x{w} image and {k}x{k} "
+            f"kernels (expected {h + k - 1}x{w + k - 1} x channels)"
+        )
+    if len(spec.zk_shape) == 3 and tuple(spec.zk_shape[:2]) != (k, k):
+        raise ValueError(
+            f"spec.zk_shape {tuple(spec.zk_shape)} does not fit {k}x{k} kernels (expected "
+            f"{k}x{k} x channels)"
+        )
 
 
 def drawn_zx(spec: RunSpec, key: jax.Array) -> jax.Array:
