@@ -1,6 +1,8 @@
 r"""The faithful method (`paper` preset) at the paper's scale on one GPU in one prepared call:
-where a step spends its time, then the 32 Levin images and the Lai photos (issue 29; the
-precision and batch phases of issue 16 are still there, off by default).
+first one question (issue 40: does `paper` do better with the options of the authors' code
+base?), then where a step spends its time, then the other Levin images and the Lai photos with
+the better config (issue 29; the precision and batch phases of issue 16 are still there, off
+by default).
 
 On the GPU machine, from the repository root (the wrapper installs what is missing there):
 
@@ -12,19 +14,26 @@ runs, with a cheaper profile; a few minutes on a busy 2-core machine):
   python benchmarks/gpu_report.py --smoke --out=runs/gpu_smoke
 
 Afterwards, on the CPU, score the returned arrays and write the docs-ready tables
-(docs/levin_paper_gpu_results.csv, docs/lai_paper_gpu_results.csv):
+(docs/levin_paper_gpu_results.csv, docs/lai_paper_gpu_results.csv and, with question files,
+docs/levin_paper_gpu_question_results.csv):
 
   python benchmarks/score_gpu_results.py --results=<folder> --csv_dir=docs --out=<scores.md>
 
 What travels: the device machine receives this repository only (not ../shared), and its
 Python has jax, flax, optax, orbax, chex, numpy, scipy and pillow but not ml-collections. So
-the images come from benchmarks/data (all 32 Levin images; 5 Lai blurry_y images, one per
-category, without their sharp images: see the READMEs there) and ml-collections from
-benchmarks/wheels/ml_collections-1.1.0-py3-none-any.whl (77 kB, pure Python; its own needs,
-absl-py and PyYAML, are there). All are committed files, so the call needs no ``carry``.
-gpu_report.sh installs the wheel with ``pip --no-index --target`` into /tmp, the project with
-``pip install --no-deps --no-build-isolation -e .`` (no index there) and also puts both on
-PYTHONPATH, so a failed install does not stop the run.
+the images come from benchmarks/data (all 32 Levin images with their sharp images; 5 Lai
+blurry_y images, one per category, without their sharp images: see the READMEs there) and
+ml-collections from benchmarks/wheels/ml_collections-1.1.0-py3-none-any.whl (77 kB, pure
+Python; its own needs, absl-py and PyYAML, are there). All are committed files, so the call
+needs no ``carry``. gpu_report.sh installs the wheel with ``pip --no-index --target`` into
+/tmp, the project with ``pip install --no-deps --no-build-isolation -e .`` (no index there)
+and also puts both on PYTHONPATH, so a failed install does not stop the run.
+
+Kernel sizes: with ``--levin_kernel_size`` 0 (the default), a Levin image's K follows
+``--levin_convention`` (``jaxdeconv.bench.protocol.benchmark_kernel_size``): 'published' (the
+default) estimates the published Levin sizes, kernels 1-8: 17, 15, 13, 27, 11, 19, 21, 21 px;
+'full' the true kernel's grid, 19, 17, 15, 27, 13, 21, 23, 23. Lai's are always full (31 px).
+Every npz's meta and the report record ``kernel_size_convention``.
 
 Phases, in this order. Each runs inside try/except: an error is recorded in the report and
 the next phase runs. report.json and report.md are rewritten after every phase, every profile
@@ -32,55 +41,75 @@ row and every batch of images, and each group's arrays are saved as soon as a ba
 images is done, so a call cut off at its time limit still returns what it had.
 
 1. environment: device, driver and CUDA (nvidia-smi), Python and package versions.
-2. data: the Levin and Lai blurry images (centre crops in --smoke) and their true kernel
-   sizes, grouped by (shape, K): Levin 7 groups (K = 19, 17, 15, 27, 13, 21: 4 images each;
-   K = 23: 8 images, last: issue 16 scored them on an H100, docs/levin_paper_gpu_k23_results.csv),
-   Lai 5 groups of one image (31 px, smallest image first: text, saturated, natural, manmade,
-   people).
-3. profile (``--profile_budget_s``, 60 s): the parts of one `paper` step for one ``--size``
+2. data: the question's Levin images, the levin phase's and the Lai images (centre crops in
+   --smoke), grouped by (shape, K): by default the question's 8 Levin images with 23 px
+   kernels in one group (K = 21, published), the other 24 Levin images in 6 groups of 4
+   (K = 17, 15, 13, 27, 11, 19), Lai 5 groups of one image (31 px, smallest image first: text,
+   saturated, natural, manmade, people).
+3. question (issue 40; ``--question_images``, default the 8 K = 23 images, empty: skipped):
+   the images whole, ``num_steps`` = 5000 steps, as one vmapped group, at
+   ``--question_precision`` ('float32'), once per config: (a) the `paper` preset as is, (b)
+   `paper` plus the code base's options (``LINEAGE``: 1 - SSIM after step 1000, both rates
+   halved at 40/60/80 %, PyTorch's initialisation, the joint scheme; ``--question_b`` replaces
+   them). Each config has its own specs and compiled steps and an even share of
+   ``--question_budget_s`` (470 s): config i runs until start + (i + 1) * budget / n, planned
+   like every group (below), so a config finishes the most images its share allows. Files
+   ``levin_<precision>_<H>x<W>_k<K>_q<label>.npz`` (meta: ``question``, its overrides,
+   ``kernel_size_convention``, ``precision``). Then the two-stage images computed on the way
+   are scored against the sharp images (``metrics.aligned_psnr_ssim``, the crop box applied):
+   the better config is the one with the higher mean two-stage PSNR over the images that
+   every config finished (all steps); with nothing to compare, 'a'. Every later phase runs
+   with the better config's overrides (``after_question`` in the report).
+4. profile (``--profile_budget_s``, 60 s): the parts of one step for one ``--size``
    (255) image with K = ``--kernel_size`` (27), each jitted alone, warm-up excluded,
    ``--timed_steps`` (20) calls ended by block_until_ready: the blur and its kernel gradient
    (direct vs FFT), the input noise and dropout masks (threefry2x32 vs rbg vs unsafe_rbg),
    the kernel net, the Adam updates, the image net forward and forward + backward (per PRNG),
    the image net vmapped over ``--profile_batch`` (4) images, and, time allowing, whole steps
    (blur method, PRNG). Cheapest first; a part the time left cannot cover is recorded as
-   skipped (benchmarks/gpu_profile.py). Its whole step, when measured, is the runs' first
+   skipped (benchmarks/gpu_profile.py). Its whole step, when measured, is the runs' latest
    estimate.
-4. precision (issue 16; ``--precisions``, none by default): s/step, GFLOP/step and compile
+5. precision (issue 16; ``--precisions``, none by default): s/step, GFLOP/step and compile
    time per ``jax.default_matmul_precision`` setting. A setting that lowers to the same
    program as one measured before is recorded as such and not compiled again. 'float32'
    gives every convolution HIGHEST (true FP32), 'tensorfloat32' HIGH; 'bfloat16', the
    dot-algorithm names and no setting ('default') all give DEFAULT (TF32 on an H100/H200).
-5. batch (issue 16; ``--batches``, none by default): B images in one vmapped step at the first
+6. batch (issue 16; ``--batches``, none by default): B images in one vmapped step at the first
    Levin group's shape and K; the compiled steps are kept for the runs.
-6. levin: the `paper` preset, ``num_steps`` = 5000 steps, whole images, the true kernel size,
-   at ``--levin_precision`` ('default': what the library does on a GPU out of the box),
-   group by group (one compile each, about 45-50 s on an H100), each group's images in
+7. levin: ``--levin_images`` (default the 24 not in the question), ``num_steps`` steps, whole
+   images, at ``--levin_precision`` ('default': what the library does on a GPU out of the
+   box), group by group (one compile each, about 45-50 s on an H100), each group's images in
    vmapped batches of up to ``--max_batch`` (8), as ``jaxdeconv.deblur_batch`` trains them.
    The network's kernel and image are kept, and the two-stage image (the protocol's non-blind
    step with that kernel: ``evaluate.nonblind_deconv``, hyper-Laplacian; outlier-robust for
    Lai's 'saturated') is computed there too. Then, time allowing, the first finished group
    again at each ``--check_precisions`` (none by default).
-7. lai: the same for the Lai images (luminance ``blurry_y``, 31 px kernels), until the
+8. lai: the same for the Lai images (luminance ``blurry_y``, 31 px kernels), until the
    deadline.
 
-One compressed ``<dataset>_<precision>_<H>x<W>_k<K>.npz`` per group: names, kernels [n, K, K],
-network images [n, H, W, 1], two-stage images, loss curves, crop boxes, steps done and the
-run's facts (JSON string ``meta``: dataset, config, device, versions, batch times).
+One compressed ``<dataset>_<precision>_<H>x<W>_k<K>[_q<label>].npz`` per group: names, kernels
+[n, K, K], network images [n, H, W, 1], two-stage images, loss curves, crop boxes, steps done
+and the run's facts (JSON string ``meta``: dataset, config, overrides, kernel size convention,
+device, versions, batch times).
 
 Time: ``--deadline_s`` (510 s after start) bounds the whole script: no measurement starts that
 the times measured so far say cannot finish before it. Each group is planned
 (``run_dataset``): the batch size (its own or a smaller power of two) that finishes the most
 of its images in the time left; a group of which no image can finish is skipped and the next
-is tried; with nothing measured yet a group runs until done or the deadline (it stops at a
-log point, saves what it has, and ``steps_done`` records it). What runs out first: with an
-H100's speed (35-56 ms per step at B = 4-8, 45-50 s per compile) one call finishes the
-profile and about 6-8 new Levin images (the first group of 4 at B = 4, then part of the next
-at a smaller batch); the other Levin groups and the Lai images (about 3-10x a Levin image's
-pixels each) are recorded as skipped ("does not fit") unless the GPU is faster than that.
-Later calls can continue with ``--levin_images``/``--lai_images`` (the scorer adds files up).
-The wrapper's installs take a few seconds more; give the device call ``timeout_s=590``: should
-something hang, what was saved still comes back.
+is tried. Before this call measured anything, the question's first plan takes ``step_guess``
+(an H100's B = 4 step, 34.9 ms at 255 px) as measured; without it (``step_guess={}``, as in
+--smoke) a group runs until done or the deadline (it stops at a log point, saves what it has,
+and ``steps_done`` records it). What runs out first: on an H100 one config of 8 images at
+float32 takes roughly 5000 x ~50 ms + ~50 s compile, about 300 s, so the two configs do not
+both finish 8 images in the 470 s of one call; the even split then gives each its largest
+batch that fits (by the guess, 2 images at B = 2 for 'a' in its 235 s; 'b' plans with a's
+measured step and has what 'a' left, so it may finish more; the answer compares the images
+both finished). The profile gets what the question leaves (about 30 s), and the levin and lai
+phases are recorded as skipped ("does not fit") unless the GPU is much faster than that.
+Later calls continue with ``--question_images`` (the K = 23 images not yet compared) or, with
+``--question_images=`` and the better config as ``--overrides``, ``--levin_images`` and
+``--lai_images`` (the scorer adds files up). The wrapper's installs take a few seconds more;
+give the device call ``timeout_s=590``: should something hang, what was saved still comes back.
 """
 
 from __future__ import annotations
@@ -117,6 +146,21 @@ LEVIN_K23 = tuple(f"im{i}_kernel{j}" for i in (1, 2, 3, 4) for j in (7, 8))
 # All 32, one group per kernel size; the K = 23 group (8 images, scored on an H100 before:
 # docs/levin_paper_gpu_k23_results.csv) last, so that a cut-off call adds new images first.
 LEVIN_32 = tuple(f"im{i}_kernel{j}" for j in (1, 2, 3, 4, 5, 6) for i in (1, 2, 3, 4)) + LEVIN_K23
+# The other 24: the levin phase's default (the question phase runs LEVIN_K23).
+LEVIN_24 = tuple(n for n in LEVIN_32 if n not in LEVIN_K23)
+# The options of the authors' code base that are config values (jaxdeconv.variants 'lineage' at
+# 5000 steps; docs/fidelity.md): 1 - SSIM as the data term after step 1000, both rates halved
+# at 40, 60 and 80 % of the run, PyTorch's initialisation, both networks updated together.
+LINEAGE = {
+    "ssim_after": 1000,
+    "optim.decay_boundaries": (0.4, 0.6, 0.8),
+    "optim.decay_factor": 0.5,
+    "param_init": "pytorch",
+    "scheme": "joint",
+}
+# An H100's measured step (docs/gpu/h100_2026-11-27_call2.md: `paper`, B = 4 images of 255 px,
+# K = 23, precision 'default': 34.9 ms): the question's first plan, before this call measured any.
+H100_STEP = dict(batch=4, step_s=0.0349, pixels=(255 + 23 - 1) ** 2)
 # One Lai image per category (benchmarks/data/lai), kernel_01 (31 px), smallest first.
 LAI_5 = (
     "text_05_kernel_01",
@@ -157,9 +201,19 @@ class Settings:
     batches: tuple = ()  # batch phase (issue 16): off by default; the runs compile their own
     max_batch: int = 8  # the runs' largest batch (one group's images, at most this many)
     levin_data: str = os.path.join(REPO, "benchmarks", "data")
-    levin_images: tuple = LEVIN_32
+    levin_images: tuple = LEVIN_24  # the question phase runs the other 8 (LEVIN_K23)
     levin_crop: int = 0  # centre crop side for the Levin images (0: whole image)
-    levin_kernel_size: int = 0  # 0: the true kernel's size
+    levin_kernel_size: int = 0  # 0: by levin_convention
+    levin_convention: str = "published"  # 'published' (21 px for 23 px kernels) or 'full'
+    # The question phase (issue 40): each config (overrides on top of ``overrides``) on these
+    # Levin images, one after the other, config i until start + (i + 1) * budget / n.
+    question_images: tuple = LEVIN_K23
+    question_precision: str = "float32"
+    question_configs: dict = dataclasses.field(
+        default_factory=lambda: {"a": {}, "b": dict(LINEAGE)}
+    )
+    question_budget_s: float = 470.0
+    step_guess: dict = dataclasses.field(default_factory=lambda: dict(H100_STEP))  # {}: none
     lai_data: str = os.path.join(REPO, "benchmarks", "data")
     lai_images: tuple = LAI_5
     lai_crop: int = 0
@@ -199,8 +253,21 @@ def smoke_settings(**changes) -> Settings:
         timed_steps=2,
         batches=(2,),
         max_batch=2,
-        # Two groups: K = 13 (one image), K = 23 (two), at the true sizes.
-        levin_images=("im1_kernel5", "im1_kernel7", "im1_kernel8"),
+        # The question: two 23 px kernels, estimated at 21 px (published), both configs.
+        question_images=("im1_kernel7", "im1_kernel8"),
+        question_configs={
+            "a": {},
+            "b": {
+                "ssim_after": 6,
+                "optim.decay_boundaries": (0.4, 0.6, 0.8),
+                "param_init": "pytorch",
+            },
+        },
+        question_precision="float32",
+        question_budget_s=300.0,
+        step_guess={},  # an H100's step time says nothing about a CPU
+        # Then one group: K = 11 (kernel 5's published size), one image.
+        levin_images=("im1_kernel5",),
         levin_crop=64,
         lai_images=LAI_5[:2],
         lai_crop=64,
@@ -512,14 +579,27 @@ def _file_entry(dataset: str, name: str) -> tuple[str, str, str]:
     raise ValueError(f"not a {dataset} image name: {name!r}")
 
 
-def load_items(dataset: str, root: str, names: Sequence[str], crop: int, kernel_size: int):
+def load_items(
+    dataset: str,
+    root: str,
+    names: Sequence[str],
+    crop: int,
+    kernel_size: int,
+    convention: str = "full",
+):
     """The blurry images of ``dataset`` (``'levin'``/``'lai'``) under ``root``, as dicts (name,
-    category, blurry [H, W, 1] float32, kernel_size, crop box), in the order of ``names``.
+    category, blurry [H, W, 1] float32, kernel_size, true_kernel_size, kernel_size_convention,
+    crop box), in the order of ``names``.
+
+    ``kernel_size`` is the size to estimate; 0: the benchmark's size for the true kernel under
+    ``convention`` (``jaxdeconv.bench.protocol.benchmark_kernel_size``: ``'full'``, the true
+    kernel's grid; ``'published'``, Levin's published sizes, 21 px for the 23 px kernels), and
+    ``kernel_size_convention`` records which (``'explicit'`` for a size given here).
 
     Only the blurry file and the kernel's size are read (the sharp images do not travel to the
     device for Lai: benchmarks/data/lai/README.md); they load as ``jaxdeconv.bench.datasets`` loads
     them (``read_gray``: 8-bit / 255, luminance for colour)."""
-    from jaxdeconv.bench import datasets
+    from jaxdeconv.bench import datasets, protocol
 
     folder = os.path.join(root, dataset)
     out = []
@@ -527,6 +607,8 @@ def load_items(dataset: str, root: str, names: Sequence[str], crop: int, kernel_
         blurry_file, kernel_file, category = _file_entry(dataset, name)
         image = datasets.read_gray(os.path.join(folder, blurry_file))
         true_k = int(np.load(os.path.join(folder, kernel_file), mmap_mode="r").shape[0])
+        kernel_name = os.path.splitext(os.path.basename(kernel_file))[0]
+        size = protocol.benchmark_kernel_size(dataset, kernel_name, true_k, convention)
         h, w = image.shape[:2]
         if crop:
             ch, cw = min(crop, h), min(crop, w)
@@ -539,7 +621,9 @@ def load_items(dataset: str, root: str, names: Sequence[str], crop: int, kernel_
                 name=name,
                 category=category,
                 blurry=np.asarray(image[t : t + bh, left : left + bw], np.float32),
-                kernel_size=int(kernel_size or true_k),
+                kernel_size=int(kernel_size or size),
+                true_kernel_size=true_k,
+                kernel_size_convention="explicit" if kernel_size else convention,
                 box=box,
             )
         )
@@ -547,24 +631,31 @@ def load_items(dataset: str, root: str, names: Sequence[str], crop: int, kernel_
 
 
 def phase_data(entry: dict, s: Settings, ctx: dict) -> None:
-    for dataset, root, names, crop, k in (
-        ("levin", s.levin_data, s.levin_images, s.levin_crop, s.levin_kernel_size),
-        ("lai", s.lai_data, s.lai_images, s.lai_crop, s.lai_kernel_size),
+    """Loads the question's, the levin phase's and the Lai images into ``ctx`` (keys
+    'question', 'levin', 'lai'); Levin's kernel sizes by ``levin_convention``, Lai's full."""
+    lev = (s.levin_data, s.levin_crop, s.levin_kernel_size, s.levin_convention)
+    for key, dataset, names, (root, crop, k, convention) in (
+        ("question", "levin", s.question_images, lev),
+        ("levin", "levin", s.levin_images, lev),
+        ("lai", "lai", s.lai_images, (s.lai_data, s.lai_crop, s.lai_kernel_size, "full")),
     ):
         try:
-            items = load_items(dataset, root, names, crop, k)
-        except Exception as e:  # noqa: BLE001 - the other dataset may still load
-            entry[dataset] = dict(error=_error(e))
-            entry["error"] = f"{dataset}: {_error(e)}"
+            items = load_items(dataset, root, names, crop, k, convention)
+        except Exception as e:  # noqa: BLE001 - the other images may still load
+            entry[key] = dict(error=_error(e))
+            entry["error"] = f"{key}: {_error(e)}"
             continue
-        ctx[dataset] = items
+        ctx[key] = items
         groups = _groups(items)
-        entry[dataset] = dict(
+        entry[key] = dict(
             names=[it["name"] for it in items],
-            groups=[dict(shape=list(key[0]), kernel_size=key[1], n=len(g)) for key, g in groups],
+            groups=[dict(shape=list(g[0]), kernel_size=g[1], n=len(m)) for g, m in groups],
+            true_kernel_sizes={it["name"]: it["true_kernel_size"] for it in items},
+            kernel_size_convention="explicit" if k else convention,
             crop=crop or None,
         )
-        _log(f"{dataset}: {len(items)} images in {len(groups)} groups (shape, K)")
+        sizes = [g[1] for g, _ in groups]
+        _log(f"{key}: {len(items)} images in {len(groups)} groups (shape, K = {sizes})")
 
 
 def _groups(items: list[dict]) -> list[tuple[tuple, list[dict]]]:
@@ -629,6 +720,7 @@ def phase_profile(entry: dict, s: Settings, clock: Clock, report: Report, ctx: d
     shape = (s.size, s.size, 1)
     entry.update(
         preset=s.preset,
+        overrides=s.overrides,
         shape=list(shape),
         kernel_size=s.kernel_size,
         timed=s.timed_steps,
@@ -899,10 +991,11 @@ def run_group(
     out_dir: str,
     group: dict,
     save_report: Callable[[], None],
+    meta_extra: dict | None = None,
 ) -> list[dict]:
     """Trains ``items`` (one shape and kernel size) in batches of ``batch`` at ``precision``
     until done or ``end_s`` (seconds on ``clock``); saves ``<dataset>_<label>.npz`` after every
-    batch. Returns the results."""
+    batch, its ``meta`` updated with ``meta_extra``. Returns the results."""
     import jax
     import jax.numpy as jnp
 
@@ -921,6 +1014,8 @@ def run_group(
         overrides=s.overrides,
         num_steps=s.num_steps,
         kernel_size=k,
+        kernel_size_convention=items[0].get("kernel_size_convention", "full"),
+        true_kernel_sizes={it["name"]: it.get("true_kernel_size") for it in items},
         shape=list(shape),
         seed=s.seed,
         prng_impl=s.prng_impl,
@@ -935,6 +1030,7 @@ def run_group(
         git_commit=ctx.get("git_commit", ""),
         date=time.strftime("%Y-%m-%d", time.gmtime()),
         smoke=s.smoke,
+        **(meta_extra or {}),
     )
     group.update(
         label=label,
@@ -1061,6 +1157,7 @@ def run_dataset(
     report: Report,
     ctx: dict,
     suffix: str = "",
+    meta: dict | None = None,
 ) -> list[dict]:
     """Runs ``items`` group by group (shape, kernel size), in their order, each in batches of up
     to ``s.max_batch``. Each group's plan (:func:`plan_levin`) takes the batch size, among the
@@ -1069,7 +1166,8 @@ def run_dataset(
     a group of which no image can finish is skipped (the later, maybe smaller, ones are still
     tried). With nothing measured yet, a group runs at its batch until done or ``end`` (it
     stops at a log point and saves what it has). Group records go into ``entry['groups']``;
-    returns every result."""
+    files are ``<dataset>_<precision>_<H>x<W>_k<K><suffix>.npz`` with ``meta`` added to their
+    meta; returns every result."""
     groups = entry.setdefault("groups", [])
     compiled = ctx.get("compiled", {})
     results: list[dict] = []
@@ -1119,6 +1217,7 @@ def run_dataset(
                 report.out_dir,
                 group,
                 report.save,
+                meta,
             )
             group["status"] = "ok"
         except Exception as e:  # noqa: BLE001 - the next group may still run
@@ -1145,7 +1244,7 @@ def phase_run(
     budget = s.levin_budget_s if dataset == "levin" else s.deadline_s
     end = min(clock.elapsed() + budget, s.deadline_s)
     p0 = s.levin_precision
-    entry.update(end_s=round(end, 1), precision=p0)
+    entry.update(end_s=round(end, 1), precision=p0, overrides=s.overrides)
     results = run_dataset(entry, dataset, items, p0, s, clock, end, report, ctx)
     errors = [g for g in entry["groups"] if g.get("status") == "error"]
     if errors and not results:
@@ -1164,12 +1263,217 @@ def phase_run(
         run_dataset(entry, dataset, first_group[0][1], p, s, clock, end, report, ctx)
 
 
+def _levin_sharp(root: str, name: str, box: Sequence[int]) -> np.ndarray | None:
+    """The sharp Levin image of ``name`` (``imN_kernelM``) under ``root``/levin/sharp, cut to
+    ``box``; None when the file is not there."""
+    from jaxdeconv.bench import datasets
+
+    path = os.path.join(root, "levin", "sharp", f"{name.split('_')[0]}.png")
+    if not os.path.exists(path):
+        return None
+    t, left, h, w = (int(v) for v in box)
+    return datasets.read_gray(path)[t : t + h, left : left + w]
+
+
+def choose_better(labels: Sequence[str], scores: dict, finished: dict) -> dict:
+    """Which config did better: the higher mean two-stage PSNR over the images that every config
+    finished (all steps) and scored, like with like; the first label when there is nothing to
+    compare (or on a tie).
+
+    Args:
+      labels: the configs, in order.
+      scores: ``{label: {image name: two-stage PSNR}}``.
+      finished: ``{label: image names run for all steps}``.
+
+    Returns:
+      ``dict(better, reason, compared=[names], means={label: dB})``.
+    """
+    labels = list(labels)
+    if not labels:
+        return dict(better=None, reason="no config", compared=[], means={})
+    if len(labels) == 1:
+        return dict(
+            better=labels[0], reason="one config: nothing to compare", compared=[], means={}
+        )
+    sets = [set(finished.get(x, ())) & set(scores.get(x, {})) for x in labels]
+    common = set.intersection(*sets)
+    names = [n for n in scores.get(labels[0], {}) if n in common]
+    if not names:
+        return dict(
+            better=labels[0],
+            reason=f"nothing to compare (no image finished and scored by every config): "
+            f"keeping '{labels[0]}'",
+            compared=[],
+            means={},
+        )
+    means = {x: float(np.mean([scores[x][n] for n in names])) for x in labels}
+    best = labels[0]
+    for x in labels[1:]:
+        if means[x] > means[best]:
+            best = x
+    text = ", ".join(f"{x} {means[x]:.2f} dB" for x in labels)
+    if any(means[x] == means[best] for x in labels if x != best):
+        reason = f"equal means over the {len(names)} images ({text}): keeping '{best}'"
+    else:
+        reason = f"higher mean two-stage PSNR over the {len(names)} images every config finished"
+        reason += f" ({text})"
+    return dict(better=best, reason=reason, compared=names, means=means)
+
+
+def phase_question(entry: dict, s: Settings, clock: Clock, report: Report, ctx: dict) -> None:
+    """Issue 40: each of ``question_configs`` (overrides on top of ``s.overrides``) on the
+    question images at ``question_precision`` (:func:`run_dataset`, files suffixed
+    ``_q<label>``), config i until start + (i + 1) * ``question_budget_s`` / n; each config has
+    its own specs and compiled steps, the measured times are shared. Before anything was
+    measured the first plan takes ``step_guess`` as measured. Then the two-stage images computed
+    on the way are scored against the sharp images, when there (``entry['scores']``), and
+    ``entry['better']`` names the config with the higher mean two-stage PSNR over the images
+    every config finished (:func:`choose_better`)."""
+    from jaxdeconv.bench import metrics
+
+    labels = list(s.question_configs)
+    if not s.question_images or not labels:
+        entry["status"] = "skipped: no images asked for"
+        return
+    items = ctx.get("question")
+    if not items:
+        raise RuntimeError("no question images loaded (see the data phase)")
+    start = clock.elapsed()
+    precision = s.question_precision
+    entry.update(
+        images=[it["name"] for it in items],
+        precision=precision,
+        kernel_size_convention=items[0]["kernel_size_convention"],
+        kernel_sizes={it["name"]: it["kernel_size"] for it in items},
+        true_kernel_sizes={it["name"]: it["true_kernel_size"] for it in items},
+        budget_s=s.question_budget_s,
+        configs={},
+    )
+    measured = ctx.setdefault("measured", [])
+    compile_times = ctx.setdefault("compile_times", [])
+    if not measured and s.step_guess:
+        measured.append(dict(s.step_guess, guess=True))
+        entry["step_guess"] = dict(s.step_guess)
+    results: dict[str, list[dict]] = {}
+    try:
+        for i, label in enumerate(labels):
+            extra = dict(s.question_configs[label])
+            end = min(start + (i + 1) * s.question_budget_s / len(labels), s.deadline_s)
+            sub = entry["configs"].setdefault(label, {})
+            sub.update(overrides=extra, end_s=round(end, 1))
+            qs = dataclasses.replace(s, overrides={**s.overrides, **extra})
+            # Own specs and compiled steps (they depend on the config), shared measurements.
+            qctx = dict(
+                measured=measured, compile_times=compile_times, git_commit=ctx.get("git_commit", "")
+            )
+            meta = dict(question=label, question_overrides=extra)
+            _log(f"question {label}: overrides {extra}, until t = {end:.0f} s")
+            results[label] = run_dataset(
+                sub, "levin", items, precision, qs, clock, end, report, qctx, f"_q{label}", meta
+            )
+            sub["finished"] = [r["name"] for r in results[label] if r["steps_done"] == s.num_steps]
+            report.save()
+    finally:
+        measured[:] = [m for m in measured if not m.get("guess")]
+    scores: dict[str, dict[str, float]] = {}
+    missing = set()
+    for label in labels:
+        for r in results.get(label, []):
+            sharp = _levin_sharp(s.levin_data, r["name"], r["box"])
+            if sharp is None:
+                missing.add(r["name"])
+            elif r.get("two_stage") is not None:
+                psnr = metrics.aligned_psnr_ssim(r["two_stage"], sharp)["psnr"]
+                scores.setdefault(label, {})[r["name"]] = float(psnr)
+    entry["scores"] = scores
+    if missing:
+        entry["no_sharp_image"] = sorted(missing)
+    finished = {x: entry["configs"].get(x, {}).get("finished", []) for x in labels}
+    entry.update(choose_better(labels, scores, finished))
+    _log(f"question: better {entry['better']!r}: {entry['reason']}")
+    errors = [
+        g.get("error", "")
+        for x in labels
+        for g in entry["configs"].get(x, {}).get("groups", [])
+        if g.get("status") == "error"
+    ]
+    if errors and not any(results.values()):
+        entry["status"] = "error"
+        entry["error"] = errors[0]
+
+
+def parse_overrides(preset: str, text: str) -> dict:
+    """``'FIELD=VALUE,...'`` as ``{field: value}``, each value read and type-checked as the
+    config's own overrides are (``jaxdeconv.config.apply_overrides`` on ``preset``, then
+    ``check_values``); a comma inside brackets or quotes belongs to its value:
+    ``'ssim_after=1000,optim.decay_boundaries=(0.4,0.6,0.8)'``. Raises ``ValueError``."""
+    from jaxdeconv import config as config_lib
+
+    items, depth, quote, cur = [], 0, "", ""
+    for ch in text:
+        if quote:
+            quote = "" if ch == quote else quote
+        elif ch in "'\"":
+            quote = ch
+        elif ch in "([{":
+            depth += 1
+        elif ch in ")]}":
+            depth -= 1
+        elif ch == "," and depth == 0:
+            items.append(cur)
+            cur = ""
+            continue
+        cur += ch
+    items = [x.strip() for x in items + [cur] if x.strip()]
+    cfg = config_lib.PRESETS[preset]()
+    config_lib.apply_overrides(cfg, items)
+    config_lib.check_values(cfg)
+    out = {}
+    for item in items:
+        field = item.partition("=")[0].strip()
+        node = cfg
+        for part in field.split("."):
+            node = node[part]
+        out[field] = node
+    return out
+
+
 # ----------------------------------------------------------------------------------------------
 # The report's tables.
 
 
 def _f(x, fmt: str) -> str:
     return format(x, fmt) if isinstance(x, int | float) and math.isfinite(x) else "-"
+
+
+def _question_markdown(q: dict, data: dict) -> list[str]:
+    """The question phase's table: per config, images finished, mean two-stage PSNR over the
+    images compared and over all it scored, and which is better."""
+    if not q.get("configs"):
+        return []
+    n = len(q.get("images", []))
+    lines = [
+        f"## Question: {n} Levin images, precision '{q.get('precision')}', kernel sizes "
+        f"'{q.get('kernel_size_convention')}' ({sorted(set(q.get('kernel_sizes', {}).values()))}"
+        f" px), {data['settings'].get('num_steps')} steps",
+        "",
+        f"- better: **{q.get('better', '-')}**: {q.get('reason', '-')}",
+        f"- compared (finished by every config): {q.get('compared', [])}",
+        f"- the later phases ran: {data.get('after_question', 'the settings as given')}",
+        "",
+        "| config | overrides | images done | mean two-stage PSNR (compared) | mean two-stage PSNR "
+        "(all scored) | better |",
+        "|---|---|---|---|---|---|",
+    ]
+    for label, c in q["configs"].items():
+        scored = q.get("scores", {}).get(label, {})
+        mean_all = float(np.mean(list(scored.values()))) if scored else float("nan")
+        lines.append(
+            f"| {label} | {c.get('overrides') or '(preset as is)'} | "
+            f"{len(c.get('finished', []))} of {n} | {_f(q.get('means', {}).get(label), '.2f')} | "
+            f"{_f(mean_all, '.2f')} ({len(scored)}) | {'yes' if q.get('better') == label else ''} |"
+        )
+    return lines + [""]
 
 
 def markdown(data: dict) -> str:
@@ -1187,6 +1491,7 @@ def markdown(data: dict) -> str:
         + ", ".join(f"{k} {v.get('status')} ({v.get('seconds', '?')} s)" for k, v in ph.items()),
         "",
     ]
+    lines += _question_markdown(ph.get("question", {}), data)
     lines += gpu_profile.markdown(ph.get("profile", {}))
     prec = ph.get("precision", {})
     if prec.get("rows"):
@@ -1229,14 +1534,16 @@ def markdown(data: dict) -> str:
             else:
                 lines.append(f"| {r['batch']} | {r.get('status')} {r.get('error', '')} |")
         lines.append("")
-    for name in ("levin", "lai"):
+    for name in ("question", "levin", "lai"):
         run = ph.get(name, {})
-        if not run.get("groups"):
+        groups = list(run.get("groups", []))
+        groups += [g for c in run.get("configs", {}).values() for g in c.get("groups", [])]
+        if not groups:
             continue
         lines += [f"## {name.capitalize()} runs ({data['settings'].get('num_steps')} steps)", ""]
         lines += ["| group | B | images done | steps | compile s | training s | s/step | status |"]
         lines += ["|---|---|---|---|---|---|---|---|"]
-        for g in run.get("groups", []):
+        for g in groups:
             chunks = g.get("chunks", [])
             train_s = sum(c["train_s"] for c in chunks)
             steps = sorted({c["steps_done"] for c in chunks})
@@ -1287,6 +1594,13 @@ def run(s: Settings, out_dir: str) -> dict:
         ctx["git_commit"] = entry.get("git_commit", "")
     with phase(report, "data", clock) as entry:
         phase_data(entry, s, ctx)
+    with phase(report, "question", clock) as entry:
+        phase_question(entry, s, clock, report, ctx)
+    better = report.data["phases"]["question"].get("better")
+    if better is not None:  # every later phase runs the better config (one spec cache)
+        s = dataclasses.replace(s, overrides={**s.overrides, **s.question_configs[better]})
+        report.data["after_question"] = dict(config=better, overrides=s.overrides)
+        report.save()
     with phase(report, "profile", clock) as entry:
         phase_profile(entry, s, clock, report, ctx)
     with phase(report, "precision", clock) as entry:
@@ -1318,14 +1632,22 @@ def _main(argv) -> None:
         "levin_precision",
         "prng_impl",
         "max_batch",
+        "question_precision",
+        "question_budget_s",
+        "levin_convention",
     ):
         if f[name].present:
             changes[name] = f[name].value
-    for name in ("precisions", "check_precisions", "levin_images", "lai_images"):
+    for name in ("precisions", "check_precisions", "levin_images", "lai_images", "question_images"):
         if f[name].present:
             changes[name] = tuple(v for v in f[name].value if v)
     if f["batches"].present:
         changes["batches"] = tuple(int(v) for v in f.batches)
+    if f["overrides"].present:
+        changes["overrides"] = {**s.overrides, **parse_overrides(s.preset, f.overrides)}
+    if f["question_b"].present:
+        b = parse_overrides(s.preset, f.question_b)
+        changes["question_configs"] = {**s.question_configs, "b": b}
     s = dataclasses.replace(s, **changes)
     out = f.out or os.environ.get("OUT") or os.path.join(REPO, "runs", "gpu_report")
     run(s, out)
@@ -1344,7 +1666,25 @@ def _define_flags() -> None:
     flags.DEFINE_list("batches", None, "Batch sizes to time (and to choose from).")
     flags.DEFINE_string("levin_precision", None, "Precision setting of the Levin and Lai runs.")
     flags.DEFINE_list("check_precisions", None, "Precisions to rerun the images with, in time.")
-    flags.DEFINE_list("levin_images", None, "Levin image names (default: all 32, K = 23 last).")
+    flags.DEFINE_list(
+        "levin_images", None, "Levin image names (default: the 24 not in the question)."
+    )
+    flags.DEFINE_enum(
+        "levin_convention", None, ["published", "full"], "Levin kernel sizes (default published)."
+    )
+    flags.DEFINE_list(
+        "question_images", None, "The question's Levin images (default the 8 K = 23; empty: none)."
+    )
+    flags.DEFINE_string("question_precision", None, "The question's precision (default float32).")
+    flags.DEFINE_float("question_budget_s", None, "Seconds for the question's configs together.")
+    flags.DEFINE_string(
+        "overrides", None, "FIELD=VALUE,... on the preset, for every phase (e.g. a config b)."
+    )
+    flags.DEFINE_string(
+        "question_b",
+        None,
+        "Config b's overrides, FIELD=VALUE,... (default: the lineage options; empty: none).",
+    )
     flags.DEFINE_list("lai_images", None, "Lai image names (default: the 5 in benchmarks/data).")
     flags.DEFINE_float("profile_budget_s", None, "Most seconds for the profile (0: skip it).")
     flags.DEFINE_string("prng_impl", None, "The runs' PRNG: threefry2x32 (default), rbg, ...")

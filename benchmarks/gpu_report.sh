@@ -2,7 +2,8 @@
 # Runs benchmarks/gpu_report.py on the GPU machine (see that file's docstring), from any folder:
 #   bash benchmarks/gpu_report.sh [gpu_report.py flags]
 # Output: $OUT (else runs/gpu_report): report.json, report.md, log.txt and one
-# <dataset>_<precision>_<H>x<W>_k<K>.npz per group of Levin/Lai images (levin_default_255x255_k19.npz).
+# <dataset>_<precision>_<H>x<W>_k<K>[_q<config>].npz per group of Levin/Lai images
+# (levin_float32_255x255_k21_qa.npz: the question's config a; levin_default_255x255_k17.npz).
 # What that machine lacks is installed from files in this repository (no index is reachable):
 # the ml-collections wheel into /tmp/jaxdeconv_site, the project itself with --no-deps. Both are
 # also put on PYTHONPATH, so the report runs even if an install step fails.

@@ -20,12 +20,20 @@ the one recomputed here (``two_stage_gpu_psnr``).
 Levin sharp images and kernels come from ``--data`` (benchmarks/data holds all 32); Lai's from
 ``--lai_data`` (the sharp images do not travel to the GPU machine: ../shared/data).
 
+Groups are labelled ``'<dataset> <precision>'``, plus ``' q<config>'`` for the question phase's
+files (issue 40: meta ``question``); every row carries ``config`` (the question config, else
+''), ``kernel_size_convention`` (meta's; 'full' for files from before it was recorded) and
+``precision``.
+
 Prints one markdown table per group (with the `fast` preset's numbers on the same images from
-``--compare``, when given), a precision comparison when there are several, writes the rows as
-CSV beside ``--out``, and with ``--csv_dir`` the docs-ready tables
-``levin_paper_gpu_results.csv`` (always the 32 Levin images: those not in the results are
-taken from ``--previous``, the issue-16 H100 run of the 8 K = 23 images, with their
-``source``, else marked ``not run``) and ``lai_paper_gpu_results.csv`` (the Lai images run).
+``--compare``, when given), so one per question config, a comparison of the question configs
+on the images all of them finished, a precision comparison when there are several, writes the
+rows as CSV beside ``--out``, and with ``--csv_dir`` the docs-ready tables
+``levin_paper_gpu_results.csv`` (always the 32 Levin images at ``--precision``, question rows
+aside: those not in the results are taken from ``--previous``, the issue-16 H100 run of the 8
+K = 23 images, with their ``source``, else marked ``not run``), ``lai_paper_gpu_results.csv``
+(the Lai images run) and, when there are question rows, ``levin_paper_gpu_question_results.csv``
+(every question row, both configs).
 """
 
 from __future__ import annotations
@@ -49,15 +57,23 @@ from jaxdeconv.bench.protocol import PUBLISHED_SCORES, SCORES  # noqa: E402
 # Lai's published scale (evaluate.published_scores, and the direct image the same way).
 PUBLISHED = ("psnr_direct_published", "ssim_direct_published", *PUBLISHED_SCORES)
 _NAMES = ("name", "category", "kernel_name", "kernel_size", "nonblind_method")
+# The run's facts every row carries: the question config ('' outside the question phase), the
+# kernel size convention (files from before it was recorded: 'full') and the precision setting.
+RUN_COLUMNS = ("config", "kernel_size_convention", "precision")
 COLUMNS = (
-    ("group", "dataset", *_NAMES, "steps_done", "seconds")
+    ("group", "dataset", *RUN_COLUMNS, *_NAMES, "steps_done", "seconds")
     + SCORES
     + ("two_stage_gpu_psnr",)
     + PUBLISHED
 )
 # The docs-ready tables (--csv_dir).
+_RUN = ("status", "source", "steps_done", "seconds_per_image")
 LEVIN_CSV_COLUMNS = (
-    ("name", "category", "kernel_size", "status", "source", "steps_done", "seconds_per_image")
+    ("name", "category", "kernel_size", *RUN_COLUMNS, *_RUN) + SCORES + ("two_stage_gpu_psnr",)
+)
+# Every question row (issue 40), config by config (--csv_dir, when there are any).
+QUESTION_CSV_COLUMNS = (
+    ("config", "name", "category", "kernel_size", "kernel_size_convention", "precision", *_RUN)
     + SCORES
     + ("two_stage_gpu_psnr",)
 )
@@ -127,6 +143,14 @@ def _load_items(dataset: str, roots: dict, names: list[str]) -> dict:
     return {it.name: it for it in loader(roots[dataset], names)}
 
 
+def group_label(g: dict) -> str:
+    """``'<dataset> <precision>'``, plus ``' q<label>'`` for a question config's file: the files
+    of one label (one per shape and kernel size) add up."""
+    m = g["meta"]
+    label = f"{m['dataset']} {m.get('precision', os.path.basename(g['path']))}"
+    return label + (f" q{m['question']}" if m.get("question") else "")
+
+
 def score_group(g: dict, roots, nonblind: str = "protocol", cache=None) -> list:
     """Per-image score rows (dicts with ``COLUMNS``) for one loaded group. ``roots``: the data
     folder of each dataset (``{'levin': ..., 'lai': ...}``; a string serves both)."""
@@ -137,7 +161,8 @@ def score_group(g: dict, roots, nonblind: str = "protocol", cache=None) -> list:
     cache = {} if cache is None else cache
     items = _load_items(dataset, roots, g["names"])
     seconds = _seconds_per_image(g["meta"])
-    label = f"{dataset} {g['meta'].get('precision', os.path.basename(g['path']))}"
+    question = g["meta"].get("question") or ""
+    label = group_label(g)
     luma = evaluate.PUBLISHED_LUMA.get(dataset)
     rows = []
     for i, name in enumerate(g["names"]):
@@ -160,6 +185,9 @@ def score_group(g: dict, roots, nonblind: str = "protocol", cache=None) -> list:
         row = dict(
             group=label,
             dataset=dataset,
+            config=question,
+            kernel_size_convention=g["meta"].get("kernel_size_convention", "full"),
+            precision=g["meta"].get("precision", ""),
             name=name,
             category=it.category,
             kernel_name=it.kernel_name,
@@ -223,10 +251,19 @@ def group_markdown(g: dict, rows: list, compare: dict, compare_label: str) -> st
 
     m = g["meta"]
     steps = sorted({r["steps_done"] for r in rows})
+    question = (
+        f", question config `{m['question']}` (overrides {m.get('question_overrides') or 'none'})"
+        if m.get("question")
+        else ""
+    )
     lines = [
         f"### {m['dataset'].capitalize()}, {len(rows)} images — preset `{m.get('preset')}` on "
-        f"{m.get('device_kind')} ({m.get('backend')}), precision setting `{m.get('precision')}`",
+        f"{m.get('device_kind')} ({m.get('backend')}), precision setting `{m.get('precision')}`"
+        f"{question}",
         "",
+        f"- kernel sizes: {m.get('kernel_size_convention', 'full')} "
+        f"({sorted({r['kernel_size'] for r in rows})} px); overrides on the preset: "
+        f"{m.get('overrides') or 'none'}",
         f"- run {m.get('date')}, commit {m.get('git_commit') or '?'}, jax "
         f"{m.get('versions', {}).get('jax', '?')}; {m.get('num_steps')} steps per image "
         f"(done: {steps}); batches of {m.get('batch')} images (vmap); seed {m.get('seed')}",
@@ -282,15 +319,19 @@ def group_markdown(g: dict, rows: list, compare: dict, compare_label: str) -> st
     return "\n".join(lines)
 
 
-def comparison_markdown(rows_by_group: dict) -> str:
-    """Two-stage PSNR of the images every group finished, one column per group."""
+def comparison_markdown(
+    rows_by_group: dict, title: str = "Precision settings on the same images"
+) -> str:
+    """Two-stage PSNR of the images every group has, one column per group."""
     labels = list(rows_by_group)
+    if len(labels) < 2:
+        return ""
     common = set.intersection(*({r["name"] for r in rs} for rs in rows_by_group.values()))
-    if len(labels) < 2 or not common:
+    if not common:
         return ""
     by = {g: {r["name"]: r for r in rs} for g, rs in rows_by_group.items()}
     lines = [
-        "### Precision settings on the same images (two-stage PSNR, dB)",
+        f"### {title} (two-stage PSNR, dB)",
         "",
         "| image | " + " | ".join(labels) + f" | {labels[1]} - {labels[0]} |",
         "|---|" + "---|" * (len(labels) + 1),
@@ -317,9 +358,9 @@ def score(
     compare_label: str = "fast",
     nonblind: str = "protocol",
 ) -> tuple[str, dict]:
-    """Scores every file; returns (markdown, {group label: rows}), one label per dataset and
-    precision (``'levin default'``): the files of one label (one per shape and kernel size)
-    add up."""
+    """Scores every file; returns (markdown, {group label: rows}), one label per dataset,
+    precision and question config (``'levin default'``, ``'levin float32 qb'``:
+    :func:`group_label`): the files of one label (one per shape and kernel size) add up."""
     cache: dict = {}
     cmp_rows = read_compare(compare)
     roots = {"levin": data_root, "lai": lai_root}
@@ -336,7 +377,11 @@ def score(
             parts.append("(smoke run: these numbers only show that the chain works)\n")
         use_compare = not g["meta"].get("smoke") and g["meta"]["dataset"] == "levin"
         parts.append(group_markdown(g, rows, cmp_rows if use_compare else {}, compare_label))
-    parts.append(comparison_markdown(rows_by_group))
+    question = {k: v for k, v in rows_by_group.items() if v and v[0]["config"]}
+    finished = {k: [r for r in v if r["steps_done"] == r["num_steps"]] for k, v in question.items()}
+    parts.append(comparison_markdown(finished, "Question configs on the images all finished"))
+    others = {k: v for k, v in rows_by_group.items() if k not in question}
+    parts.append(comparison_markdown(others))
     return "\n".join(p for p in parts if p), rows_by_group
 
 
@@ -354,16 +399,19 @@ def rows_csv(rows_by_group: dict) -> str:
 
 
 def _docs_row(r: dict, source: str) -> dict:
-    return dict(r, status="ok", source=source, seconds_per_image=r.get("seconds"))
+    r = dict(r, status="ok", source=source, seconds_per_image=r.get("seconds"))
+    r.setdefault("kernel_size_convention", "full")  # earlier CSVs: all at the full size
+    return r
 
 
 def docs_tables(
     rows_by_group: dict, precision: str = "default", previous: str | None = None
 ) -> dict:
-    """The docs-ready rows: ``{'levin': 32 rows, 'lai': the Lai images run}`` at ``precision``.
-    A Levin image without a finished result here (all ``num_steps``) is taken from
-    ``previous`` (an earlier run's CSV of this script, ``source`` = its file name), else its
-    row says ``not run`` (or ``partial``, with the steps done)."""
+    """The docs-ready rows: ``{'levin': 32 rows, 'lai': the Lai images run, 'question': every
+    question row}``; Levin and Lai at ``precision``. A Levin image without a finished result
+    here (all ``num_steps``) is taken from ``previous`` (an earlier run's CSV of this script,
+    ``source`` = its file name), else its row says ``not run`` (or ``partial``, with the steps
+    done). The question rows (both configs, any precision) are by config, then image."""
     from jaxdeconv.bench import datasets
 
     levin = {r["name"]: r for r in rows_by_group.get(f"levin {precision}", [])}
@@ -391,17 +439,34 @@ def docs_tables(
     for r in lai:
         status = "ok" if r["steps_done"] == r["num_steps"] else "partial"
         out_lai.append(dict(_docs_row(r, "this run"), status=status))
-    return {"levin": out_levin, "lai": out_lai}
+    rank = {n: i for i, n in enumerate(names)}
+    question = sorted(
+        (r for rows in rows_by_group.values() for r in rows if r.get("config")),
+        key=lambda r: (r["config"], r["precision"], rank.get(r["name"], 99), r["name"]),
+    )
+    out_question = [
+        dict(
+            _docs_row(r, "this run"),
+            status="ok" if r["steps_done"] == r["num_steps"] else "partial",
+        )
+        for r in question
+    ]
+    return {"levin": out_levin, "lai": out_lai, "question": out_question}
 
 
 def write_docs_csvs(tables: dict, csv_dir: str) -> list[str]:
-    """Writes ``levin_paper_gpu_results.csv`` and (with rows) ``lai_paper_gpu_results.csv``."""
+    """Writes ``levin_paper_gpu_results.csv`` and, with rows, ``lai_paper_gpu_results.csv`` and
+    ``levin_paper_gpu_question_results.csv``."""
     os.makedirs(csv_dir, exist_ok=True)
     written = []
-    for name, columns in (("levin", LEVIN_CSV_COLUMNS), ("lai", LAI_CSV_COLUMNS)):
+    for name, columns, file in (
+        ("levin", LEVIN_CSV_COLUMNS, "levin_paper_gpu_results.csv"),
+        ("lai", LAI_CSV_COLUMNS, "lai_paper_gpu_results.csv"),
+        ("question", QUESTION_CSV_COLUMNS, "levin_paper_gpu_question_results.csv"),
+    ):
         if not tables.get(name):
             continue
-        path = os.path.join(csv_dir, f"{name}_paper_gpu_results.csv")
+        path = os.path.join(csv_dir, file)
         with open(path, "w") as fh:
             fh.write(_csv_text(columns, tables[name]))
         written.append(path)

@@ -211,8 +211,9 @@ def test_extra_loss_sees_the_draws_beside_the_papers_terms(tiny_config, scheme, 
 
 def test_the_spec_is_the_one_source_of_kernel_size_and_schedules(tiny_config):
     """With spec=, the spec's kernel size and schedules are used everywhere (a K=5 spec with
-    config.kernel_size=7 once gave a 30x30 image from a 32x32 input); a spec built for another
-    shape is refused; a builder builds each run's own."""
+    config.kernel_size=7 once gave a 30x30 image from a 32x32 input, later a 5x5 kernel without
+    a word: now refused, naming both sizes); a spec built for another shape is refused; a
+    builder builds each run's own."""
     cfg = tiny_config
     cfg.num_steps = 2
     blurry = synthetic.make_example(32, 32, 5, seed=0).blurry
@@ -221,7 +222,9 @@ def test_the_spec_is_the_one_source_of_kernel_size_and_schedules(tiny_config):
     )
     seven = cfg.copy_and_resolve_references()
     seven.kernel_size = 7
-    result = jaxdeconv.deblur(blurry, seven, spec=spec)
+    with pytest.raises(ValueError, match="built for 5x5 kernels but config.kernel_size is 7"):
+        jaxdeconv.deblur(blurry, seven, spec=spec)
+    result = jaxdeconv.deblur(blurry, cfg, spec=spec)
     assert result.image.shape == (32, 32, 1) and result.kernel.shape == (5, 5)
     assert result.image_big.shape == (36, 36, 1)
     np.testing.assert_array_equal(result.metrics["dropout_rate"], [0.125, 0.125])

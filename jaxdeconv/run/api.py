@@ -402,9 +402,10 @@ def deblur(
         ``build_spec(config, shape)._replace(kernel_net=MyNet(), zk_shape=...)``, or a builder
         ``spec(config, shape) -> RunSpec``: your networks go through the same loop,
         checkpoints and outputs. The spec is the one source of truth for what it holds
-        (networks, optimisers, schedules, kernel size, loss and extra loss terms); the config
-        then gives only the loop (``num_steps``, ``log_every``, ``checkpoint_every``,
-        ``snapshot_every``, ``sample``). A ``RunSpec`` built for another image shape raises
+        (networks, optimisers, schedules, kernel size, loss and extra loss terms), which must
+        agree with the config's ``kernel_size`` (``ValueError`` naming both otherwise, before
+        anything compiles: ``train.check_spec``); the config then gives only the loop
+        (``num_steps``, ``log_every``, ``checkpoint_every``, ``snapshot_every``, ``sample``). A ``RunSpec`` built for another image shape raises
         ``ValueError``.
       step: your own ``step(spec, state, y, key) -> (state, metrics)`` in place of
         ``train.train_step``; every metric it returns is recorded per step in
