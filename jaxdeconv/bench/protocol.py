@@ -84,7 +84,8 @@ BENCHMARK_IGNORE = ("checkpoint_every",)
 # For Levin that is SelfDeblur's list (its Levin script, which the paper's "11x11 to 27x27"
 # describes): the grid of kernels 1-8 (19, 17, 15, 27, 13, 21, 23, 23 px) less 2 px, kernel 4
 # kept at 27. Every Levin kernel file has a ring of at least 1 px of zeros (measured: the
-# grid 2 px smaller, centred, holds all of each kernel's mass), so no kernel is cut. Lai and the synthetic suite were published on the true sizes.
+# grid 2 px smaller, centred, holds all of each kernel's mass), so no kernel is cut. Lai and
+# the synthetic suite were published on the true sizes.
 KERNEL_SIZE_CONVENTIONS = ("full", "published")
 PUBLISHED_KERNEL_SIZES = {
     "levin": {

@@ -405,8 +405,8 @@ def deblur(
         (networks, optimisers, schedules, kernel size, loss and extra loss terms), which must
         agree with the config's ``kernel_size`` (``ValueError`` naming both otherwise, before
         anything compiles: ``train.check_spec``); the config then gives only the loop
-        (``num_steps``, ``log_every``, ``checkpoint_every``, ``snapshot_every``, ``sample``). A ``RunSpec`` built for another image shape raises
-        ``ValueError``.
+        (``num_steps``, ``log_every``, ``checkpoint_every``, ``snapshot_every``, ``sample``).
+        A ``RunSpec`` built for another image shape raises ``ValueError``.
       step: your own ``step(spec, state, y, key) -> (state, metrics)`` in place of
         ``train.train_step``; every metric it returns is recorded per step in
         ``DeblurResult.metrics``; it must return ``'loss'``. (An extra loss term needs no
