@@ -87,3 +87,33 @@ def jaxdeconv_main(monkeypatch, capsys):
         return code, out.out, out.err
 
     return run
+
+
+@pytest.fixture
+def lock_holder():
+    """``start(out, name='summary', run_id='')``: a child process that takes the output
+    folder's lock (``folder_lock.acquire``) and holds it until the test ends (or until
+    ``holder.communicate('')``), exiting without releasing it; returns the ``Popen``."""
+    holders = []
+
+    def start(out, name="summary", run_id=""):
+        holder = subprocess.Popen(
+            [
+                sys.executable,
+                "-c",
+                "import sys; from jaxdeconv.app import folder_lock; "
+                f"folder_lock.acquire({str(out)!r}, {name!r}, run_id={run_id!r}, "
+                "log=lambda s: None); print('held', flush=True); sys.stdin.read()",
+            ],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        holders.append(holder)
+        assert holder.stdout.readline().strip() == "held"
+        return holder
+
+    yield start
+    for holder in holders:
+        if holder.returncode is None:
+            holder.communicate("")

@@ -208,7 +208,7 @@ def test_usage_errors_exit_2_in_one_line(args, says, tmp_path):
     assert not os.path.exists(tmp_path / "out")
 
 
-def test_output_folder_in_use_is_refused_with_exit_2(tmp_path):
+def test_output_folder_in_use_is_refused_with_exit_2(tmp_path, lock_holder):
     from jaxdeconv.app import folder_lock
 
     src = tmp_path / "in"
@@ -217,20 +217,8 @@ def test_output_folder_in_use_is_refused_with_exit_2(tmp_path):
     Image.fromarray((image * 255).astype(np.uint8)).save(src / "a.png")
     out = tmp_path / "out"
     # Another live process owns the folder (a child that holds the lock until told to stop).
-    holder = subprocess.Popen(
-        [
-            sys.executable,
-            "-c",
-            "import sys; from jaxdeconv.app import folder_lock; "
-            f"folder_lock.acquire({str(out)!r}, log=lambda s: None); print('held', flush=True); "
-            "sys.stdin.read()",
-        ],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        text=True,
-    )
+    holder = lock_holder(out)
     try:
-        assert holder.stdout.readline().strip() == "held"
         r = _cmd(f"--input={src}", f"--output_dir={out}", "--config=tiny", "--quiet")
         assert r.returncode == 2, r.stderr
         assert f"in use by process {holder.pid}" in r.stderr

@@ -140,7 +140,7 @@ def test_two_processes_with_a_local_coordinator(tmp_path):
 
 
 @pytest.mark.parametrize("holder_shards", [1, 3])
-def test_a_sharded_run_cannot_join_another_runs_folder(tmp_path, holder_shards):
+def test_a_sharded_run_cannot_join_another_runs_folder(tmp_path, holder_shards, lock_holder):
     """A live plain run (or a run with another shard count) owns the folder: a sharded run
     with other inputs is refused with exit 2 naming the holder, and touches nothing of it."""
     from jaxdeconv.app import folder_lock
@@ -151,20 +151,8 @@ def test_a_sharded_run_cannot_join_another_runs_folder(tmp_path, holder_shards):
         ex = synthetic.make_example(16, 16, 5, seed=seed)
         Image.fromarray(image_io.to_uint8(ex.blurry[..., 0])).save(folder / "a.png")
     name = shards.summary_name(shards.Shard(holder_shards, 0), "")
-    holder = subprocess.Popen(
-        [
-            sys.executable,
-            "-c",
-            "import sys; from jaxdeconv.app import folder_lock; "
-            f"folder_lock.acquire({str(out)!r}, {name!r}, run_id='holder', log=lambda s: None); "
-            "print('held', flush=True); sys.stdin.read()",
-        ],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        text=True,
-    )
+    holder = lock_holder(out, name, run_id="holder")
     try:
-        assert holder.stdout.readline().strip() == "held"
         before = sorted(os.listdir(out))
         r = subprocess.run(
             _command(b / "a.png", out, "--num_shards=2", "--shard_index=0"),
