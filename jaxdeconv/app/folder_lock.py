@@ -62,19 +62,26 @@ def _start_tick(pid: int) -> int | None:
         return None
 
 
+def pid_running(pid: int) -> bool:
+    """Whether a process ``pid`` exists on this host (another user's counts)."""
+    if not isinstance(pid, int) or pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except (ProcessLookupError, OverflowError):
+        return False
+    except PermissionError:  # another user's process: it exists
+        pass
+    return True
+
+
 def _running(owner: dict) -> bool | None:
     """Whether the owner's process still runs: True/False on this host, None elsewhere."""
     if owner.get("host") != socket.gethostname():
         return None
     pid = owner.get("pid")
-    if not isinstance(pid, int) or pid <= 0:
+    if not pid_running(pid):
         return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # another user's process: it exists
-        pass
     tick = owner.get("start_tick")
     return tick is None or _start_tick(pid) in (None, tick)
 
@@ -263,11 +270,8 @@ def acquire(
         "run_id": run_id,
     }
     with _gate(folder):
-        for other in sorted(glob.glob(os.path.join(glob.escape(folder), "*.lock"))):
-            if other != path:
-                _examine(other, run_id, name, take_over, log, output_dir)
-        if os.path.lexists(path):
-            _examine(path, run_id, name, take_over, log, output_dir)
+        for member in sorted(glob.glob(os.path.join(glob.escape(folder), "*.lock"))):
+            _examine(member, run_id, name, take_over, log, output_dir)
         fd = _open_regular(path, os.O_CREAT | os.O_EXCL | os.O_RDWR)
         if not _lock_nb(fd, path):  # cannot happen under the gate; refuse rather than share
             os.close(fd)

@@ -26,6 +26,8 @@ from typing import Any
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from jaxdeconv.app import folder_lock
+
 
 class ImageReadError(ValueError):
     """An input file could not be read as an image; the message names the file."""
@@ -325,7 +327,7 @@ def remove_stale_tmp_files(folder: str) -> list[str]:
             continue
         host, pid = m.group(1), m.group(2)
         if host == _host_tag() and pid is not None:
-            gone = not _pid_running(int(pid))
+            gone = not folder_lock.pid_running(int(pid))
         else:
             gone = now - st.st_mtime > _TMP_STALE_S
         if gone:
@@ -335,18 +337,6 @@ def remove_stale_tmp_files(folder: str) -> list[str]:
             except OSError:
                 pass
     return removed
-
-
-def _pid_running(pid: int) -> bool:
-    if pid == os.getpid():
-        return True
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except (PermissionError, OverflowError):
-        return True
-    return True
 
 
 def atomic_write(path: str, write) -> None:
