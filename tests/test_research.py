@@ -2,7 +2,6 @@
 one source of truth, fixed inputs, the documented keys, results that continue, every metric
 per step, checks at the boundary."""
 
-import warnings
 
 import flax.linen as nn
 import jax
@@ -304,20 +303,14 @@ def test_the_documented_keys_reproduce_deblur(tiny_config):
     np.testing.assert_allclose(train.kernel_estimate(spec, state), result.kernel, atol=1e-7)
 
 
-def test_former_names_still_work_with_a_warning(tiny_config):
-    with pytest.warns(DeprecationWarning, match="use RunSpec"):
-        assert train.Model is train.RunSpec
-    with pytest.warns(DeprecationWarning, match="use build_spec"):
-        assert jaxdeconv.build_model is train.build_spec
-    with pytest.warns(DeprecationWarning, match="two_stage_from_run"):
-        assert pipeline.finish is pipeline.two_stage_from_run
-    tiny_config.num_steps = 1
+def test_former_names_are_gone(tiny_config):
+    """0.2 removed the deprecated aliases (CHANGELOG.md): each fails at once, naming itself."""
+    gone = ((train, "Model"), (train, "build_model"), (jaxdeconv, "build_model"), (pipeline, "finish"))
+    for module, name in gone:
+        with pytest.raises(AttributeError, match=name):
+            getattr(module, name)
+    assert not hasattr(runner.Runner, "model")
+    assert "model" not in jaxdeconv.DeblurResult._fields
     blurry = synthetic.make_example(16, 16, 5, seed=0).blurry
-    spec = train.build_spec(tiny_config, blurry.shape)
-    with pytest.warns(DeprecationWarning, match="use spec="):
-        result = jaxdeconv.deblur(blurry, tiny_config, model=spec)
-    with pytest.warns(DeprecationWarning, match="use DeblurResult.spec"):
-        assert result.model == spec
-    with warnings.catch_warnings():
-        warnings.simplefilter("error")
-        assert result.spec == spec
+    with pytest.raises(TypeError, match="model"):
+        jaxdeconv.deblur(blurry, tiny_config, model=None)

@@ -144,17 +144,23 @@ def ssim(x: jax.Array, y: jax.Array) -> jax.Array:
     return jnp.mean(num / ((mx**2 + my**2 + c1) * (sxx + syy + c2)))
 
 
+def _is_zero(weight) -> bool:
+    """A weight that is the plain number 0 (the term is left out of the program); a traced
+    weight always keeps its term, whatever value it takes."""
+    return isinstance(weight, int | float) and weight == 0
+
+
 def loss_from_images(
     images: jax.Array,
     kernel: jax.Array,
     y: jax.Array,
     *,
-    mu: float,
-    tv_weight: float = 0.0,
+    mu: jax.Array | float,
+    tv_weight: jax.Array | float = 0.0,
     blur_method: str = "auto",
     data_term: str = "mean",
     ssim_weight: jax.Array | float = 0.0,
-    grad_weight: float = 0.0,
+    grad_weight: jax.Array | float = 0.0,
     extra: Extra | None = None,
 ) -> LossTerms:
     """The loss for draws ``images [N, Hb, Wb, C]`` and ``kernel [K, K]`` (or one kernel per
@@ -183,15 +189,15 @@ def loss_from_images(
         return jnp.mean(sq) if data_term == "mean" else jnp.sum(sq) / sq.shape[0]
 
     data = squares(residual)
-    if grad_weight:
+    if not _is_zero(grad_weight):
         data = data + grad_weight * (
             squares(jnp.diff(residual, axis=1)) + squares(jnp.diff(residual, axis=2))
         )
-    if not (isinstance(ssim_weight, int | float) and ssim_weight == 0):
+    if not _is_zero(ssim_weight):
         dissimilarity = 1.0 - jnp.mean(jax.vmap(lambda b: ssim(b, y))(blurred))
         data = (1.0 - ssim_weight) * data + ssim_weight * dissimilarity
     kernel_norm = jnp.sum(jnp.square(kernel)) / (kernel.shape[0] if kernel.ndim == 3 else 1)
-    tv = jnp.mean(jax.vmap(total_variation)(images)) if tv_weight else jnp.zeros(())
+    tv = jnp.mean(jax.vmap(total_variation)(images)) if not _is_zero(tv_weight) else jnp.zeros(())
     total = data + mu * kernel_norm + tv_weight * tv
     if extra is None:
         return LossTerms(total, data, kernel_norm, tv)
@@ -212,14 +218,14 @@ def mc_loss(
     num_draws: int,
     noise_std: jax.Array | float,
     dropout_rate: jax.Array | float,
-    mu: float,
-    tv_weight: float = 0.0,
+    mu: jax.Array | float,
+    tv_weight: jax.Array | float = 0.0,
     blur_method: str = "auto",
     randomize: str = "image",
     kernel_dropout_rate: jax.Array | float | None = None,
     data_term: str = "mean",
     ssim_weight: jax.Array | float = 0.0,
-    grad_weight: float = 0.0,
+    grad_weight: jax.Array | float = 0.0,
     extra: Extra | None = None,
 ) -> LossTerms:
     """Monte-Carlo loss for one blurry image ``y [H, W, C]``; differentiable in both params.

@@ -86,20 +86,28 @@ def active(terms: Sequence[ExtraLoss]) -> tuple[ExtraLoss, ...]:
 
 
 def combine(
-    terms: Sequence[ExtraLoss], key: jax.Array, step: jax.Array
+    terms: Sequence[ExtraLoss],
+    key: jax.Array,
+    step: jax.Array,
+    weights: Sequence | None = None,
 ) -> Callable[[jax.Array, jax.Array], tuple[jax.Array, dict]] | None:
     """``extra(images, kernel) -> (weighted sum, metrics)`` for ``loss.mc_loss`` (None when
-    there are no terms): term ``i`` gets ``fold_in(key, EXTRA_LOSS_STREAM + i)`` and ``step``."""
+    there are no terms): term ``i`` gets ``fold_in(key, EXTRA_LOSS_STREAM + i)`` and ``step``,
+    and weight ``weights[i]`` (a number or a traced scalar; default: the term's own)."""
     if not terms:
         return None
+    if weights is None:
+        weights = tuple(term.weight for term in terms)
+    if len(weights) != len(terms):
+        raise ValueError(f"{len(terms)} extra loss terms need {len(terms)} weights, got {weights}")
 
     def extra(images: jax.Array, kernel: jax.Array) -> tuple[jax.Array, dict]:
         total, metrics = None, {}
-        for i, term in enumerate(terms):
+        for i, (term, weight) in enumerate(zip(terms, weights, strict=True)):
             value, more = term.fn(
                 images, kernel, jax.random.fold_in(key, EXTRA_LOSS_STREAM + i), step
             )
-            weighted = term.weight * value
+            weighted = weight * value
             total = weighted if total is None else total + weighted
             metrics[term.name] = value
             metrics.update({f"{term.name}/{k}": v for k, v in (more or {}).items()})

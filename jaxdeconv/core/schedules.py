@@ -29,8 +29,19 @@ class PiecewiseConstant:
     boundaries: tuple[int, ...]
     values: tuple[float, ...]
 
+    @property
+    def levels(self) -> tuple[float, ...]:
+        """``(init, *values)``: the level before the first boundary, then after each one."""
+        return (self.init, *self.values)
+
     def __call__(self, step: ArrayLike) -> jnp.ndarray:
-        table = jnp.asarray([self.init, *self.values], dtype=jnp.float32)
+        return self.at(step, jnp.asarray(self.levels, dtype=jnp.float32))
+
+    def at(self, step: ArrayLike, levels: ArrayLike) -> jnp.ndarray:
+        """The schedule's value at ``step`` with its levels replaced by ``levels``
+        ``[1 + len(boundaries)]`` (traced values: a vmap or grad over them shares one
+        program; the boundaries stay part of the program)."""
+        table = jnp.asarray(levels)
         bounds = jnp.asarray(list(self.boundaries), dtype=jnp.int32)
         index = jnp.sum(jnp.asarray(step) >= bounds) if len(self.boundaries) else 0
         return table[index]

@@ -20,15 +20,20 @@ Keys, from the ``key`` given to ``init_state`` and the ``key`` given to ``train_
   split into its input-noise and dropout keys; extra loss term ``i`` takes
   ``fold_in(that key, loss_terms.EXTRA_LOSS_STREAM + i)``.
 
-``Model`` and ``build_model`` are the former names of ``RunSpec`` and ``build_spec`` (kept,
-deprecated).
+Hyper-parameters are values of the state, not constants of the program: the two learning
+rates sit in the optimiser states (``optax.inject_hyperparams``), and ``mu``, the loss weights
+and the levels of the dropout and input-noise schedules in ``TrainState.hyper``
+(:class:`Hyper`). :func:`with_hyperparameters` sets them (numbers or traced values) and
+:func:`hyperparameters` reads them, so ``jax.vmap`` over a grid of them trains the grid with one
+compiled step and ``jax.grad`` of an unrolled run reaches them, without rebuilding the spec.
+The structure stays static: networks, step counts, switch points, kernel size, and which loss
+terms exist (a weight that is 0 in the spec leaves its term out of the program).
 """
 
 from __future__ import annotations
 
 import functools
-import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, NamedTuple
 
 import flax.linen as nn
@@ -44,14 +49,28 @@ from jaxdeconv.core import loss as loss_lib
 from jaxdeconv.core.loss_terms import ExtraLoss
 
 
+class Hyper(struct.PyTreeNode):
+    """The numbers of a run a researcher sweeps, as traced values of the train step (the
+    learning rates are in the optimiser states): set them with :func:`with_hyperparameters`."""
+
+    mu: jax.Array  # weight of ||Gk(zk)||^2
+    tv_weight: jax.Array  # weight of the image's total variation (used when the spec has one)
+    grad_weight: jax.Array  # weight of the residual's differences (likewise)
+    dropout: jax.Array  # the dropout schedule's levels [1 + number of switch points]
+    noise: jax.Array  # the input-noise schedule's levels
+    kernel_dropout: jax.Array  # the sampled kernel net's dropout levels
+    extra_weights: tuple  # one weight per spec.extra_losses term
+
+
 class TrainState(struct.PyTreeNode):
     step: jax.Array
     params_x: Any
     params_k: Any
-    opt_x: Any
+    opt_x: Any  # optax state; its base learning rate: optim.learning_rate(opt_x)
     opt_k: Any
     zx: jax.Array  # [H + K - 1, W + K - 1, Cz], fixed input of Gx
     zk: jax.Array  # fixed input of Gk
+    hyper: Hyper  # the traced hyper-parameters but the learning rates
 
 
 class RunSpec(NamedTuple):
@@ -87,6 +106,11 @@ class RunSpec(NamedTuple):
     grad_weight: float = 0.0  # weight of the data term on the residual's differences
     extra_losses: tuple[ExtraLoss, ...] = ()  # added to the loss; () : the paper's loss alone
     param_init: str = "flax"  # initial weights: 'flax' or 'pytorch' (core.initializers)
+
+
+# What the entry points take as ``spec=``: a RunSpec, a builder ``spec(config, blurry_shape)``
+# (one spec per shape and kernel size), or None (``build_spec(config, blurry_shape)``).
+SpecArgument = RunSpec | Callable[[ml_collections.ConfigDict, tuple], RunSpec] | None
 
 
 def initial_noise_std(config: ml_collections.ConfigDict) -> float:
@@ -294,20 +318,96 @@ def _draw_state(spec: RunSpec, key, zx, zk) -> TrainState:
         opt_k=spec.tx_k.init(params_k),
         zx=zx,
         zk=zk,
+        hyper=default_hyper(spec),
     )
 
 
+def _f32(value) -> jax.Array:
+    return jnp.asarray(value, dtype=jnp.float32)
+
+
+def _like(value, old: jax.Array) -> jax.Array:
+    """``value`` as an array: its own float type if it has one (a float64 sweep stays
+    float64), else ``old``'s."""
+    return jnp.asarray(value, dtype=getattr(value, "dtype", old.dtype))
+
+
+def default_hyper(spec: RunSpec) -> Hyper:
+    """The spec's own values of the traced hyper-parameters (what the config said)."""
+    return Hyper(
+        mu=_f32(spec.mu),
+        tv_weight=_f32(spec.tv_weight),
+        grad_weight=_f32(spec.grad_weight),
+        dropout=_f32(spec.dropout.levels),
+        noise=_f32(spec.noise.levels),
+        kernel_dropout=_f32(spec.kernel_dropout.levels),
+        extra_weights=tuple(_f32(t.weight) for t in spec.extra_losses),
+    )
+
+
+HYPERPARAMETERS = (
+    "lr_x",
+    "lr_k",
+    "mu",
+    "tv_weight",
+    "grad_weight",
+    "dropout",
+    "noise",
+    "kernel_dropout",
+    "extra_weights",
+)
+
+
+def hyperparameters(state: TrainState) -> dict[str, Any]:
+    """The run's traced hyper-parameters by name (:data:`HYPERPARAMETERS`): the two base
+    learning rates from the optimiser states, the rest from ``state.hyper``."""
+    values = {"lr_x": optim.learning_rate(state.opt_x), "lr_k": optim.learning_rate(state.opt_k)}
+    values.update({name: getattr(state.hyper, name) for name in HYPERPARAMETERS[2:]})
+    return values
+
+
+def with_hyperparameters(state: TrainState, **values) -> TrainState:
+    """``state`` with hyper-parameters replaced: ``lr_x``, ``lr_k`` (base rates; the decay
+    steps stay), ``mu``, ``tv_weight``, ``grad_weight``, ``dropout`` / ``noise`` /
+    ``kernel_dropout`` (a schedule's levels, one more than its switch points, or one scalar
+    for every level) and ``extra_weights`` (one per extra loss term). Numbers or traced
+    values: call it inside ``jax.vmap`` or ``jax.grad``. A weight whose term the spec left out
+    (0 in the config) changes nothing: build the spec with a nonzero weight to sweep it.
+    ``ValueError`` for an unknown name or a wrong number of levels or weights."""
+    unknown = sorted(set(values) - set(HYPERPARAMETERS))
+    if unknown:
+        raise ValueError(f"unknown hyper-parameters {unknown}; known: {list(HYPERPARAMETERS)}")
+    if "lr_x" in values:
+        state = state.replace(opt_x=optim.with_learning_rate(state.opt_x, values.pop("lr_x")))
+    if "lr_k" in values:
+        state = state.replace(opt_k=optim.with_learning_rate(state.opt_k, values.pop("lr_k")))
+    hyper = state.hyper
+    changes = {}
+    for name, value in values.items():
+        old = getattr(hyper, name)
+        if name == "extra_weights":
+            value = tuple(value)
+            if len(value) != len(old):
+                raise ValueError(
+                    f"extra_weights needs one weight per extra loss term ({len(old)}), got "
+                    f"{len(value)}"
+                )
+            changes[name] = tuple(_like(v, o) for v, o in zip(value, old, strict=True))
+            continue
+        value = _like(value, old)
+        if old.ndim == 1 and value.ndim == 0:
+            value = jnp.broadcast_to(value, old.shape)
+        if value.shape != old.shape:
+            raise ValueError(
+                f"{name} needs shape {old.shape} (the schedule's levels), got {value.shape}"
+                if old.ndim
+                else f"{name} is a scalar, got shape {value.shape}"
+            )
+        changes[name] = value
+    return state.replace(hyper=hyper.replace(**changes))
+
+
 _draw_state_jit = jax.jit(_draw_state, static_argnums=0)
-
-
-def renamed_model_argument(spec, model, where: str):
-    """``spec``, or ``model`` (the argument's former name, deprecated) when that is given."""
-    if model is None:
-        return spec
-    warnings.warn(f"{where}(model=...) is deprecated; use spec=...", DeprecationWarning, 3)
-    if spec is not None:
-        raise ValueError(f"{where}: give spec= (or its former name model=), not both")
-    return model
 
 
 def _fixed_input(name: str, z, shape: tuple) -> jax.Array:
@@ -318,6 +418,7 @@ def _fixed_input(name: str, z, shape: tuple) -> jax.Array:
 
 
 def _loss_fn(spec: RunSpec, params_x, params_k, state: TrainState, y, key, noise_std, rate, rate_k):
+    hyper = state.hyper
     terms = loss_lib.mc_loss(
         params_x,
         params_k,
@@ -330,15 +431,15 @@ def _loss_fn(spec: RunSpec, params_x, params_k, state: TrainState, y, key, noise
         num_draws=spec.num_draws,
         noise_std=noise_std,
         dropout_rate=rate,
-        mu=spec.mu,
-        tv_weight=spec.tv_weight,
+        mu=hyper.mu,
+        tv_weight=hyper.tv_weight if spec.tv_weight else 0.0,  # 0 in the spec: no TV term
         blur_method=spec.blur_method,
         randomize=spec.randomize,
         kernel_dropout_rate=rate_k,
         data_term=spec.data_term,
         ssim_weight=ssim_weight(spec, state.step),
-        grad_weight=spec.grad_weight,
-        extra=loss_terms.combine(spec.extra_losses, key, state.step),
+        grad_weight=hyper.grad_weight if spec.grad_weight else 0.0,
+        extra=loss_terms.combine(spec.extra_losses, key, state.step, hyper.extra_weights),
     )
     return terms.total, terms
 
@@ -349,6 +450,21 @@ def ssim_weight(spec: RunSpec, step: jax.Array) -> jax.Array | float:
     if not spec.ssim_after:
         return 0.0
     return (step >= spec.ssim_after).astype(jnp.float32)
+
+
+def schedule_levels(
+    spec: RunSpec, state: TrainState, step: jax.Array | int | None = None
+) -> tuple[jax.Array, jax.Array, jax.Array]:
+    """The input-noise level, the dropout rate and the sampled kernel net's dropout rate at
+    ``step`` (default ``state.step``), from the schedules' switch points in ``spec`` and their
+    levels in ``state.hyper``."""
+    step = state.step if step is None else step
+    hyper = state.hyper
+    return (
+        spec.noise.at(step, hyper.noise),
+        spec.dropout.at(step, hyper.dropout),
+        spec.kernel_dropout.at(step, hyper.kernel_dropout),
+    )
 
 
 def half_step_keys(step_key: jax.Array, shared_draw: bool) -> tuple[jax.Array, jax.Array]:
@@ -375,9 +491,7 @@ def train_step(
     Returns the new state and device-side metrics (pull them to the host only when logging).
     """
     step_key = jax.random.fold_in(key, state.step)
-    noise_std = spec.noise(state.step)
-    rate = spec.dropout(state.step)
-    rate_k = spec.kernel_dropout(state.step)
+    noise_std, rate, rate_k = schedule_levels(spec, state)
     loss_fn = functools.partial(
         _loss_fn, spec, state=state, y=y, noise_std=noise_std, rate=rate, rate_k=rate_k
     )
@@ -413,6 +527,27 @@ def train_step(
         **(terms.extra_metrics or {}),
     }
     return new_state, metrics
+
+
+def unrolled(
+    spec: RunSpec,
+    state: TrainState,
+    y: jax.Array,
+    key: jax.Array,
+    num_steps: int,
+    step_fn: Callable | None = None,
+) -> tuple[TrainState, dict]:
+    """``num_steps`` train steps as one ``lax.scan`` (one step body in the program, whatever
+    ``num_steps``): the final state and every metric stacked ``[num_steps]``. Pure, so
+    ``jax.grad`` of a function of its output reaches ``state``'s hyper-parameters
+    (:func:`with_hyperparameters`), and ``jax.vmap`` trains many states at once.
+    ``step_fn(spec, state, y, key)``: default :func:`train_step`."""
+    step_fn = step_fn or train_step
+
+    def body(s, _):
+        return step_fn(spec, s, y, key)
+
+    return jax.lax.scan(body, state, None, length=int(num_steps))
 
 
 def make_train_step(spec: RunSpec):
@@ -451,19 +586,3 @@ def sample_statistics(
     )
     draws = jax.vmap(crop_to_blurry, in_axes=(0, None))(draws, spec.kernel_size)
     return jnp.mean(draws, axis=0), jnp.std(draws, axis=0)
-
-
-_DEPRECATED = {"Model": "RunSpec", "build_model": "build_spec"}
-
-
-def __getattr__(name: str):
-    # The former names, kept for code written against them.
-    if name in _DEPRECATED:
-        new = _DEPRECATED[name]
-        warnings.warn(
-            f"jaxdeconv.core.train.{name} is deprecated; use {new}",
-            DeprecationWarning,
-            stacklevel=2,
-        )
-        return globals()[new]
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import os
 import time
-import warnings
 from collections.abc import Callable, Sequence
 from typing import NamedTuple
 
@@ -47,14 +46,6 @@ class DeblurResult(NamedTuple):
     metrics: dict | None = None  # every metric the step returns, name -> [num_steps]
     spec: train.RunSpec | None = None  # the run spec the state belongs to
     key: jax.Array | None = None  # the loop key: step(state, y, key) continues the run
-
-    @property
-    def model(self) -> train.RunSpec | None:
-        """Deprecated name of ``spec``."""
-        warnings.warn(
-            "DeblurResult.model is deprecated; use DeblurResult.spec", DeprecationWarning, 2
-        )
-        return self.spec
 
 
 class NonFiniteLossError(FloatingPointError):
@@ -220,7 +211,7 @@ def _run(
     checkpoint_dir: str | None,
     num_devices: int | None = None,
     num_real: int | None = None,
-    spec=None,
+    spec: train.SpecArgument = None,
     step_fn: Callable | None = None,
     warm_start: Callable | None = None,
     zx: jax.Array | None = None,
@@ -375,12 +366,11 @@ def deblur(
     key: jax.Array | None = None,
     callback: Callable[[int, dict], None] | None = None,
     checkpoint_dir: str | None = None,
-    spec=None,
+    spec: train.SpecArgument = None,
     step: Callable | None = None,
     warm_start: Callable | None = None,
     zx: jax.Array | None = None,
     zk: jax.Array | None = None,
-    model: train.RunSpec | None = None,
 ) -> DeblurResult:
     """Blind deblurring of one image by training Gx and Gk on it.
 
@@ -416,14 +406,12 @@ def deblur(
         from a run at a coarser scale (``jaxdeconv.run.progressive``).
       zx, zk: the fixed inputs of the two networks (``spec.zx_shape``, ``spec.zk_shape``) in
         place of the ones drawn from ``key_state`` (the other draws do not change).
-      model: deprecated name of ``spec``.
 
     Returns:
       A ``DeblurResult``. Compiled functions are cached by value (``jaxdeconv.run.runner``): a
       second image of the same shape and config (or an equal spec) compiles nothing.
     """
     check_config(config)
-    spec = train.renamed_model_argument(spec, model, "deblur")
     y = as_image(blurry)[None]
     if key is None:
         key = jax.random.key(config.seed)
@@ -450,9 +438,8 @@ def deblur_batch(
     callback: Callable[[int, dict], None] | None = None,
     checkpoint_dir: str | None = None,
     num_devices: int | None = None,
-    spec=None,
+    spec: train.SpecArgument = None,
     step: Callable | None = None,
-    model: train.RunSpec | None = None,
 ) -> list[DeblurResult]:
     """Trains one pair of networks per image, all images in one vmapped step.
 
@@ -466,13 +453,12 @@ def deblur_batch(
       keys: ``[B]`` keys; defaults to ``jax.random.key(config.seed)`` for every image, so each
         image gets exactly what ``deblur`` alone would give it.
       num_devices: how many local devices to use (default: all).
-      spec, step: as for ``deblur`` (``model``: deprecated name of ``spec``).
+      spec, step: as for ``deblur``.
 
     Returns:
       One ``DeblurResult`` per image (``seconds`` is the batch's time divided by B).
     """
     check_config(config)
-    spec = train.renamed_model_argument(spec, model, "deblur_batch")
     images = check_batch_images(blurry)
     if len(images) == 0:
         raise ValueError("deblur_batch needs at least one image, got none")

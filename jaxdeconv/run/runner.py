@@ -25,7 +25,6 @@ import contextlib
 import dataclasses
 import functools
 import threading
-import warnings
 from collections.abc import Callable, Iterator, Sequence
 
 import jax
@@ -71,12 +70,6 @@ class Runner:
     step: Callable
     outputs: Callable
     snapshot: Callable
-
-    @property
-    def model(self) -> train.RunSpec:
-        """Deprecated name of ``spec``."""
-        warnings.warn("Runner.model is deprecated; use Runner.spec", DeprecationWarning, 2)
-        return self.spec
 
     @property
     def num_devices(self) -> int:
@@ -202,22 +195,21 @@ def get_runner(
     *,
     batch_size: int | None = None,
     num_devices: int | None = None,
-    spec=None,
+    spec: train.SpecArgument = None,
     step_fn: Callable | None = None,
-    model: train.RunSpec | None = None,
 ) -> Runner:
     """The cached runner for ``config`` and a blurry image of ``shape [H, W, C]``.
 
     ``spec`` (optional) replaces ``train.build_spec(config, shape)``: a ``RunSpec`` (e.g. with
     your own networks, ``spec._replace(kernel_net=...)``) or a builder ``spec(config, shape)``
-    (``train.resolve_spec``); ``model`` is its deprecated name. ``step_fn`` (optional)
+    (``train.resolve_spec``). ``step_fn`` (optional)
     replaces ``train.train_step``. Runners are cached by value (:func:`value_key`): two equal
     specs, or a config and the spec built from it, share one runner; so do two equal
     ``functools.partial`` steps. At most ``MAX_CACHED`` runners are kept (least recently used
     dropped).
     """
     shape = tuple(int(s) for s in shape)
-    given = train.renamed_model_argument(spec, model, "get_runner")
+    given = spec
     spec = train.resolve_spec(given, config, shape)
     if batch_size is not None and num_devices is None:
         num_devices = len(jax.local_devices())
