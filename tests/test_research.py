@@ -2,7 +2,6 @@
 one source of truth, fixed inputs, the documented keys, results that continue, every metric
 per step, checks at the boundary."""
 
-
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
@@ -305,7 +304,12 @@ def test_the_documented_keys_reproduce_deblur(tiny_config):
 
 def test_former_names_are_gone(tiny_config):
     """0.2 removed the deprecated aliases (CHANGELOG.md): each fails at once, naming itself."""
-    gone = ((train, "Model"), (train, "build_model"), (jaxdeconv, "build_model"), (pipeline, "finish"))
+    gone = (
+        (train, "Model"),
+        (train, "build_model"),
+        (jaxdeconv, "build_model"),
+        (pipeline, "finish"),
+    )
     for module, name in gone:
         with pytest.raises(AttributeError, match=name):
             getattr(module, name)
