@@ -38,15 +38,39 @@ def test_prepare_blurs_with_the_kernel_centred():
     rng = np.random.default_rng(1)
     y = rng.random((12, 15)).astype(np.float32)
     k = rng.random((5, 5)).astype(np.float32)
-    yp, otf, hw, squeeze = canvas.prepare(y, k, pad=3)
+    yp, op, hw, squeeze = canvas.prepare(y, k, pad=3)
     assert hw == (12, 15) and squeeze and yp.shape[2] == 1
     assert yp.shape[0] >= 12 + 6 and yp.shape[1] >= 15 + 6
+    assert op.shape == yp.shape[:2] and op.transfer.shape[-1] == 1  # broadcasts over channels
     np.testing.assert_array_equal(np.asarray(yp)[:12, :15, 0], y)
-    got = np.fft.irfft2(
-        np.asarray(otf)[..., 0] * np.fft.rfft2(np.asarray(yp)[..., 0]), s=yp.shape[:2]
-    )
     want = scipy.ndimage.correlate(np.asarray(yp)[..., 0].astype(np.float64), k, mode="wrap")
+    np.testing.assert_allclose(np.asarray(op.forward(yp))[..., 0], want, atol=1e-5)
+    got = np.fft.irfft2(
+        np.asarray(op.transfer)[..., 0] * np.fft.rfft2(np.asarray(yp)[..., 0]), s=yp.shape[:2]
+    )
     np.testing.assert_allclose(got, want, atol=1e-5)
+
+
+def test_splitting_operators_are_the_difference_and_blur_normal_terms():
+    rng = np.random.default_rng(2)
+    y = rng.random((10, 13, 2)).astype(np.float32)
+    k = rng.random((3, 3)).astype(np.float32)
+    yp, op, hw, _ = canvas.prepare(y, k, pad=3)
+    shape = yp.shape[:2]
+    (d_h, d_v), ktk, dtd, observed = canvas.splitting_operators(op, shape, hw)
+    dh, dv = canvas.forward_diffs(yp)
+    np.testing.assert_allclose(d_h.forward(yp), dh, atol=1e-5)
+    np.testing.assert_allclose(d_v.forward(yp), dv, atol=1e-5)
+    np.testing.assert_array_equal(ktk, op.gram())
+    np.testing.assert_array_equal(dtd, d_h.gram() + d_v.gram())
+    assert observed.shape == shape + (1,) and int(observed.sum()) == 10 * 13
+    # The right-hand side's gradient part is the adjoint of the differences.
+    wh, wv = jnp.asarray(rng.random(yp.shape), jnp.float32), jnp.asarray(rng.random(yp.shape))
+    rhs = canvas.difference_adjoint_in_fourier((d_h, d_v), wh, wv)
+    want = np.asarray(d_h.adjoint(wh) + d_v.adjoint(wv))
+    np.testing.assert_allclose(
+        np.fft.irfft2(np.asarray(rhs), s=shape, axes=(0, 1)), want, atol=1e-5
+    )
 
 
 def test_crop_to_frame_cuts_and_clips():

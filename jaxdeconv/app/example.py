@@ -1,18 +1,31 @@
 """The built-in example: a street-like scene shaken by a camera-shake kernel, with 1% noise.
 
-``make(size, kernel_size, noise, seed)`` returns a ``bench.synthetic.Example`` made with the
-library's forward model (valid correlation of a ``[size + K - 1]^2`` scene, Gaussian noise,
-clipped to [0, 1]). The scene has what a photo of a street has and what blind deblurring
-needs: sky, buildings with rows of windows (edges in both directions), a sign with dark
-lettering, thin poles, a bright lamp and a textured road; the kernel is a random camera-shake
-path (``synthetic.shake_kernel``) spanning the whole ``K x K`` window.
+``make(size, kernel_size, noise, seed)`` returns an :class:`Example` made with the library's
+forward model (the valid correlation of :mod:`jaxdeconv.core.blur`, NumPy implementation, of a
+``[size + K - 1]^2`` scene, Gaussian noise, clipped to [0, 1]). The scene has what a photo of a
+street has and what blind deblurring needs: sky, buildings with rows of windows (edges in both
+directions), a sign with dark lettering, thin poles, a bright lamp and a textured road; the
+kernel is a random camera-shake path (:func:`jaxdeconv.classical.shake.shake_kernel`) spanning
+the whole ``K x K`` window. Nothing here comes from the benchmark layer.
 """
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import numpy as np
 
-from jaxdeconv.bench import synthetic
+from jaxdeconv.classical import shake
+from jaxdeconv.core import blur
+
+
+class Example(NamedTuple):
+    """A synthetic blurry image with the truth that made it (host NumPy arrays)."""
+
+    blurry: np.ndarray  # [H, W, 1]
+    sharp: np.ndarray  # [H, W, 1], the centre of the scene that made ``blurry``
+    kernel: np.ndarray  # [K, K], correlation kernel
+    sharp_big: np.ndarray  # [H + K - 1, W + K - 1, 1]
 
 
 def street_scene(height: int, width: int, seed: int = 0) -> np.ndarray:
@@ -54,22 +67,20 @@ def street_scene(height: int, width: int, seed: int = 0) -> np.ndarray:
         img = np.where(pole, 0.05, img)
     cy, cx, r = rng.uniform(0.1, 0.3) * height, rng.uniform(0.6, 0.9) * width, 0.06 * height
     img = np.where((yy - cy) ** 2 + (xx - cx) ** 2 < r * r, 0.97, img)  # a lamp
-    texture = synthetic._smooth(rng.normal(size=(height, width)), 2.0)
+    texture = blur.gaussian_smooth_numpy(rng.normal(size=(height, width)), 2.0)
     road = (yy >= horizon) & ~sign
     img = np.where(road, img + 0.15 * texture / (np.abs(texture).max() + 1e-9), img)
-    return np.clip(synthetic._smooth(img, 0.6), 0.0, 1.0).astype(np.float32)
+    return np.clip(blur.gaussian_smooth_numpy(img, 0.6), 0.0, 1.0).astype(np.float32)
 
 
-def make(
-    size: int = 128, kernel_size: int = 15, noise: float = 0.01, seed: int = 0
-) -> synthetic.Example:
+def make(size: int = 128, kernel_size: int = 15, noise: float = 0.01, seed: int = 0) -> Example:
     """The example: ``street_scene`` blurred by ``shake_kernel(kernel_size)`` plus noise."""
-    kernel = synthetic.shake_kernel(kernel_size, seed=seed + 1)
+    kernel = shake.shake_kernel(kernel_size, seed=seed + 1)
     big = street_scene(size + kernel_size - 1, size + kernel_size - 1, seed=seed)
     rng = np.random.default_rng(seed + 2)
-    blurry = synthetic.correlate_valid(big, kernel) + noise * rng.normal(size=(size, size))
+    blurry = blur.valid_correlate_numpy(big, kernel) + noise * rng.normal(size=(size, size))
     m = (kernel_size - 1) // 2
-    return synthetic.Example(
+    return Example(
         blurry=np.clip(blurry, 0, 1).astype(np.float32)[..., None],
         sharp=big[m : m + size, m : m + size][..., None].astype(np.float32),
         kernel=kernel,

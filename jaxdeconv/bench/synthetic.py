@@ -1,13 +1,15 @@
 """Synthetic test scenes and camera-shake kernels (host-side NumPy, seeded).
 
-Used for the built-in example and the tests, so nothing needs downloading. ``make_example``
-follows the library's forward model exactly: a sharp scene of ``[H + K - 1, W + K - 1]`` is
-cross-correlated ('valid') with a random motion kernel and Gaussian noise is added.
+Used for the tests, so nothing needs downloading. ``make_example`` follows the library's
+forward model exactly: a sharp scene of ``[H + K - 1, W + K - 1]`` is cross-correlated ('valid')
+with a random motion kernel and Gaussian noise is added.
 
 The development suite (``suite``, ``make_case``) uses the same forward model on crops of the
 shipped sharp photographs (Lai's 25 as luminance, Levin's 4) with camera-shake kernels from
-``shake_kernel`` (9-75 px, tight or loose support), noise, JPEG and low-texture crops. A case is
-a small spec; its images are made on demand, deterministically from the spec.
+``shake_kernel`` (9-75 px, tight or loose support; :mod:`jaxdeconv.classical.shake`), noise,
+JPEG and low-texture crops. A case is a small spec; its images are made on demand,
+deterministically from the spec. Every blur here is the operator of :mod:`jaxdeconv.core.blur`
+(its NumPy implementation).
 """
 
 from __future__ import annotations
@@ -20,31 +22,16 @@ import os
 from typing import NamedTuple
 
 import numpy as np
-import scipy.interpolate
-import scipy.signal
 from PIL import Image
 
 from jaxdeconv import config as config_lib
 from jaxdeconv.app import image_io
+from jaxdeconv.app.example import Example
 from jaxdeconv.classical import multiscale
+from jaxdeconv.classical.shake import SUPPORT_THRESHOLD, shake_kernel
+from jaxdeconv.core import blur
 
-
-def _gaussian_1d(sigma: float) -> np.ndarray:
-    r = max(1, int(np.ceil(3 * sigma)))
-    t = np.arange(-r, r + 1)
-    g = np.exp(-0.5 * (t / sigma) ** 2)
-    return g / g.sum()
-
-
-def _smooth(img: np.ndarray, sigma: float) -> np.ndarray:
-    """Separable Gaussian blur of a 2-D array with edge padding."""
-    if sigma <= 0:
-        return img
-    g = _gaussian_1d(sigma)
-    r = len(g) // 2
-    out = np.pad(img, r, mode="edge")
-    out = np.apply_along_axis(lambda v: np.convolve(v, g, mode="valid"), 0, out)
-    return np.apply_along_axis(lambda v: np.convolve(v, g, mode="valid"), 1, out)
+__all__ = ["Example", "SUPPORT_THRESHOLD", "shake_kernel"]  # re-exported from lower layers
 
 
 def scene(height: int, width: int, seed: int = 0) -> np.ndarray:
@@ -71,7 +58,7 @@ def scene(height: int, width: int, seed: int = 0) -> np.ndarray:
     stripes = 0.5 + 0.5 * np.sin(2 * np.pi * (xx * 0.11 + yy * 0.07))
     patch = (yy > 0.6 * height) & (xx < 0.4 * width)
     img = np.where(patch, 0.25 + 0.5 * stripes, img)
-    img = _smooth(img, 0.6)
+    img = blur.gaussian_smooth_numpy(img, 0.6)
     return np.clip(img, 0.0, 1.0).astype(np.float32)
 
 
@@ -104,26 +91,14 @@ def motion_kernel(size: int, seed: int = 0, length: float | None = None) -> np.n
             for dx, wx in ((0, 1 - fx), (1, fx)):
                 if 0 <= y0 + dy < size and 0 <= x0 + dx < size:
                     k[y0 + dy, x0 + dx] += wy * wx
-    k = _smooth(k, 0.5) if size >= 7 else k
+    k = blur.gaussian_smooth_numpy(k, 0.5) if size >= 7 else k
     return (k / k.sum()).astype(np.float32)
 
 
 def correlate_valid(x: np.ndarray, kernel: np.ndarray) -> np.ndarray:
-    """NumPy 'valid' cross-correlation ``[Hb, Wb] x [K, K] -> [Hb-K+1, Wb-K+1]``."""
-    k = kernel.shape[0]
-    h, w = x.shape[0] - k + 1, x.shape[1] - k + 1
-    out = np.zeros((h, w), np.float64)
-    for a in range(k):
-        for b in range(k):
-            out += kernel[a, b] * x[a : a + h, b : b + w]
-    return out
-
-
-class Example(NamedTuple):
-    blurry: np.ndarray  # [H, W, 1]
-    sharp: np.ndarray  # [H, W, 1], the centre of the scene that made ``blurry``
-    kernel: np.ndarray  # [K, K], correlation kernel
-    sharp_big: np.ndarray  # [H + K - 1, W + K - 1, 1]
+    """NumPy 'valid' cross-correlation ``[Hb, Wb] x [K, K] -> [Hb-K+1, Wb-K+1]`` (float64):
+    :func:`jaxdeconv.core.blur.valid_correlate_numpy`, direct."""
+    return blur.valid_correlate_numpy(x, kernel)
 
 
 def make_example(
@@ -154,101 +129,6 @@ def make_example(
 
 # ----------------------------------------------------------------------------------------------
 # Camera-shake kernels with a controlled support, and the development suite built on them.
-
-
-def _shake_path(rng: np.random.Generator, samples: int) -> np.ndarray:
-    """A smooth random camera path ``[samples, 2]`` (arbitrary scale), sampled uniformly in time.
-
-    Control points follow a random walk with momentum and random acceleration (occasional
-    larger jerks, a weak pull back towards the start so the path stays compact); a cubic spline
-    through them gives the continuous path. Sampling uniformly in *time* makes the path's slow
-    stretches brighter once rasterised, as a real exposure does.
-    """
-    n_ctrl = int(rng.integers(6, 13))
-    pos = np.zeros((n_ctrl, 2))
-    vel = rng.normal(size=2)
-    for i in range(1, n_ctrl):
-        acc = 0.6 * rng.normal(size=2)
-        if rng.random() < 0.25:  # a jerk
-            acc += 2.0 * rng.normal(size=2)
-        vel = 0.8 * vel + acc - 0.05 * pos[i - 1]
-        pos[i] = pos[i - 1] + vel
-    spline = scipy.interpolate.CubicSpline(np.arange(n_ctrl), pos, axis=0)
-    return spline(np.linspace(0.0, n_ctrl - 1.0, samples))
-
-
-def _splat(points: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
-    """Bilinear splatting of equally weighted points onto a grid."""
-    k = np.zeros(shape)
-    y0 = np.floor(points[:, 0]).astype(int)
-    x0 = np.floor(points[:, 1]).astype(int)
-    fy, fx = points[:, 0] - y0, points[:, 1] - x0
-    for dy, wy in ((0, 1 - fy), (1, fy)):
-        for dx, wx in ((0, 1 - fx), (1, fx)):
-            yy, xx = y0 + dy, x0 + dx
-            ok = (yy >= 0) & (yy < shape[0]) & (xx >= 0) & (xx < shape[1])
-            np.add.at(k, (yy[ok], xx[ok]), (wy * wx)[ok])
-    return k
-
-
-# Taps below this fraction of the kernel's largest tap are set to zero, so that the support
-# (and whether it touches the window's border) is well defined.
-SUPPORT_THRESHOLD = 0.01
-
-
-def _raster(path: np.ndarray, extent: float) -> np.ndarray:
-    """The path scaled so its longer side spans ``extent`` px, splatted, smoothed, thresholded
-    and cropped to its bounding box."""
-    lo = path.min(axis=0)
-    span = max(float((path.max(axis=0) - lo).max()), 1e-9)
-    pts = (path - lo) * (extent / span) + 3.0
-    side = int(np.ceil(extent)) + 8
-    k = _smooth(_splat(pts, (side, side)), 0.5)
-    k[k < SUPPORT_THRESHOLD * k.max()] = 0.0
-    rows, cols = np.nonzero(k.any(axis=1))[0], np.nonzero(k.any(axis=0))[0]
-    return k[rows[0] : rows[-1] + 1, cols[0] : cols[-1] + 1]
-
-
-def shake_kernel(size: int, blur_size: int | None = None, seed: int = 0) -> np.ndarray:
-    """A random camera-shake kernel ``[size, size]`` whose blur spans ``blur_size`` px.
-
-    The blur's bounding box has ``blur_size`` (odd) as its longer side; it is centred in the
-    ``size x size`` window. So ``blur_size == size`` (the default) gives a *tight* support, the
-    blur touching two opposite borders of the window, and ``blur_size < size`` a *loose* one,
-    leaving an empty margin of at least ``(size - blur_size) // 2`` px on every side (what a user
-    who over-estimates the kernel size gives the estimator).
-
-    Args:
-      size: odd window side K, at least 3.
-      blur_size: odd side of the blur, 3 <= blur_size <= size (default: size).
-      seed: the trajectory's seed.
-
-    Returns:
-      ``[size, size]`` float32 correlation kernel, non-negative, summing to one.
-    """
-    blur_size = size if blur_size is None else blur_size
-    if size < 3 or size % 2 == 0:
-        raise ValueError(f"kernel size must be an odd integer >= 3, got {size}")
-    if not (3 <= blur_size <= size and blur_size % 2 == 1):
-        raise ValueError(f"blur_size must be odd, in [3, {size}], got {blur_size}")
-    rng = np.random.default_rng(seed)
-    path = _shake_path(rng, samples=40 * blur_size)
-    # The rasterised side grows with the scaled extent but not exactly one for one (splat and
-    # smoothing widen it, the threshold trims faint ends): adjust the extent until it matches.
-    extent = blur_size - 2.0
-    k = _raster(path, extent)
-    for _ in range(30):
-        side = max(k.shape)
-        if side == blur_size:
-            break
-        extent = max(0.5, extent + 0.5 * (blur_size - side))
-        k = _raster(path, extent)
-    # Rounding can leave the box one pixel off; trim or zero-pad the longer side to match.
-    k = k[:blur_size, :blur_size]
-    out = np.zeros((size, size))
-    top, left = (size - k.shape[0]) // 2, (size - k.shape[1]) // 2
-    out[top : top + k.shape[0], left : left + k.shape[1]] = k
-    return (out / out.sum()).astype(np.float32)
 
 
 # Sharp sources of the suite: the shipped Lai (RGB, used as luminance) and Levin (grey) images,
@@ -537,7 +417,7 @@ def make_case(spec: CaseSpec, root: str) -> Case:
     rng = np.random.default_rng(spec.seed)
     top, left = _crop_corner(rng, img, big_h, big_w, spec.smooth)
     big = img[top : top + big_h, left : left + big_w]
-    blurry = scipy.signal.correlate(big, k.astype(np.float64), mode="valid", method="fft")
+    blurry = blur.valid_correlate_numpy(big, k.astype(np.float64), "fft")
     blurry = blurry + spec.noise * rng.normal(size=blurry.shape)
     blurry = np.round(np.clip(blurry, 0.0, 1.0) * 255.0) / 255.0
     if spec.jpeg_quality:

@@ -11,8 +11,10 @@ of 2, 3 and 5 (fast FFTs). In the extension, each row (then each column) continu
 mirror reflection across both of its ends and cross-fades, with a raised-cosine weight, from the
 reflection of the far end to that of the near end, so the periodic canvas has no jump where it
 wraps around. The result is cropped back to the original size (:func:`crop_to_frame`). The blur
-on the canvas is the circular correlation of :mod:`jaxdeconv.core.fourier`, anchored at the
-kernel's centre tap.
+on the canvas is the circular correlation of :mod:`jaxdeconv.core.blur`
+(:class:`~jaxdeconv.core.blur.CircularCorrelation`), anchored at the kernel's centre tap; the
+forward differences of the gradient priors are circular correlations too, so the solvers' normal
+equations are built from these operators' Fourier products and ``|T|^2`` terms.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ import jax.numpy as jnp
 from jax.typing import ArrayLike
 
 from jaxdeconv import config as config_lib
-from jaxdeconv.core import fourier
+from jaxdeconv.core import blur, fourier
 
 # XLA's CPU backend splits elementwise work (pow, exp) over its thread pool by load, and a
 # value computed in a vectorised chunk can differ in the last bit from the same value in a
@@ -62,10 +64,26 @@ def _padded_shape(h: int, w: int, pad: int) -> tuple[int, int]:
     return fourier.next_smooth_size(h + 2 * pad), fourier.next_smooth_size(w + 2 * pad)
 
 
-def gradient_transfer_functions(shape: tuple[int, int]) -> tuple[jax.Array, jax.Array]:
-    """Transfer functions of the circular forward differences along rows and columns."""
+def difference_operators(
+    shape: tuple[int, int],
+) -> tuple[blur.CircularCorrelation, blur.CircularCorrelation]:
+    """The circular forward differences along rows and columns on a canvas of ``shape``, as
+    operators whose Fourier terms broadcast over channels (``d_h x = x[i, j+1] - x[i, j]``,
+    ``d_v x = x[i+1, j] - x[i, j]``: :func:`forward_diffs`)."""
     d = jnp.array([[-1.0, 1.0]], jnp.float32)
-    return fourier.transfer_function(d, shape), fourier.transfer_function(d.T, shape)
+    return (
+        blur.circular_correlation(d, shape).for_channels(),
+        blur.circular_correlation(d.T, shape).for_channels(),
+    )
+
+
+def difference_adjoint_in_fourier(
+    diffs: tuple[blur.CircularCorrelation, blur.CircularCorrelation], wh: jax.Array, wv: jax.Array
+) -> jax.Array:
+    """``rfft2(d_h^T wh + d_v^T wv)`` for ``diffs = (d_h, d_v)`` (:func:`difference_operators`):
+    the gradient part of the half-quadratic right-hand side."""
+    d_h, d_v = diffs
+    return d_h.adjoint_in_fourier(fourier.rfft2(wh)) + d_v.adjoint_in_fourier(fourier.rfft2(wv))
 
 
 def forward_diffs(x: jax.Array) -> tuple[jax.Array, jax.Array]:
@@ -75,8 +93,8 @@ def forward_diffs(x: jax.Array) -> tuple[jax.Array, jax.Array]:
 
 def prepare(blurry: ArrayLike, kernel: ArrayLike, pad: int | None):
     """Checks inputs, makes them ``[H, W, C]`` float32 and builds the padded problem:
-    ``(canvas [Hp, Wp, C], transfer function of the blur [Hp, Wp // 2 + 1, 1], (H, W),
-    whether the input was ``[H, W]``)``."""
+    ``(canvas [Hp, Wp, C], the blur on the canvas (a circular correlation whose Fourier terms
+    broadcast over channels), (H, W), whether the input was ``[H, W]``)``."""
     y = jnp.asarray(blurry, jnp.float32)
     k = jnp.asarray(kernel, jnp.float32)
     if y.ndim not in (2, 3):
@@ -91,20 +109,21 @@ def prepare(blurry: ArrayLike, kernel: ArrayLike, pad: int | None):
         raise ValueError(f"pad must be >= 0, got {pad}")
     hp, wp = _padded_shape(h, w, pad)
     yp = periodic_extend(periodic_extend(y3, hp, 0), wp, 1)
-    otf = fourier.transfer_function(k, (hp, wp), (kk // 2, kk // 2))[..., None]
-    return yp, otf, (h, w), squeeze
+    op = blur.circular_correlation(k, (hp, wp), (kk // 2, kk // 2)).for_channels()
+    return yp, op, (h, w), squeeze
 
 
-def splitting_operators(otf: jax.Array, shape: tuple[int, int], hw: tuple[int, int]):
-    """What the half-quadratic solvers share on a padded canvas of ``shape``: the difference
-    transfer functions ``gh``, ``gv``, ``|K|^2``, ``|Dh|^2 + |Dv|^2`` and the mask of observed
-    pixels (the top-left ``hw`` block)."""
-    gh, gv = gradient_transfer_functions(shape)
-    gh, gv = gh[..., None], gv[..., None]
-    ktk = jnp.abs(otf) ** 2
-    dtd = jnp.abs(gh) ** 2 + jnp.abs(gv) ** 2
+def splitting_operators(op: blur.CircularCorrelation, shape: tuple[int, int], hw: tuple[int, int]):
+    """What the half-quadratic solvers share on a padded canvas of ``shape``, for the blur
+    ``op`` (from :func:`prepare`): the difference operators ``(d_h, d_v)``
+    (:func:`difference_operators`), the normal-equation terms ``|K|^2`` and ``|Dh|^2 +
+    |Dv|^2`` (``[Hp, Wp // 2 + 1, 1]``) and the mask of observed pixels (the top-left ``hw``
+    block)."""
+    d_h, d_v = difference_operators(shape)
+    ktk = op.gram()
+    dtd = d_h.gram() + d_v.gram()
     observed = jnp.zeros(shape + (1,), bool).at[: hw[0], : hw[1]].set(True)
-    return gh, gv, ktk, dtd, observed
+    return (d_h, d_v), ktk, dtd, observed
 
 
 def crop_to_frame(x: jax.Array, hw: tuple[int, int], squeeze: bool) -> jax.Array:

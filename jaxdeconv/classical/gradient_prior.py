@@ -179,7 +179,7 @@ def _hyper_laplacian_jit(
     pad: int | None,
     boundary: str,
 ) -> jax.Array:
-    yp, otf, hw, squeeze = canvas.prepare(blurry, kernel, pad)
+    yp, op, hw, squeeze = canvas.prepare(blurry, kernel, pad)
     if boundary == "masked":
 
         def target(pred, observed):
@@ -188,36 +188,34 @@ def _hyper_laplacian_jit(
 
     else:
         target = None
-    x = _half_quadratic(yp, otf, hw, lam, target, alpha=alpha, betas=betas, inner_iters=inner_iters)
+    x = _half_quadratic(yp, op, hw, lam, target, alpha=alpha, betas=betas, inner_iters=inner_iters)
     return canvas.crop_to_frame(x, hw, squeeze)
 
 
-def _half_quadratic(yp, otf, hw, lam, target, *, alpha, betas, inner_iters) -> jax.Array:
-    """The hyper-Laplacian half-quadratic loop on the padded canvas; returns the canvas ``x``.
+def _half_quadratic(yp, op, hw, lam, target, *, alpha, betas, inner_iters) -> jax.Array:
+    """The hyper-Laplacian half-quadratic loop on the padded canvas, for the blur ``op``
+    (:func:`jaxdeconv.classical.canvas.prepare`); returns the canvas ``x``.
 
     ``target(pred, observed) -> u`` gives, before each x-update, the blurred image the data
     term ``(lam / 2) ||k (*) x - u||^2`` pulls towards, from the current prediction
     ``pred = k (*) x`` and the mask of observed pixels; ``None``: the (extended) blurry canvas.
     """
     shape = yp.shape[:2]
-    gh, gv, ktk, dtd, observed = canvas.splitting_operators(otf, shape, hw)
+    diffs, ktk, dtd, observed = canvas.splitting_operators(op, shape, hw)
     if target is None:
-        kty = jnp.conj(otf) * fourier.rfft2(yp)
+        kty = op.adjoint_in_fourier(fourier.rfft2(yp))
     x_f = fourier.rfft2(yp)
     x = yp
     for beta in betas:
         gamma = beta / lam
         for _ in range(inner_iters):
             if target is not None:
-                kty = jnp.conj(otf) * fourier.rfft2(
-                    target(fourier.irfft2(otf * x_f, shape), observed)
-                )
+                pred = fourier.irfft2(op.forward_in_fourier(x_f), shape)
+                kty = op.adjoint_in_fourier(fourier.rfft2(target(pred, observed)))
             dh, dv = canvas.forward_diffs(x)
             wh = hyper_laplacian_prox(dh, beta, alpha=alpha)
             wv = hyper_laplacian_prox(dv, beta, alpha=alpha)
-            num = kty + gamma * (
-                jnp.conj(gh) * fourier.rfft2(wh) + jnp.conj(gv) * fourier.rfft2(wv)
-            )
+            num = kty + gamma * canvas.difference_adjoint_in_fourier(diffs, wh, wv)
             x_f = num / (ktk + gamma * dtd)
             x = fourier.irfft2(x_f, shape)
     return x
@@ -259,11 +257,11 @@ def wiener_deconv(
     compiler_options=canvas.DETERMINISTIC,
 )
 def _wiener_jit(blurry: jax.Array, kernel: jax.Array, nsr: jax.Array, *, pad: int | None):
-    yp, otf, hw, squeeze = canvas.prepare(blurry, kernel, pad)
+    yp, op, hw, squeeze = canvas.prepare(blurry, kernel, pad)
     shape = yp.shape[:2]
-    gh, gv = canvas.gradient_transfer_functions(shape)
-    dtd = (jnp.abs(gh) ** 2 + jnp.abs(gv) ** 2)[..., None]
-    x = fourier.irfft2(jnp.conj(otf) * fourier.rfft2(yp) / (jnp.abs(otf) ** 2 + nsr * dtd), shape)
+    d_h, d_v = canvas.difference_operators(shape)
+    dtd = d_h.gram() + d_v.gram()
+    x = fourier.irfft2(op.adjoint_in_fourier(fourier.rfft2(yp)) / (op.gram() + nsr * dtd), shape)
     return canvas.crop_to_frame(x, hw, squeeze)
 
 
@@ -324,19 +322,19 @@ def _l0_jit(
     beta_rate: float,
     pad: int | None,
 ) -> jax.Array:
-    yp, otf, hw, squeeze = canvas.prepare(blurry, kernel, pad)
+    yp, op, hw, squeeze = canvas.prepare(blurry, kernel, pad)
     shape = yp.shape[:2]
-    gh, gv, ktk, dtd, observed = canvas.splitting_operators(otf, shape, hw)
+    diffs, ktk, dtd, observed = canvas.splitting_operators(op, shape, hw)
     x_f = fourier.rfft2(yp)
     x = yp
     beta = 2.0 * lam
     for _ in range(num_stages):
-        u = jnp.where(observed, yp, fourier.irfft2(otf * x_f, shape))
+        u = jnp.where(observed, yp, fourier.irfft2(op.forward_in_fourier(x_f), shape))
         dh, dv = canvas.forward_diffs(x)
         keep = dh**2 + dv**2 >= lam / beta
         wh, wv = jnp.where(keep, dh, 0.0), jnp.where(keep, dv, 0.0)
-        num = jnp.conj(otf) * fourier.rfft2(u) + beta * (
-            jnp.conj(gh) * fourier.rfft2(wh) + jnp.conj(gv) * fourier.rfft2(wv)
+        num = op.adjoint_in_fourier(fourier.rfft2(u)) + beta * (
+            canvas.difference_adjoint_in_fourier(diffs, wh, wv)
         )
         x_f = num / (ktk + beta * dtd)
         x = fourier.irfft2(x_f, shape)

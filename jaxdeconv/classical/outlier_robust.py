@@ -161,13 +161,13 @@ def _outlier_robust_jit(
     cg_iters: int,
     pad: int | None,
 ) -> jax.Array:
-    yp, otf, hw, squeeze = canvas.prepare(blurry, kernel, pad)
+    yp, op, hw, squeeze = canvas.prepare(blurry, kernel, pad)
     shape = yp.shape[:2]
-    gh, gv, ktk, dtd, observed = canvas.splitting_operators(otf, shape, hw)
+    diffs, ktk, dtd, observed = canvas.splitting_operators(op, shape, hw)
     clipped = observed & (yp >= clip_threshold)
 
     def blur(v):
-        return fourier.irfft2(otf * fourier.rfft2(v), shape)
+        return fourier.irfft2(op.forward_in_fourier(fourier.rfft2(v)), shape)
 
     def data_weights(pred):
         """Per-pixel weight of the data term ``sum m (k (*) x - y)^2`` at the current
@@ -190,15 +190,15 @@ def _outlier_robust_jit(
         m = data_weights(blur(x))
         # The x-subproblem  min sum m (k (*) x - y)^2 + gamma ||d x - w||^2  is quadratic; the
         # unweighted system (diagonal in the Fourier domain) preconditions it.
-        b_f = jnp.conj(otf) * fourier.rfft2(m * yp) + gamma * (
-            jnp.conj(gh) * fourier.rfft2(wh) + jnp.conj(gv) * fourier.rfft2(wv)
+        b_f = op.adjoint_in_fourier(fourier.rfft2(m * yp)) + gamma * (
+            canvas.difference_adjoint_in_fourier(diffs, wh, wv)
         )
         denom = ktk + gamma * dtd
 
         def apply_a(v):
             v_f = fourier.rfft2(v)
             return fourier.irfft2(
-                jnp.conj(otf) * fourier.rfft2(m * blur(v)) + gamma * dtd * v_f, shape
+                op.adjoint_in_fourier(fourier.rfft2(m * blur(v))) + gamma * dtd * v_f, shape
             )
 
         def precond(r):

@@ -9,6 +9,9 @@ and the blurry ``y [H, W]``, solve
 zero entries below ``threshold`` times the maximum and renormalise to sum one. Gradients keep
 flat regions from dominating the fit. The K^2 x K^2 normal equations are small (K = 27: 729
 unknowns), so projected accelerated gradient (FISTA) on them converges in well under a second.
+The blur as a map of the kernel, its adjoint and its matrix all come from
+:mod:`jaxdeconv.core.blur` (:func:`~jaxdeconv.core.blur.correlation_by_image`,
+:func:`~jaxdeconv.core.blur.patch_matrix`).
 """
 
 from __future__ import annotations
@@ -22,13 +25,6 @@ import numpy as np
 from jaxdeconv.classical import gradient_prior, multiscale
 from jaxdeconv.classical.canvas import DETERMINISTIC
 from jaxdeconv.core import blur, fourier
-
-
-def _patches(x: jax.Array, k: int) -> jax.Array:
-    """``[Hb, Wb] -> [(Hb-K+1) * (Wb-K+1), K*K]``, entry ``a*K + b`` = ``x[i+a, j+b]``."""
-    p = jax.lax.conv_general_dilated_patches(x[None, None], (k, k), (1, 1), "VALID")
-    return p[0].reshape(k * k, -1).T
-
 
 # From this kernel side up, the refit applies the blur and its adjoint with FFTs instead of
 # forming the K^2 x K^2 normal matrix (K = 75: 5625^2 entries, and a patch matrix of gigabytes
@@ -92,21 +88,20 @@ def _refine_fft(x_big, y, kernel_size, *, reg, threshold, iters):
     # serves both; the matching blurry differences are [H - 1, W - 1].
     grads = [jnp.diff(x, axis=1)[:-1], jnp.diff(x, axis=0)[:, :-1]]
     targets = [jnp.diff(yy, axis=1)[:-1], jnp.diff(yy, axis=0)[:, :-1]]
-    spectra = [fourier.rfft2(g, shape) for g in grads]
+    # The blur of each gradient image by the kernel, as a map of the kernel, and its adjoint
+    # (the correlation of the gradients by the residuals); the canvas holds x_big, so nothing
+    # wraps.
+    ops = [blur.correlation_by_image(g, k, shape) for g in grads]
     oh, ow = h - 1, w - 1
 
-    # The blur of the gradients by the kernel is their circular correlation by it, and its
-    # adjoint the correlation of the gradients by the residuals: out[a, b] = sum_ij
-    # g[i + a, j + b] r[i, j]. Neither wraps, because the FFT size covers the gradient image.
     def adjoint(rs):
         acc = 0.0
-        for gf, r in zip(spectra, rs, strict=True):
-            acc = acc + fourier.circular_correlation(r, shape).forward_spectrum(gf)
-        return acc[:k, :k].reshape(-1)
+        for op, r in zip(ops, rs, strict=True):
+            acc = acc + op.adjoint(r)
+        return acc.reshape(-1)
 
     def forward(kv):
-        by_kernel = fourier.circular_correlation(kv.reshape(k, k), shape)
-        return [by_kernel.forward_spectrum(gf)[:oh, :ow] for gf in spectra]
+        return [op.forward(kv.reshape(k, k)) for op in ops]
 
     rhs = adjoint(targets)
     # The normal matrix's diagonal entry for tap (a, b) is the gradient energy of the window
@@ -135,7 +130,9 @@ def _refine_gram(x_big, y, kernel_size, *, reg, threshold, iters):
     k = kernel_size
     x = x_big.reshape(x_big.shape[:2]) if x_big.ndim == 3 else x_big
     yy = y.reshape(y.shape[:2]) if y.ndim == 3 else y
-    p = jnp.concatenate([_patches(jnp.diff(x, axis=1), k), _patches(jnp.diff(x, axis=0), k)])
+    p = jnp.concatenate(
+        [blur.patch_matrix(jnp.diff(x, axis=1), k), blur.patch_matrix(jnp.diff(x, axis=0), k)]
+    )
     g = jnp.concatenate([jnp.diff(yy, axis=1).reshape(-1), jnp.diff(yy, axis=0).reshape(-1)])
     gram = p.T @ p
     rhs = p.T @ g
