@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from jaxdeconv import config as config_lib
+from jaxdeconv.app import example
 from jaxdeconv.core import optim, train
 
 LRS = (2e-4, 5e-4, 1e-3, 2e-3, 3e-3, 5e-3, 7e-3, 1e-2)
@@ -20,7 +21,7 @@ def _setup(steps=30, **fields):
     c.num_steps = steps
     for k, v in fields.items():
         c[k] = v
-    y = jax.random.uniform(jax.random.key(3), (12, 12, 1))
+    y = jnp.asarray(example.make(size=16, kernel_size=c.kernel_size).blurry)
     return c, y
 
 
@@ -37,7 +38,10 @@ def _run_separately(c, y, lr, steps):
 
 
 def test_vmapped_sweep_compiles_once_and_matches_separate_runs():
-    steps = 30
+    # 10 steps: the vmapped step sums in another order than the single one (grouped
+    # convolutions), and Adam's normalised steps amplify those float32 roundings: measured on
+    # this image, within 1.2e-7 after 10 steps, up to 1.8e-4 after 30 at lr_x = 1e-2.
+    steps = 10
     c, y = _setup(steps)
     spec = train.build_spec(c, y.shape)  # one spec: the rates are values of the state
     base = train.init_state(spec, jax.random.key(0))
