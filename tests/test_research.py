@@ -11,7 +11,6 @@ import numpy as np
 import pytest
 
 import jaxdeconv
-from jaxdeconv import pipeline
 from jaxdeconv.bench import synthetic
 from jaxdeconv.core import loss as loss_lib
 from jaxdeconv.core import plugins, schedules, train
@@ -309,8 +308,6 @@ def test_former_names_still_work_with_a_warning(tiny_config):
         assert train.Model is train.RunSpec
     with pytest.warns(DeprecationWarning, match="use build_spec"):
         assert jaxdeconv.build_model is train.build_spec
-    with pytest.warns(DeprecationWarning, match="two_stage_from_run"):
-        assert pipeline.finish is pipeline.two_stage_from_run
     tiny_config.num_steps = 1
     blurry = synthetic.make_example(16, 16, 5, seed=0).blurry
     spec = train.build_spec(tiny_config, blurry.shape)

@@ -404,7 +404,7 @@ def _write_image_outputs(member, result, output_dir, names, run, progress) -> No
         # look like the user's; the fingerprint comes once all of them are written.
         image_io.write_json(record_path(output_dir, name), record)
         original = member["blurry"] / np.float32(member["gain"])
-        pipeline.save_outputs(output_dir, name, outputs, bits=member["bits"], blurry=original)
+        image_io.save_outputs(output_dir, name, outputs, bits=member["bits"], blurry=original)
         k = int(np.asarray(outputs.kernel).shape[0]) if k == "auto" else k
         record.update(fingerprint=member["fingerprint"], kernel_size=k)
         image_io.write_json(record_path(output_dir, name), record)
