@@ -1,16 +1,19 @@
-"""From a blurry image (array or file) to files on disk: the path the launchers share.
+"""From a blurry image array to the deblurred image, the kernel and the uncertainty: the
+path the launchers share (they write the files: ``jaxdeconv.app.image_io.save_outputs``).
 
 ``deblur_image`` runs the blind estimate on the luminance and, for the final picture, a
 non-blind hyper-Laplacian deconvolution with the estimated kernel on every channel (the
 paper's two-stage protocol, which beats the network's direct output on real photos). The
 network's own image and the uncertainty map (per-pixel standard deviation of stochastic draws
-of Gx) are returned too. ``save_outputs`` writes them atomically under one name prefix.
+of Gx) are returned too.
 
-One :class:`Plan` per image (``plan(luminance.shape, config)``) is made by the entry points
-and passed along (``p=``); each public function makes it itself when called alone. The
-research hooks ``spec=`` and ``step=`` (``jaxdeconv.run.api.deblur``) reach every network run
-of an image, recovery and other-window runs included; ``spec`` is then best a builder
-``spec(config, shape) -> RunSpec``, since those runs differ in shape.
+The doors ``deblur_image`` and ``estimate`` (and the folder run, ``jaxdeconv.app.batch``) make
+one :class:`Plan` per image (``plan(luminance.shape, config)``) and its estimation region with
+the region's box (``estimation_region``), once, and pass them on: the functions below take them
+as required arguments (``p=``, ``region``, ``box=``). The research hooks ``spec=`` and
+``step=`` (``jaxdeconv.run.api.deblur``) reach every network run of an image, recovery and
+other-window runs included; ``spec`` is then best a builder ``spec(config, shape) ->
+RunSpec``, since those runs differ in shape.
 """
 
 from __future__ import annotations
@@ -19,7 +22,6 @@ import dataclasses
 import os
 import platform
 import time
-import warnings
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
@@ -27,8 +29,7 @@ import jax
 import ml_collections
 import numpy as np
 
-from jaxdeconv.app import image_io, pictures
-from jaxdeconv.classical import crops, diagnose, kernel_size, multiscale, nonblind, refine
+from jaxdeconv.classical import colour, crops, diagnose, kernel_size, multiscale, nonblind, refine
 
 # Where and at what scale the network works (re-exported: jaxdeconv.planning).
 from jaxdeconv.planning import (  # noqa: F401
@@ -98,7 +99,7 @@ def kernel_from_network(
     config: ml_collections.ConfigDict,
     luminance: np.ndarray | None = None,
     *,
-    p: Plan | None = None,
+    p: Plan,
 ) -> tuple[np.ndarray, dict]:
     """The final kernel from one network run, and facts about how it was found.
 
@@ -110,10 +111,9 @@ def kernel_from_network(
     polish.kernel_factor * K)`` and, with ``config.polish.select``, is kept only where the
     final non-blind step fits that window better. With ``kernel_size="auto"`` the kernel is
     then cut to its support (``kernel_size.trim``) and polished once more at that size.
-    ``p``: the plan of ``luminance`` (of ``region`` when not given), made here when not given.
+    ``p``: the plan of ``luminance`` (of ``region`` when not given).
     """
     lum = region if luminance is None else luminance
-    p = p or plan(lum.shape, config)
     facts = {"scale": p.scale, "net_kernel_size": p.net_kernel_size, "polished": False}
     coarse = _network_kernel(result, region, p.net_kernel_size, config)
     if p.scale < 1.0:
@@ -195,7 +195,7 @@ def final_kernel(
     config: ml_collections.ConfigDict,
     luminance: np.ndarray | None = None,
     *,
-    p: Plan | None = None,
+    p: Plan,
 ) -> np.ndarray:
     """:func:`kernel_from_network`'s kernel alone."""
     return kernel_from_network(result, region, config, luminance, p=p)[0]
@@ -213,8 +213,9 @@ def robust_kernel(
     config: ml_collections.ConfigDict,
     luminance: np.ndarray | None = None,
     *,
+    p: Plan,
+    box: tuple[int, int, int, int],
     key: jax.Array | None = None,
-    p: Plan | None = None,
     spec=None,
     step: Callable | None = None,
 ) -> tuple[np.ndarray, dict]:
@@ -222,9 +223,9 @@ def robust_kernel(
     delta, or mass piled on the border) triggers up to ``config.recover.attempts`` more
     network runs with other keys (and the hooks ``spec``, ``step``); among the candidates,
     unflagged ones come first and the lowest data residual on the polish window wins. Returns
-    the kernel and facts."""
+    the kernel and facts. ``p``: the plan of ``luminance`` (of ``region`` when not given);
+    ``box``: the region's box ``(top, left, h, w)`` in it (from :func:`estimation_region`)."""
     lum = region if luminance is None else luminance
-    p = p or plan(lum.shape, config)
     kernel, facts = kernel_from_network(result, region, config, lum, p=p)
     found = _check(kernel, config)
     facts["diagnosis"] = found._asdict()
@@ -238,11 +239,12 @@ def robust_kernel(
         retry = progressive.network_run(
             lum,
             config,
-            key=jax.random.fold_in(base, 1000 + i),
+            p=p,
             region=region,
+            box=box,
+            key=jax.random.fold_in(base, 1000 + i),
             spec=spec,
             step=step,
-            p=p,
         )
         k, f = kernel_from_network(retry, region, config, lum, p=p)
         d = _check(k, config)
@@ -271,8 +273,9 @@ def choose_estimate(
     config: ml_collections.ConfigDict,
     luminance: np.ndarray,
     *,
+    p: Plan,
+    box: tuple[int, int, int, int],
     key: jax.Array | None = None,
-    p: Plan | None = None,
     spec=None,
     step: Callable | None = None,
 ) -> Choice:
@@ -281,16 +284,14 @@ def choose_estimate(
     window rule in ``config.recover.windows``, on a network run trained on that rule's window
     (same key and hooks ``spec``, ``step``; skipped where it picks the same window).
     Unflagged kernels first, then the lowest data residual of the final non-blind step on the
-    polish window decides. ``p``: the plan of ``luminance``, made here when not given (the
-    window rule does not change it)."""
-    p = p or plan(luminance.shape, config)
+    polish window decides. ``p``: the plan of ``luminance`` (the window rule does not change
+    it); ``box``: ``region``'s box ``(top, left, h, w)`` in ``luminance``."""
     hooks = dict(spec=spec, step=step)
-    _, box = estimation_region(luminance, config, p=p)
-    kernel, facts = robust_kernel(result, region, config, luminance, key=key, p=p, **hooks)
+    kernel, facts = robust_kernel(result, region, config, luminance, p=p, box=box, key=key, **hooks)
     facts["window"] = window_rule(config, p)
     best = Choice(kernel, facts, result, box)
     if int(config.recover.get("seeds", 1)) > 1:
-        best = most_consistent(best, region, config, luminance, key=key, p=p, **hooks)
+        best = most_consistent(best, region, config, luminance, p=p, key=key, **hooks)
     others = [w for w in config.recover.windows if w != facts["window"]]
     if not others or not config.crop_size:
         return best
@@ -306,8 +307,12 @@ def choose_estimate(
         other_region, other_box = estimation_region(luminance, cfg, p=p)
         if other_box == box:
             continue
-        other = progressive.network_run(luminance, cfg, key=key, region=other_region, p=p, **hooks)
-        k, f = robust_kernel(other, other_region, cfg, luminance, key=key, p=p, **hooks)
+        other = progressive.network_run(
+            luminance, cfg, p=p, region=other_region, box=other_box, key=key, **hooks
+        )
+        k, f = robust_kernel(
+            other, other_region, cfg, luminance, p=p, box=other_box, key=key, **hooks
+        )
         f["window"] = select
         candidate = Choice(k, f, other, other_box)
         tried += 1
@@ -334,8 +339,8 @@ def most_consistent(
     config: ml_collections.ConfigDict,
     luminance: np.ndarray,
     *,
+    p: Plan,
     key: jax.Array | None = None,
-    p: Plan | None = None,
     spec=None,
     step: Callable | None = None,
 ) -> Choice:
@@ -344,15 +349,18 @@ def most_consistent(
     unflagged kernel with the highest mean similarity (``diagnose.kernel_similarity``) to the
     others' (a medoid: the kernel the seeds agree on), which needs no data-fit ranking (that
     picked the worse seed on all three Levin images tried, README). Facts: each seed, its
-    agreement, and the seed kept."""
-    p = p or plan(luminance.shape, config)
+    agreement, and the seed kept. ``p``: the plan of ``luminance``; ``region``'s box is
+    ``first.box``."""
+    hooks = dict(spec=spec, step=step)
     choices = [first]
     for i in range(1, int(config.recover.seeds)):
         cfg, k = seed_config(config, key, i)
         run = progressive.network_run(
-            luminance, cfg, key=k, region=region, p=p, spec=spec, step=step
+            luminance, cfg, p=p, region=region, box=first.box, key=k, **hooks
         )
-        kernel, facts = robust_kernel(run, region, cfg, luminance, key=k, p=p, spec=spec, step=step)
+        kernel, facts = robust_kernel(
+            run, region, cfg, luminance, p=p, box=first.box, key=k, **hooks
+        )
         facts["window"] = first.facts.get("window")
         choices.append(Choice(kernel, facts, run, first.box))
     n = len(choices)
@@ -404,12 +412,19 @@ def estimate(
     luminance = api.check_image(luminance, "luminance image")
     p = plan(luminance.shape, config)
     hooks = dict(spec=spec, step=step)
-    region, _ = estimation_region(luminance, config, p=p)
+    region, box = estimation_region(luminance, config, p=p)
     result = progressive.network_run(
-        luminance, config, key=key, region=region, checkpoint_dir=checkpoint_dir, p=p, **hooks
+        luminance,
+        config,
+        p=p,
+        region=region,
+        box=box,
+        key=key,
+        checkpoint_dir=checkpoint_dir,
+        **hooks,
     )
     kernel, _, result, box = choose_estimate(
-        result, region, config, luminance, key=key, p=p, **hooks
+        result, region, config, luminance, p=p, box=box, key=key, **hooks
     )
     return _full_resolution(result, box[2:]), box, kernel
 
@@ -420,23 +435,22 @@ def two_stage_from_run(
     region: np.ndarray,
     config: ml_collections.ConfigDict,
     *,
+    p: Plan,
+    box: tuple[int, int, int, int],
     key: jax.Array | None = None,
-    p: Plan | None = None,
     spec=None,
     step: Callable | None = None,
 ) -> Outputs:
     """The two-stage result from a network run: final kernel, then non-blind deconvolution
     (``nonblind.final_deconv``) of every channel of ``blurry [H, W, C]``.
 
-    ``result`` is the network run on ``region`` (from :func:`estimation_region`, trained with
-    :func:`network_config`); ``key`` seeds any further network run (:func:`choose_estimate`;
-    default ``jax.random.key(config.seed)``), which gets the hooks ``spec`` and ``step``.
-    ``p``: the plan of ``blurry``'s luminance, made here when not given. (Formerly
-    ``finish``, a deprecated alias.)"""
-    luminance = image_io.luminance(blurry)
-    p = p or plan(luminance.shape, config)
+    ``result`` is the network run on ``region`` (``region, box = estimation_region(...)``,
+    trained with :func:`network_config`); ``p``: the plan of ``blurry``'s luminance; ``key``
+    seeds any further network run (:func:`choose_estimate`; default
+    ``jax.random.key(config.seed)``), which gets the hooks ``spec`` and ``step``."""
+    luminance = colour.luminance(blurry)
     kernel, facts, result, box = choose_estimate(
-        result, region, config, luminance, key=key, p=p, spec=spec, step=step
+        result, region, config, luminance, p=p, box=box, key=key, spec=spec, step=step
     )
     # The configured non-blind step (config.nonblind: hyper-Laplacian, or the outlier-robust
     # solver where clipped pixels are found).
@@ -506,49 +520,15 @@ def deblur_image(
     api.check_config(config)
     blurry = api.check_image(blurry)
     blurry, gain = brightened(blurry)
-    luminance = image_io.luminance(blurry)
+    luminance = colour.luminance(blurry)
     p = plan(luminance.shape, config)
     hooks = dict(spec=spec, step=step)
-    region, _ = estimation_region(luminance, config, p=p)
-    result = progressive.network_run(luminance, config, key=key, region=region, p=p, **hooks)
-    outputs = two_stage_from_run(blurry, result, region, config, key=key, p=p, **hooks)
+    region, box = estimation_region(luminance, config, p=p)
+    result = progressive.network_run(
+        luminance, config, p=p, region=region, box=box, key=key, **hooks
+    )
+    outputs = two_stage_from_run(blurry, result, region, config, p=p, box=box, key=key, **hooks)
     return scaled_outputs(outputs, 1.0 / gain)
-
-
-def save_outputs(
-    outdir: str,
-    name: str,
-    outputs: Outputs,
-    bits: int = 8,
-    *,
-    blurry: np.ndarray | None = None,
-    true_kernel: np.ndarray | None = None,
-) -> dict[str, str]:
-    """Writes ``NAME_deblurred.png``, ``NAME_network.png``, ``NAME_kernel.png``/``.npy`` and
-    ``NAME_uncertainty.png`` (scaled so the largest deviation is white) plus ``.npy``; the
-    two images as 16-bit PNGs with ``bits=16`` (a 16-bit input), the pictures of the kernel
-    and the uncertainty always 8-bit. Given the ``blurry`` input, also
-    ``NAME_comparison.png`` (blurry | deblurred | kernel, and ``true_kernel`` where known)."""
-    paths = {
-        "deblurred": os.path.join(outdir, f"{name}_deblurred.png"),
-        "network": os.path.join(outdir, f"{name}_network.png"),
-        "kernel_png": os.path.join(outdir, f"{name}_kernel.png"),
-        "kernel_npy": os.path.join(outdir, f"{name}_kernel.npy"),
-        "uncertainty_png": os.path.join(outdir, f"{name}_uncertainty.png"),
-        "uncertainty_npy": os.path.join(outdir, f"{name}_uncertainty.npy"),
-    }
-    image_io.write_image(paths["deblurred"], outputs.deblurred, bits=16 if bits == 16 else 8)
-    image_io.write_image(paths["network"], outputs.network, bits=16 if bits == 16 else 8)
-    image_io.write_kernel_png(paths["kernel_png"], outputs.kernel)
-    image_io.write_npy(paths["kernel_npy"], outputs.kernel)
-    std = outputs.uncertainty
-    image_io.write_image(paths["uncertainty_png"], std / max(float(std.max()), 1e-12))
-    image_io.write_npy(paths["uncertainty_npy"], std)
-    if blurry is not None:
-        paths["comparison"] = os.path.join(outdir, f"{name}_comparison.png")
-        picture = pictures.comparison(blurry, outputs.deblurred, outputs.kernel, true_kernel)
-        image_io.write_image(paths["comparison"], picture / 255.0)
-    return paths
 
 
 def run_facts(config: ml_collections.ConfigDict, outputs: Outputs, **extra: Any) -> dict:
@@ -571,12 +551,11 @@ def run_facts(config: ml_collections.ConfigDict, outputs: Outputs, **extra: Any)
 
 
 def __getattr__(name: str):
-    # ``finish``: the former name of two_stage_from_run (deprecated).
-    if name == "finish":
-        warnings.warn(
-            "jaxdeconv.pipeline.finish is deprecated; use two_stage_from_run",
-            DeprecationWarning,
-            stacklevel=2,
-        )
-        return two_stage_from_run
+    # ``save_outputs`` moved to the application layer (jaxdeconv.app.image_io); this forward
+    # serves jaxdeconv/app/launch.py until it calls image_io.save_outputs (then delete it and
+    # its expected edge in tests/test_import_graph.py).
+    if name == "save_outputs":
+        from jaxdeconv.app import image_io
+
+        return image_io.save_outputs
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

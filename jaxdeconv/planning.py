@@ -5,8 +5,9 @@ A blur of ``K`` pixels is estimated at the working scale ``s = min(1, scale.max_
 on the most textured ``crop_size / s`` window of the luminance, down-sampled by ``s``
 (``jaxdeconv.classical.multiscale``), so the network's kernel has at most ``scale.max_kernel`` taps.
 
-A plan depends on the image's shape and the config only; the functions here take an optional
-``p=`` (the image's plan, made once by the caller) and make it themselves when not given.
+A plan depends on the image's shape and the config only. It is made once per image, at the
+door (``pipeline.deblur_image``, ``pipeline.estimate``, the folder run in ``app.batch``), and
+passed on: the functions here take it as a required argument ``p`` and never make one.
 """
 
 from __future__ import annotations
@@ -76,13 +77,10 @@ def plan(shape: tuple[int, ...], config: ml_collections.ConfigDict) -> Plan:
     return Plan(k, auto, s, multiscale.scaled_kernel_size(k, s), window, size)
 
 
-def network_config(
-    config: ml_collections.ConfigDict, shape: tuple[int, ...], *, p: Plan | None = None
-) -> ml_collections.ConfigDict:
-    """The config the network trains with on an image of ``shape``: ``config`` with the
+def network_config(config: ml_collections.ConfigDict, p: Plan) -> ml_collections.ConfigDict:
+    """The config the network trains with on the image planned as ``p``: ``config`` with the
     kernel side at the working scale, and an unset input-noise level resolved from the blur's
     full-resolution size (a 55 px blur estimated as 27 taps is still a large kernel)."""
-    p = p or plan(shape, config)
     cfg = with_kernel_size(config, p.net_kernel_size)
     if cfg.noise.init is None:
         full = with_kernel_size(config, p.size or p.kernel_size)
@@ -91,12 +89,12 @@ def network_config(
 
 
 def estimation_region(
-    luminance: np.ndarray, config: ml_collections.ConfigDict, *, p: Plan | None = None
+    luminance: np.ndarray, config: ml_collections.ConfigDict, *, p: Plan
 ) -> tuple[np.ndarray, tuple[int, int, int, int]]:
     """What the network is trained on, and its box ``(top, left, h, w)`` in ``[H, W, 1]``:
     the most textured ``crop_size / s`` window (everything when ``crop_size`` is 0 or the
-    image is smaller), down-sampled by the working scale ``s`` (:func:`plan`)."""
-    p = p or plan(luminance.shape, config)
+    image is smaller), down-sampled by the working scale ``s``; ``p``: the image's plan
+    (:func:`plan`). Made once per image and passed on with its box."""
     # 'structure' smooths by crop_sigma pixels of the working scale ('gradient' ignores it).
     window, box = crops.textured_window(
         luminance,
@@ -116,10 +114,7 @@ def window_rule(config: ml_collections.ConfigDict, p: Plan) -> str:
     return select
 
 
-def region_shape(
-    shape: tuple[int, ...], config: ml_collections.ConfigDict, *, p: Plan | None = None
-) -> tuple[int, int]:
-    """``(h, w)`` of :func:`estimation_region` for an image of ``shape``, without the image
-    (so a folder can be grouped into batches before anything is decoded)."""
-    p = p or plan(shape, config)
+def region_shape(shape: tuple[int, ...], p: Plan) -> tuple[int, int]:
+    """``(h, w)`` of :func:`estimation_region` for an image of ``shape`` planned as ``p``,
+    without the image (so a folder can be grouped into batches before anything is decoded)."""
     return multiscale.downscaled_shape(crops.window_shape(shape[:2], p.window), p.scale)

@@ -173,3 +173,36 @@ def test_progress_lines_stay_one_line_whatever_the_name():
     stream = io.StringIO()
     Progress(1, stream=stream).line("a\nb\rc\x1b[2Jd.png: done")
     assert stream.getvalue() == "a\\nb\\rc\\x1b[2Jd.png: done\n"
+
+
+def test_save_outputs_writes_every_file_of_one_image(tmp_path):
+    from types import SimpleNamespace
+
+    rng = np.random.default_rng(0)
+    kernel = np.full((5, 5), 1 / 25, np.float32)
+    outputs = SimpleNamespace(
+        deblurred=rng.random((20, 24, 3)).astype(np.float32),
+        network=rng.random((16, 16, 1)).astype(np.float32),
+        kernel=kernel,
+        uncertainty=(0.1 * rng.random((16, 16, 1))).astype(np.float32),
+    )
+    paths = image_io.save_outputs(str(tmp_path), "x", outputs, bits=16)
+    assert sorted(os.path.basename(p) for p in paths.values()) == [
+        "x_deblurred.png",
+        "x_kernel.npy",
+        "x_kernel.png",
+        "x_network.png",
+        "x_uncertainty.npy",
+        "x_uncertainty.png",
+    ]
+    np.testing.assert_array_equal(np.load(paths["kernel_npy"]), kernel)
+    np.testing.assert_array_equal(np.load(paths["uncertainty_npy"]), outputs.uncertainty)
+    deblurred, _, bits = image_io.read_image_full(paths["deblurred"])
+    assert bits == 16 and deblurred.shape == (20, 24, 3)
+    np.testing.assert_allclose(deblurred, outputs.deblurred, atol=1 / 65535)
+    # The uncertainty picture is scaled so its largest deviation is white.
+    assert image_io.read_image(paths["uncertainty_png"]).max() == 1.0
+    blurry = rng.random((20, 24, 3)).astype(np.float32)
+    paths = image_io.save_outputs(str(tmp_path), "y", outputs, blurry=blurry, true_kernel=kernel)
+    assert os.path.isfile(paths["comparison"])
+    assert image_io.read_image_full(paths["deblurred"])[2] == 8

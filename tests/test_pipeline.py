@@ -34,7 +34,7 @@ def test_polish_changes_the_kernel_only_when_enabled():
     result, _, plain = pipeline.estimate(lum, cfg)
     np.testing.assert_array_equal(plain, result.kernel)
     cfg.polish.enabled = True
-    polished = pipeline.final_kernel(result, lum, cfg, lum)
+    polished = pipeline.final_kernel(result, lum, cfg, lum, p=pipeline.plan(lum.shape, cfg))
     assert np.abs(polished - plain).sum() > 1e-3
 
 
@@ -46,6 +46,11 @@ def test_polish_is_skipped_on_an_image_too_small_for_it():
     lum = ex.blurry.astype(np.float32)
     result, _, kernel = pipeline.estimate(lum, cfg)
     np.testing.assert_array_equal(kernel, result.kernel)
+
+
+def _network_config(cfg, shape):
+    """The network's config for an image of ``shape``, planned here."""
+    return pipeline.network_config(cfg, pipeline.plan(shape, cfg))
 
 
 def _tiny(steps=10, **fields):
@@ -63,9 +68,9 @@ def test_plan_scales_large_kernels_down_and_sizes_the_window():
     p = pipeline.plan((100, 120, 1), cfg)
     assert (p.kernel_size, p.net_kernel_size, p.auto) == (15, 5, False)
     assert p.window == 96  # crop_size / scale: the region is crop_size after down-sampling
-    region, box = pipeline.estimation_region(np.zeros((100, 120, 1), np.float32), cfg)
+    region, box = pipeline.estimation_region(np.zeros((100, 120, 1), np.float32), cfg, p=p)
     assert region.shape == (32, 32, 1) and box[2:] == (96, 96)
-    assert pipeline.network_config(cfg, (100, 120)).kernel_size == 5
+    assert pipeline.network_config(cfg, p).kernel_size == 5
     auto = pipeline.plan((64, 64), _tiny(kernel_size="auto"))
     assert auto.auto and auto.kernel_size == 15  # default bound: a quarter of the short side
 
@@ -125,11 +130,12 @@ def test_a_flagged_kernel_triggers_another_run_and_a_clean_one_does_not():
     ex = synthetic.make_example(40, 40, 5, noise=0.002, seed=1)
     lum = ex.blurry.astype(np.float32)
     cfg = _tiny(**{"recover.attempts": 1})
-    result, _, _ = pipeline.estimate(lum, cfg)
-    _, facts = pipeline.robust_kernel(result, lum, cfg, lum)
+    result, box, _ = pipeline.estimate(lum, cfg)
+    where = dict(p=pipeline.plan(lum.shape, cfg), box=box)
+    _, facts = pipeline.robust_kernel(result, lum, cfg, lum, **where)
     assert "recovery_runs" not in facts or facts["diagnosis"]["delta"]
     cfg.recover.delta_peak = 0.0  # every kernel now counts as a delta
-    _, facts = pipeline.robust_kernel(result, lum, cfg, lum)
+    _, facts = pipeline.robust_kernel(result, lum, cfg, lum, **where)
     assert facts["recovery_runs"] == 1
 
 
@@ -139,7 +145,7 @@ def test_fast_preset_estimates_large_kernels_coarse_to_fine_and_small_ones_as_be
         p = pipeline.plan((700, 1000), pipeline.with_kernel_size(cfg, k))
         assert (p.kernel_size, p.net_kernel_size) == (k, net_k)
         # Input noise only for large blurs, decided by the full-resolution size.
-        net = pipeline.network_config(pipeline.with_kernel_size(cfg, k), (700, 1000))
+        net = _network_config(pipeline.with_kernel_size(cfg, k), (700, 1000))
         assert net.noise.init == noise
         # The window: most gradient up to 27 px (as tuned on Levin), 'structure' above.
         rule = pipeline.window_rule(cfg, p)
@@ -154,15 +160,16 @@ def test_a_polish_that_collapses_to_a_delta_is_not_kept(monkeypatch):
     lum = ex.blurry.astype(np.float32)
     cfg = _tiny()
     result, _, _ = pipeline.estimate(lum, cfg)
+    p = pipeline.plan(lum.shape, cfg)
     delta = np.zeros((5, 5), np.float32)
     delta[2, 2] = 1.0
     monkeypatch.setattr(pipeline.refine, "polish_kernel", lambda image, kernel, **kw: delta)
     monkeypatch.setattr(pipeline, "_residual", lambda image, k: float(np.max(k) < 1.0))
-    kernel, facts = pipeline.kernel_from_network(result, lum, cfg, lum)
+    kernel, facts = pipeline.kernel_from_network(result, lum, cfg, lum, p=p)
     assert np.max(kernel) < 0.5 and not facts["polished"]
     # Without the veto (a delta allowed), the same residual would have kept it.
     cfg.recover.delta_peak = 1.5
-    kernel, facts = pipeline.kernel_from_network(result, lum, cfg, lum)
+    kernel, facts = pipeline.kernel_from_network(result, lum, cfg, lum, p=p)
     assert np.max(kernel) == 1.0 and facts["polished"]
 
 
@@ -179,8 +186,9 @@ def test_region_shape_is_known_before_decoding():
         cfg = config_lib.tiny()
         cfg.crop_size, cfg.kernel_size, cfg.scale.max_kernel = crop, k, max_kernel
         lum = np.random.default_rng(0).random(shape + (1,)).astype(np.float32)
-        region, _ = pipeline.estimation_region(lum, cfg)
-        assert pipeline.region_shape(shape, cfg) == region.shape[:2], (crop, k, shape)
+        region, _ = pipeline.estimation_region(lum, cfg, p=pipeline.plan(lum.shape, cfg))
+        p = pipeline.plan(shape, cfg)  # from the header's shape, as a folder run plans
+        assert pipeline.region_shape(shape, p) == region.shape[:2], (crop, k, shape)
 
 
 def test_other_windows_get_their_own_run_and_the_better_fit_is_kept():
@@ -192,15 +200,22 @@ def test_other_windows_get_their_own_run_and_the_better_fit_is_kept():
     lum[:, 60:, :] = ex.blurry
     cfg = _tiny(steps=5, crop_size=32, crop_select="structure")
     cfg.polish.crop_size = 40
-    _, box_s = pipeline.estimation_region(lum, cfg)
-    _, box_g = pipeline.estimation_region(lum, pipeline._with_field(cfg, "crop_select", "gradient"))
+    p = pipeline.plan(lum.shape, cfg)  # the window rule does not change the plan
+    _, box_s = pipeline.estimation_region(lum, cfg, p=p)
+    gradient = pipeline._with_field(cfg, "crop_select", "gradient")
+    _, box_g = pipeline.estimation_region(lum, gradient, p=p)
     assert box_s != box_g
     alone = pipeline.estimate(lum, cfg)
     cfg.recover.windows = ("gradient", "structure")
     result, box, kernel = pipeline.estimate(lum, cfg)
-    region, _ = pipeline.estimation_region(lum, cfg)
+    region, region_box = pipeline.estimation_region(lum, cfg, p=p)
     choice = pipeline.choose_estimate(
-        pipeline.api.deblur(region, pipeline.network_config(cfg, lum.shape)), region, cfg, lum
+        pipeline.api.deblur(region, pipeline.network_config(cfg, p)),
+        region,
+        cfg,
+        lum,
+        p=p,
+        box=region_box,
     )
     assert choice.facts["windows_tried"] == 2 and box in (box_s, box_g)
     assert choice.box == box and choice.facts["window"] == (
@@ -211,8 +226,10 @@ def test_other_windows_get_their_own_run_and_the_better_fit_is_kept():
     image, _ = pipeline.crops.textured_window(lum, 40)
     assert pipeline._residual(image, kernel) <= pipeline._residual(image, alone[2])
     cfg.crop_size = 0  # one window (the whole image): nothing else to try
-    whole = pipeline.api.deblur(lum, pipeline.network_config(cfg, lum.shape))
-    assert "windows_tried" not in pipeline.choose_estimate(whole, lum, cfg, lum).facts
+    p = pipeline.plan(lum.shape, cfg)
+    whole = pipeline.api.deblur(lum, pipeline.network_config(cfg, p))
+    choice = pipeline.choose_estimate(whole, lum, cfg, lum, p=p, box=(0, 0, 40, 100))
+    assert "windows_tried" not in choice.facts
 
 
 def test_noise_level_follows_the_full_resolution_kernel_size():
@@ -220,12 +237,10 @@ def test_noise_level_follows_the_full_resolution_kernel_size():
     cfg.scale.max_kernel = 27
     cfg.crop_size = 128
     for k, net_k, level in ((13, 13, 0.01), (27, 27, 0.01), (55, 27, 0.05)):
-        net = pipeline.network_config(pipeline.with_kernel_size(cfg, k), (700, 1000))
+        net = _network_config(pipeline.with_kernel_size(cfg, k), (700, 1000))
         assert (net.kernel_size, net.noise.init) == (net_k, level)
     cfg.noise.init = 0.02  # a level the user set is kept
-    assert (
-        pipeline.network_config(pipeline.with_kernel_size(cfg, 55), (700, 1000)).noise.init == 0.02
-    )
+    assert _network_config(pipeline.with_kernel_size(cfg, 55), (700, 1000)).noise.init == 0.02
 
 
 def test_one_plan_per_image_and_the_hooks_reach_every_network_run(monkeypatch):
@@ -262,6 +277,37 @@ def test_one_plan_per_image_and_the_hooks_reach_every_network_run(monkeypatch):
     assert out.facts["windows_tried"] == 2 and out.facts["recovery_runs"] == 1
     assert shapes == [(32, 32, 1)] * 4
     np.testing.assert_array_equal(out.result.metrics["hooked"], np.ones(3))
+
+
+def _count_calls(monkeypatch, name):
+    """Counts the calls of ``planning.NAME``, wherever it is called from (``pipeline`` imported
+    the name); returns the list the calls' first arguments' shapes go to."""
+    calls, real = [], getattr(planning, name)
+
+    def counted(first, *args, **kwargs):
+        calls.append(tuple(np.shape(first)) if name == "estimation_region" else tuple(first))
+        return real(first, *args, **kwargs)
+
+    monkeypatch.setattr(planning, name, counted)
+    monkeypatch.setattr(pipeline, name, counted)
+    return calls
+
+
+def test_plan_and_estimation_region_are_made_once_per_image(monkeypatch):
+    """At the doors (``deblur_image``, ``estimate``), one image's plan and its estimation region
+    are each computed once, then passed on: not again by the final stage, the polish or a
+    recovery run."""
+    ex = synthetic.make_example(40, 40, 5, noise=0.002, seed=1)
+    cfg = _tiny(steps=3, **{"recover.attempts": 1, "recover.delta_peak": 0.0})  # one retry
+    blurry = np.repeat(ex.blurry, 3, axis=-1).astype(np.float32)
+    plans = _count_calls(monkeypatch, "plan")
+    regions = _count_calls(monkeypatch, "estimation_region")
+    out = pipeline.deblur_image(blurry, cfg)
+    assert out.facts["recovery_runs"] == 1  # a second network run, on the same region
+    assert plans == [(40, 40, 1)] and regions == [(40, 40, 1)]
+    plans.clear(), regions.clear()
+    pipeline.estimate(ex.blurry.astype(np.float32), cfg)
+    assert plans == [(40, 40, 1)] and regions == [(40, 40, 1)]
 
 
 def test_seeds_keep_the_kernel_the_runs_agree_on_and_each_run_is_that_seeds_own():

@@ -113,3 +113,44 @@ def test_a_users_loss_term_plugs_in_by_name_and_is_logged(tiny_config):
         assert "test_brighter" not in off.metrics
     finally:
         plugins.LOSS_TERMS.pop("test_brighter", None)
+
+
+def test_the_built_in_table_lists_what_the_built_in_modules_register():
+    """``plugins.BUILTIN_MODULES`` names each built-in with the module registering it: a lookup
+    imports that module, so the registry imports none of them itself (no import cycle)."""
+    import importlib
+
+    tables = {"kernel_net": plugins.KERNEL_NETS, "image_net": plugins.IMAGE_NETS}
+    tables["loss_term"] = plugins.LOSS_TERMS
+    modules = {m for names in plugins.BUILTIN_MODULES.values() for m in names.values()}
+    for module in modules:
+        importlib.import_module(module)
+    for kind, table in tables.items():
+        registered = {
+            name
+            for name, entry in table.items()
+            if getattr(entry, "build", entry).__module__ in modules
+        }
+        assert registered == set(plugins.BUILTIN_MODULES[kind]), kind
+        for name, module in plugins.BUILTIN_MODULES[kind].items():
+            assert getattr(table[name], "build", table[name]).__module__ == module
+
+
+def test_a_users_replacement_registered_before_its_built_in_module_loads_is_kept(monkeypatch):
+    """Looking a built-in up imports its module, which registers every generator it defines;
+    a name a user registered before that keeps the user's entry."""
+    import sys
+
+    import jaxdeconv.core
+    from jaxdeconv.core import networks
+
+    loaded = plugins.KERNEL_NETS["unet"]
+    mine = plugins.KernelNetPlugin(lambda config, k: None, False)
+    monkeypatch.setitem(plugins.KERNEL_NETS, "mlp", mine)
+    monkeypatch.delitem(plugins.KERNEL_NETS, "unet")
+    monkeypatch.delitem(sys.modules, "jaxdeconv.core.networks")  # as if not loaded yet
+    monkeypatch.setattr(jaxdeconv.core, "networks", networks)  # restored after the re-import
+    fresh = plugins.kernel_net("unet")  # runs the module again: it registers unet and mlp
+    assert fresh.build is not loaded.build
+    assert fresh.build.__module__ == "jaxdeconv.core.networks"
+    assert plugins.kernel_net("mlp") is mine

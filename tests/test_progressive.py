@@ -21,15 +21,24 @@ def cfg(tiny_config):
     return tiny_config
 
 
+def _where(luminance, config):
+    """The plan, the estimation region and its box of ``luminance``: what the doors make once
+    per image and pass to ``network_run``."""
+    p = planning.plan(luminance.shape, config)
+    region, box = planning.estimation_region(luminance, config, p=p)
+    return dict(p=p, region=region, box=box)
+
+
 def test_level_sizes_shrink_by_the_factor_down_to_min_kernel(cfg):
     cfg.kernel_size = 55
     cfg.scale.max_kernel = 27
     cfg.progressive.levels = 3
     cfg.progressive.min_kernel = 7
-    assert planning.plan((400, 400, 1), cfg).net_kernel_size == 27
-    assert progressive.level_kernel_sizes(cfg, (400, 400, 1)) == [7, 13]  # 27/8 < 7: stop
+    p = planning.plan((400, 400, 1), cfg)
+    assert p.net_kernel_size == 27
+    assert progressive.level_kernel_sizes(cfg, p) == [7, 13]  # 27/8 < 7: stop
     cfg.progressive.levels = 0
-    assert progressive.level_kernel_sizes(cfg, (400, 400, 1)) == []
+    assert progressive.level_kernel_sizes(cfg, p) == []
 
 
 def test_step_split_adds_up(cfg):
@@ -42,8 +51,9 @@ def test_step_split_adds_up(cfg):
 def test_no_levels_is_exactly_the_single_run(cfg):
     ex = synthetic.make_example(32, 32, 9, seed=0)
     lum = ex.blurry
-    single = jaxdeconv.deblur(lum, planning.network_config(cfg, lum.shape))
-    run = progressive.network_run(lum, cfg)
+    where = _where(lum, cfg)
+    single = jaxdeconv.deblur(lum, planning.network_config(cfg, where["p"]))
+    run = progressive.network_run(lum, cfg, **where)
     np.testing.assert_array_equal(run.kernel, single.kernel)
 
 
@@ -59,7 +69,7 @@ def test_coarse_level_runs_and_carries_the_kernel_weights(cfg, monkeypatch):
         return result
 
     monkeypatch.setattr(progressive.api, "deblur", spy)
-    run = progressive.network_run(ex.blurry, cfg)
+    run = progressive.network_run(ex.blurry, cfg, **_where(ex.blurry, cfg))
     (coarse_shape, k0, n0, ws0, coarse), (fine_shape, k1, n1, ws1, fine) = calls
     assert (k0, k1) == (5, 9) and n0 + n1 == cfg.num_steps and ws0 is None
     assert coarse_shape[0] < fine_shape[0]  # the coarse level works on a smaller image
@@ -80,7 +90,7 @@ def test_a_grid_bound_kernel_net_needs_the_image_to_carry_the_level_up(cfg, monk
     cfg.progressive.levels = 1
     ex = synthetic.make_example(32, 32, 9, seed=0)
     with pytest.raises(ValueError, match="resolution-free"):
-        progressive.network_run(ex.blurry, cfg)
+        progressive.network_run(ex.blurry, cfg, **_where(ex.blurry, cfg))
     cfg.progressive.image_input = "previous"
     starts = []
     real = progressive.api.deblur
@@ -90,7 +100,7 @@ def test_a_grid_bound_kernel_net_needs_the_image_to_carry_the_level_up(cfg, monk
         return real(region, config, warm_start=warm_start, zx=zx, **kwargs)
 
     monkeypatch.setattr(progressive.api, "deblur", spy)
-    run = progressive.network_run(ex.blurry, cfg)
+    run = progressive.network_run(ex.blurry, cfg, **_where(ex.blurry, cfg))
     (ws0, zx0), (ws1, zx1) = starts
     assert ws0 is None and ws1 is None  # no weights carried: a fresh MLP at every level
     assert zx0 is None and zx1 is not None  # the finer level starts from the coarse latent
@@ -100,8 +110,8 @@ def test_a_grid_bound_kernel_net_needs_the_image_to_carry_the_level_up(cfg, monk
 def test_network_runs_batches_at_one_scale_and_goes_one_by_one_when_progressive(cfg, monkeypatch):
     calls = []
 
-    def fake_run(luminance, config, *, key, region, checkpoint_dir, callback):
-        calls.append(("run", region.shape, checkpoint_dir))
+    def fake_run(luminance, config, *, p, region, box, key, checkpoint_dir, callback):
+        calls.append(("run", region.shape, box, checkpoint_dir))
         return "run"
 
     def fake_batch(regions, config, *, checkpoint_dir, callback):
@@ -111,17 +121,20 @@ def test_network_runs_batches_at_one_scale_and_goes_one_by_one_when_progressive(
     monkeypatch.setattr(progressive, "network_run", fake_run)
     monkeypatch.setattr(progressive.api, "deblur_batch", fake_batch)
     lums = [np.zeros((40, 40, 1), np.float32)] * 2
-    regions = [np.zeros((40, 40, 1), np.float32)] * 2
+    where = _where(lums[0], cfg)
+    box = where["box"]
+    two = dict(plans=[where["p"]] * 2, regions=[where["region"]] * 2, boxes=[box] * 2)
+    one = {name: v[:1] for name, v in two.items()}
     cfg.progressive.levels = 0
-    assert progressive.network_runs(lums, regions, cfg, checkpoint_dir="c") == ["batch"] * 2
+    assert progressive.network_runs(lums, cfg, **two, checkpoint_dir="c") == ["batch"] * 2
     assert calls == [("batch", 2, 9, "c")]  # the network's config at the working scale
     calls.clear()
-    assert progressive.network_runs(lums[:1], regions[:1], cfg, checkpoint_dir="c") == ["run"]
-    assert calls == [("run", (40, 40, 1), "c")]  # one image keeps its checkpoint
+    assert progressive.network_runs(lums[:1], cfg, **one, checkpoint_dir="c") == ["run"]
+    assert calls == [("run", (40, 40, 1), box, "c")]  # one image keeps its checkpoint
     calls.clear()
     cfg.progressive.levels = 1
-    assert progressive.network_runs(lums, regions, cfg, checkpoint_dir="c") == ["run"] * 2
-    assert calls == [("run", (40, 40, 1), None)] * 2  # no checkpoint shared by two images
+    assert progressive.network_runs(lums, cfg, **two, checkpoint_dir="c") == ["run"] * 2
+    assert calls == [("run", (40, 40, 1), box, None)] * 2  # no checkpoint shared by two images
 
 
 def test_every_level_runs_with_the_users_spec_builder_and_step(cfg):
@@ -139,7 +152,9 @@ def test_every_level_runs_with_the_users_spec_builder_and_step(cfg):
         state, metrics = train.train_step(spec, state, y, key)
         return state, {**metrics, "level_k": jnp.full((), spec.kernel_size, jnp.float32)}
 
-    run = progressive.network_run(ex.blurry, cfg, spec=builder, step=marked_step)
+    run = progressive.network_run(
+        ex.blurry, cfg, **_where(ex.blurry, cfg), spec=builder, step=marked_step
+    )
     assert [k for k, _ in built] == [5, 9] and built[0][1][0] < built[1][1][0]
     assert np.all(run.metrics["level_k"] == 9)
 
@@ -159,7 +174,7 @@ def _level_inputs(cfg, monkeypatch, mode):
         return result
 
     monkeypatch.setattr(progressive.api, "deblur", spy)
-    progressive.network_run(ex.blurry, cfg)
+    progressive.network_run(ex.blurry, cfg, **_where(ex.blurry, cfg))
     return calls
 
 
@@ -211,7 +226,8 @@ def test_coarser_levels_can_take_the_whole_photo(cfg, monkeypatch):
     cfg.progressive.crop_size = 0
     level = progressive.level_config(cfg, 5, 10)
     assert level.crop_size == 0 and level.scale.max_kernel == 5
-    region, box = planning.estimation_region(ex.blurry, level)
+    level_plan = planning.plan(ex.blurry.shape, level)
+    region, box = planning.estimation_region(ex.blurry, level, p=level_plan)
     assert box == (0, 0, 48, 48)  # the whole photo, down-sampled to the level's scale
-    scale = planning.plan(ex.blurry.shape, level).scale
+    scale = level_plan.scale
     assert scale < 1 and abs(region.shape[0] - 48 * scale) <= 1

@@ -269,7 +269,7 @@ def _process(
         }
         # A batch holds same-shaped regions and one kernel size ('auto': by shape only), and
         # one network kernel size (pipeline.network_config: the size at the working scale).
-        key = (pipeline.region_shape(shape, cfg, p=p), k, p.net_kernel_size)
+        key = (pipeline.region_shape(shape, p), k, p.net_kernel_size)
         groups.setdefault(key, []).append(member)
     progress.todo_images = sum(len(g) for g in groups.values())
     progress.todo_steps = sum(len(g) * g[0]["cfg"].num_steps for g in groups.values())
@@ -332,11 +332,12 @@ def _load(member: dict, names: dict, run: _Run, progress: Progress) -> dict | No
     lum = image_io.luminance(blurry)
     for note in notes:
         progress.line(f"warning: {path}: {note}")
-    region = _estimation_region(lum, cfg, member["plan"])
+    region, box = _estimation_region(lum, cfg, member["plan"])
     return {
         **member,
         "blurry": blurry,
         "region": region,
+        "box": box,
         "notes": notes,
         "bits": bits,
         "gain": gain,
@@ -404,7 +405,7 @@ def _write_image_outputs(member, result, output_dir, names, run, progress) -> No
         # look like the user's; the fingerprint comes once all of them are written.
         image_io.write_json(record_path(output_dir, name), record)
         original = member["blurry"] / np.float32(member["gain"])
-        pipeline.save_outputs(output_dir, name, outputs, bits=member["bits"], blurry=original)
+        image_io.save_outputs(output_dir, name, outputs, bits=member["bits"], blurry=original)
         k = int(np.asarray(outputs.kernel).shape[0]) if k == "auto" else k
         record.update(fingerprint=member["fingerprint"], kernel_size=k)
         image_io.write_json(record_path(output_dir, name), record)
@@ -466,19 +467,21 @@ def _train(chunk, output_dir, names, checkpoints, progress=None) -> list[api.Deb
 
 def _estimation_region(
     luminance: np.ndarray, cfg: ml_collections.ConfigDict, p: pipeline.Plan
-) -> np.ndarray:
-    """What the networks train on for one image (``[h, w, 1]``); images are grouped by its
-    shape (and kernel size), so a batch holds same-shaped regions."""
-    region, _ = pipeline.estimation_region(luminance, cfg, p=p)
-    return region
+) -> tuple[np.ndarray, tuple[int, int, int, int]]:
+    """What the networks train on for one image (``[h, w, 1]``) and its box ``(top, left, h,
+    w)``, made once and kept with the image; images are grouped by the region's shape (and
+    kernel size), so a batch holds same-shaped regions."""
+    return pipeline.estimation_region(luminance, cfg, p=p)
 
 
 def _network_stage(chunk, cfg, ckpt, report) -> list[api.DeblurResult]:
     """Trains the networks of one batch (``chunk``: same-shaped regions, one config)."""
     return progressive.network_runs(
         [image_io.luminance(m["blurry"]) for m in chunk],
-        [m["region"] for m in chunk],
         cfg,
+        plans=[m["plan"] for m in chunk],
+        regions=[m["region"] for m in chunk],
+        boxes=[m["box"] for m in chunk],
         checkpoint_dir=ckpt,
         callback=report,
     )
@@ -487,5 +490,10 @@ def _network_stage(chunk, cfg, ckpt, report) -> list[api.DeblurResult]:
 def _final_stage(member: dict, result: api.DeblurResult) -> pipeline.Outputs:
     """Final kernel and non-blind deconvolution of every channel of one image."""
     return pipeline.two_stage_from_run(
-        member["blurry"], result, member["region"], member["cfg"], p=member["plan"]
+        member["blurry"],
+        result,
+        member["region"],
+        member["cfg"],
+        p=member["plan"],
+        box=member["box"],
     )

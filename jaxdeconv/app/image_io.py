@@ -7,7 +7,9 @@ they are when their values lie in [0, 1], scaled by 1/255 when they clearly hold
 (maximum 2 to 255; a note says so) and refused otherwise, as are negative, NaN and infinite
 values: nothing is clipped silently. Every write goes to a temporary file in the target
 folder and is then renamed, so a crash never leaves a half-written output; the file gets the
-permissions of a normally created one (0666 less the umask).
+permissions of a normally created one (0666 less the umask). ``save_outputs`` writes the
+files of one deblurred image. ``luminance`` is image maths (``jaxdeconv.classical.colour``),
+re-exported here.
 """
 
 from __future__ import annotations
@@ -26,7 +28,8 @@ from typing import Any
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from jaxdeconv.app import folder_lock
+from jaxdeconv.app import folder_lock, pictures
+from jaxdeconv.classical.colour import luminance  # noqa: F401 - image maths, re-exported
 
 
 class ImageReadError(ValueError):
@@ -273,14 +276,6 @@ def _to_array(img: Image.Image, notes: list[str]) -> np.ndarray:
     return arr.astype(np.float32)
 
 
-def luminance(image: np.ndarray) -> np.ndarray:
-    """``[H, W, 3] -> [H, W, 1]`` with Y = 0.299 R + 0.587 G + 0.114 B; grey passes through."""
-    if image.shape[-1] == 1:
-        return image
-    weights = np.asarray([0.299, 0.587, 0.114], image.dtype)
-    return (image[..., :3] @ weights)[..., None]
-
-
 def _default_mode() -> int:
     """The permissions ``open()`` gives a new file: 0666 less the process umask."""
     mask = os.umask(0)
@@ -413,3 +408,40 @@ def write_text(path: str, text: str) -> None:
             f.write(text)
 
     atomic_write(path, save)
+
+
+def save_outputs(
+    outdir: str,
+    name: str,
+    outputs,
+    bits: int = 8,
+    *,
+    blurry: np.ndarray | None = None,
+    true_kernel: np.ndarray | None = None,
+) -> dict[str, str]:
+    """Writes one image's ``outputs`` (``jaxdeconv.pipeline.Outputs``): ``NAME_deblurred.png``,
+    ``NAME_network.png``, ``NAME_kernel.png``/``.npy`` and ``NAME_uncertainty.png`` (scaled so
+    the largest deviation is white) plus ``.npy``; the two images as 16-bit PNGs with
+    ``bits=16`` (a 16-bit input), the pictures of the kernel and the uncertainty always 8-bit.
+    Given the ``blurry`` input, also ``NAME_comparison.png`` (blurry | deblurred | kernel, and
+    ``true_kernel`` where known). Returns the paths by role."""
+    paths = {
+        "deblurred": os.path.join(outdir, f"{name}_deblurred.png"),
+        "network": os.path.join(outdir, f"{name}_network.png"),
+        "kernel_png": os.path.join(outdir, f"{name}_kernel.png"),
+        "kernel_npy": os.path.join(outdir, f"{name}_kernel.npy"),
+        "uncertainty_png": os.path.join(outdir, f"{name}_uncertainty.png"),
+        "uncertainty_npy": os.path.join(outdir, f"{name}_uncertainty.npy"),
+    }
+    write_image(paths["deblurred"], outputs.deblurred, bits=16 if bits == 16 else 8)
+    write_image(paths["network"], outputs.network, bits=16 if bits == 16 else 8)
+    write_kernel_png(paths["kernel_png"], outputs.kernel)
+    write_npy(paths["kernel_npy"], outputs.kernel)
+    std = outputs.uncertainty
+    write_image(paths["uncertainty_png"], std / max(float(std.max()), 1e-12))
+    write_npy(paths["uncertainty_npy"], std)
+    if blurry is not None:
+        paths["comparison"] = os.path.join(outdir, f"{name}_comparison.png")
+        picture = pictures.comparison(blurry, outputs.deblurred, outputs.kernel, true_kernel)
+        write_image(paths["comparison"], picture / 255.0)
+    return paths

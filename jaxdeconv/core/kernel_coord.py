@@ -70,6 +70,7 @@ class KernelCoord(nn.Module):
         return jax.nn.softmax(logits).reshape(k, k)
 
 
+# Listed in plugins.BUILTIN_MODULES: looking up "coord" imports this module.
 @plugins.register_kernel_net("coord", resolution_free=True)
 def build(config: ml_collections.ConfigDict, kernel_size: int):
     net = config_lib.with_defaults(config.kernel_net, "kernel_net")  # a partial one too

@@ -224,7 +224,7 @@ def kernel_input_shape(net: nn.Module, kernel_size: int, input_channels: int) ->
     return (kernel_size, kernel_size, input_channels)
 
 
-# --- the built-in generators, registered by name (jaxdeconv.core.plugins) ----------------------
+# --- the built-in generators, registered by name (listed in plugins.BUILTIN_MODULES) ----------
 
 
 @plugins.register_kernel_net("unet")

@@ -40,10 +40,15 @@ terms by name with a weight each (``extra_loss.names``, ``extra_loss.weights``):
 ``resolution_free=True`` marks a kernel generator whose parameters do not depend on the grid
 (the same weights give the kernel on any grid; its side is read from ``zk``'s shape): only
 those can be carried from one scale to the next (``jaxdeconv.run.progressive``).
+
+The built-in plug-ins are listed by name with the dotted path of their module
+(``BUILTIN_MODULES``); a lookup imports that module, so this registry imports none of the
+modules that register into it (no import cycle).
 """
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Callable
 from typing import NamedTuple
 
@@ -56,6 +61,7 @@ class KernelNetPlugin(NamedTuple):
 KERNEL_NETS: dict[str, KernelNetPlugin] = {}
 IMAGE_NETS: dict[str, Callable] = {}
 LOSS_TERMS: dict[str, Callable] = {}
+_TABLES = {"kernel_net": KERNEL_NETS, "image_net": IMAGE_NETS, "loss_term": LOSS_TERMS}
 
 
 def register_kernel_net(name: str, *, resolution_free: bool = False):
@@ -90,30 +96,55 @@ def register_loss_term(name: str):
     return register
 
 
-def _builtin() -> None:
-    # The built-in plug-ins register themselves when their modules are imported.
-    from jaxdeconv.core import kernel_coord, loss_terms, networks  # noqa: F401
+# The built-in plug-ins by name, as the dotted path of the module that registers them: a lookup
+# imports that module (as big_vision imports ``models.{name}``), so this registry imports none
+# of the modules that register into it.
+BUILTIN_MODULES: dict[str, dict[str, str]] = {
+    "kernel_net": {
+        "unet": "jaxdeconv.core.networks",
+        "mlp": "jaxdeconv.core.networks",
+        "coord": "jaxdeconv.core.kernel_coord",
+    },
+    "image_net": {"unet": "jaxdeconv.core.networks"},
+    "loss_term": {"kernel_centre": "jaxdeconv.core.loss_terms"},
+}
+
+
+def _registered(kind: str, table: dict, name: str) -> bool:
+    """Whether ``name`` is in ``table`` once its built-in module, if any, is imported. A name
+    registered before its module loads keeps that registration (a user's replacement wins)."""
+    module = BUILTIN_MODULES[kind].get(name)
+    if name not in table and module is not None:
+        before = {t: dict(r) for t, r in _TABLES.items()}
+        importlib.import_module(module)
+        for t, registry in _TABLES.items():
+            registry.update(before[t])
+    return name in table
+
+
+def _known(kind: str, table: dict) -> list[str]:
+    return sorted(set(table) | set(BUILTIN_MODULES[kind]))
 
 
 def kernel_net(name: str) -> KernelNetPlugin:
     """The kernel generator registered as ``name``; ``ValueError`` naming the known ones."""
-    _builtin()
-    if name not in KERNEL_NETS:
-        raise ValueError(f"kernel_net.type must be one of {sorted(KERNEL_NETS)}, got {name!r}")
+    if not _registered("kernel_net", KERNEL_NETS, name):
+        known = _known("kernel_net", KERNEL_NETS)
+        raise ValueError(f"kernel_net.type must be one of {known}, got {name!r}")
     return KERNEL_NETS[name]
 
 
 def image_net(name: str) -> Callable:
     """The image generator builder registered as ``name``; ``ValueError`` naming the known."""
-    _builtin()
-    if name not in IMAGE_NETS:
-        raise ValueError(f"image_net.type must be one of {sorted(IMAGE_NETS)}, got {name!r}")
+    if not _registered("image_net", IMAGE_NETS, name):
+        known = _known("image_net", IMAGE_NETS)
+        raise ValueError(f"image_net.type must be one of {known}, got {name!r}")
     return IMAGE_NETS[name]
 
 
 def loss_term(name: str) -> Callable:
     """The extra loss term registered as ``name``; ``ValueError`` naming the known ones."""
-    _builtin()
-    if name not in LOSS_TERMS:
-        raise ValueError(f"extra_loss.names: {name!r} is not one of {sorted(LOSS_TERMS)}")
+    if not _registered("loss_term", LOSS_TERMS, name):
+        known = _known("loss_term", LOSS_TERMS)
+        raise ValueError(f"extra_loss.names: {name!r} is not one of {known}")
     return LOSS_TERMS[name]

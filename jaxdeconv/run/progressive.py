@@ -46,15 +46,13 @@ from jaxdeconv.core import plugins, train
 from jaxdeconv.run import api
 
 
-def level_kernel_sizes(
-    config: ml_collections.ConfigDict, shape: tuple[int, ...], p: planning.Plan | None = None
-) -> list[int]:
-    """The kernel grid sides of the coarser levels, coarsest first (``[]``: no progression);
-    ``p``: the image's plan, when already made (``planning.plan(shape, config)``)."""
+def level_kernel_sizes(config: ml_collections.ConfigDict, p: planning.Plan) -> list[int]:
+    """The kernel grid sides of the coarser levels, coarsest first (``[]``: no progression),
+    for the image planned as ``p`` (``planning.plan(shape, config)``)."""
     prog = config.get("progressive")
     if prog is None or int(prog.levels) <= 0:
         return []
-    working = (p or planning.plan(shape, config)).net_kernel_size
+    working = p.net_kernel_size
     sizes = []
     for level in range(1, int(prog.levels) + 1):
         k = multiscale.odd(working / float(prog.factor) ** level)
@@ -153,32 +151,29 @@ def network_run(
     luminance: np.ndarray,
     config: ml_collections.ConfigDict,
     *,
+    p: planning.Plan,
+    region: np.ndarray,
+    box: tuple[int, int, int, int],
     key: jax.Array | None = None,
-    region: np.ndarray | None = None,
     checkpoint_dir: str | None = None,
     callback: Callable[[int, dict], None] | None = None,
     spec=None,
     step: Callable | None = None,
-    p: planning.Plan | None = None,
 ) -> api.DeblurResult:
     """Trains the networks for the image whose luminance is ``[H, W, 1]`` and returns the run
-    at the working scale, trained on ``region`` (default
-    ``planning.estimation_region(luminance, config)``) with
-    ``planning.network_config(config, shape)`` (its ``num_steps`` lowered by the coarser
-    levels' share). ``key`` defaults to ``jax.random.key(config.seed)``.
+    at the working scale, trained on ``region`` with ``planning.network_config(config, p)``
+    (its ``num_steps`` lowered by the coarser levels' share). ``p``: the image's plan
+    (``planning.plan(luminance.shape, config)``); ``region``, ``box``: what
+    ``planning.estimation_region(luminance, config, p=p)`` (or another window rule's config)
+    gave, made once by the caller. ``key`` defaults to ``jax.random.key(config.seed)``.
 
     ``spec``, ``step``: as for ``api.deblur``, for every run (each coarser level and the
     working scale): a builder ``spec(config, shape) -> train.RunSpec`` gets each run's own
-    config and shape; a fixed ``RunSpec`` fits one shape only. ``p``: the image's plan
-    (``planning.plan(luminance.shape, config)``), when the caller has made it."""
+    config and shape; a fixed ``RunSpec`` fits one shape only."""
     key = jax.random.key(config.seed) if key is None else key
     shape = luminance.shape
-    p = p or planning.plan(shape, config)
-    region_box = None
-    if region is None:
-        region, region_box = planning.estimation_region(luminance, config, p=p)
-    sizes = level_kernel_sizes(config, shape, p)
-    net_cfg = planning.network_config(config, shape, p=p)
+    sizes = level_kernel_sizes(config, p)
+    net_cfg = planning.network_config(config, p)
     hooks = dict(spec=spec, step=step)
     if not sizes:
         return api.deblur(
@@ -196,18 +191,16 @@ def network_run(
             "progressive.carry_image=True"
         )
     previous = previous_box = None
-    if mode == "previous" and region_box is None:  # a given region: the config's window box
-        region_box = planning.estimation_region(luminance, config, p=p)[1]
     keys = [jax.random.fold_in(key, len(sizes) + 1 - level) for level in range(1, len(sizes) + 1)]
     for k, level_key in [*zip(sizes, keys, strict=True), (None, key)]:
         if k is None:  # the working scale
-            level_plan, run_cfg, run_region, box = p, net_cfg, region, region_box
+            level_plan, run_cfg, run_region, level_box = p, net_cfg, region, box
             run_cfg.num_steps = final_steps
         else:
             cfg = level_config(config, k, per_level)
             level_plan = planning.plan(shape, cfg)
-            run_region, box = planning.estimation_region(luminance, cfg, p=level_plan)
-            run_cfg = planning.network_config(cfg, shape, p=level_plan)
+            run_region, level_box = planning.estimation_region(luminance, cfg, p=level_plan)
+            run_cfg = planning.network_config(cfg, level_plan)
         zx = None
         if previous is not None:
             run_cfg.optim.hold_k = float(config.progressive.hold_kernel)
@@ -219,7 +212,7 @@ def network_run(
                 level_key,
                 previous,
                 luminance,
-                (previous_box, box),
+                (previous_box, level_box),
                 level_plan.scale,
             )
         run = api.deblur(
@@ -233,37 +226,41 @@ def network_run(
             **hooks,
             **(dict(checkpoint_dir=checkpoint_dir, callback=callback) if k is None else {}),
         )
-        previous, previous_box = run, box
+        previous, previous_box = run, level_box
     return run
 
 
 def network_runs(
     luminances: Sequence[np.ndarray],
-    regions: Sequence[np.ndarray],
     config: ml_collections.ConfigDict,
     *,
+    plans: Sequence[planning.Plan],
+    regions: Sequence[np.ndarray],
+    boxes: Sequence[tuple[int, int, int, int]],
     checkpoint_dir: str | None = None,
     callback: Callable[[int, dict], None] | None = None,
 ) -> list[api.DeblurResult]:
-    """:func:`network_run` for several images of one shape and one config (luminances
-    ``[H, W, 1]``, each trained on its region), every one with the key
-    ``jax.random.key(config.seed)``: trained together (``api.deblur_batch``, vmapped) at the
-    working scale, or one at a time when progressive (each image carries its own coarser
-    levels; ``checkpoint_dir`` then serves a single image only)."""
-    shape = luminances[0].shape
-    if len(regions) == 1 or level_kernel_sizes(config, shape):
+    """:func:`network_run` for several images of one config whose regions have one shape
+    (luminances ``[H, W, 1]``, each with its plan, its region and the region's box), every one
+    with the key ``jax.random.key(config.seed)``: trained together (``api.deblur_batch``,
+    vmapped, with the first image's network config) at the working scale, or one at a time when
+    progressive (each image carries its own coarser levels; ``checkpoint_dir`` then serves a
+    single image only)."""
+    if len(regions) == 1 or level_kernel_sizes(config, plans[0]):
         return [
             network_run(
                 luminance,
                 config,
-                key=jax.random.key(config.seed),
+                p=p,
                 region=region,
+                box=box,
+                key=jax.random.key(config.seed),
                 checkpoint_dir=checkpoint_dir if len(regions) == 1 else None,
                 callback=callback,
             )
-            for luminance, region in zip(luminances, regions, strict=True)
+            for luminance, p, region, box in zip(luminances, plans, regions, boxes, strict=True)
         ]
-    net_cfg = planning.network_config(config, shape)
+    net_cfg = planning.network_config(config, plans[0])
     return api.deblur_batch(
         list(regions), net_cfg, checkpoint_dir=checkpoint_dir, callback=callback
     )
