@@ -1,9 +1,11 @@
 r"""Images per minute when training B images together with vmap, against one after another.
 
-  python benchmarks/batch_scaling.py --preset=fast --size=128 --kernel_size=27 --batches=1,2,4,8
+  python benchmarks/batch_scaling.py --config=fast --size=128 --kernel_size=27 --batches=1,2,4,8
 
-Times --steps training steps after compilation and extrapolates to the preset's step count
-(the per-image extras, non-blind step and output writing, are not included).
+Times --steps training steps after compilation and extrapolates to the config's step count
+(the per-image extras, non-blind step and output writing, are not included). --config is a
+preset name or a config file, with --config.FIELD=VALUE overrides (ml_collections
+config_flags, as for experiments/benchmark.py).
 """
 
 import functools
@@ -14,10 +16,10 @@ import jax.numpy as jnp
 import numpy as np
 from absl import app, flags
 
-from jaxdeconv import config as config_lib
+from jaxdeconv.app import launch
 from jaxdeconv.core import train
 
-_PRESET = flags.DEFINE_string("preset", "fast", "Preset.")
+_CONFIG = launch.define_config_flag("fast", "Preset name (fast, paper, tiny) or a config file.")
 _SIZE = flags.DEFINE_integer("size", 128, "Side of the estimation image (fast: its crop).")
 _KERNEL_SIZE = flags.DEFINE_integer("kernel_size", 27, "K.")
 _BATCHES = flags.DEFINE_list("batches", ["1", "2", "4", "8"], "Batch sizes.")
@@ -36,7 +38,7 @@ def _time(step, state, y, key, steps):
 
 def main(argv):
     del argv
-    cfg = config_lib.PRESETS[_PRESET.value]()
+    cfg = _CONFIG.value
     cfg.kernel_size = _KERNEL_SIZE.value
     shape = (_SIZE.value, _SIZE.value, 1)
     spec = train.build_spec(cfg, shape)
@@ -47,7 +49,7 @@ def main(argv):
     t1 = _time(single, state, y, jax.random.key(1), _STEPS.value)
     print(
         f"# {time.strftime('%Y-%m-%d')} backend={jax.default_backend()} "
-        f"device={jax.devices()[0].device_kind} preset={_PRESET.value} "
+        f"device={jax.devices()[0].device_kind} config={launch.config_name()} "
         f"size={_SIZE.value} K={_KERNEL_SIZE.value} steps/image={cfg.num_steps}"
     )
     print("| B | strategy | s/step | images/min |")
@@ -63,4 +65,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    app.run(main)
+    app.run(main, flags_parser=launch.parse_flags)

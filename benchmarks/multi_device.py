@@ -1,13 +1,14 @@
 r"""Compile count and images/min of ``deblur_batch`` on 1 and on N local devices.
 
-  python benchmarks/multi_device.py --devices=1,4 --batch=4 --size=32 --steps=20 --preset=tiny
+  python benchmarks/multi_device.py --devices=1,4 --batch=4 --size=32 --steps=20 --config=tiny
 
 On a CPU the N devices are simulated (``--xla_force_host_platform_device_count``, set before
 JAX starts): they share the same cores, so this checks correctness and overheads (compiles per
 call, padding), not speed-ups; on a GPU host ``--devices`` counts real devices. Each device
 count runs the same batch twice: the first call compiles (or loads from the persistent cache,
 off here unless ``--persistent_cache``), the second must compile nothing. images/min is
-``--batch`` images of ``--steps`` steps over the second call's wall time.
+``--batch`` images of ``--steps`` steps over the second call's wall time. ``--config``: a preset
+name or a config file, with ``--config.FIELD=VALUE`` overrides (ml_collections config_flags).
 """
 
 import os
@@ -16,11 +17,14 @@ import time
 
 from absl import app, flags, logging
 
+# Imports JAX but starts no backend: XLA_FLAGS set in main still take effect.
+from jaxdeconv.app import launch
+
 _DEVICES = flags.DEFINE_list("devices", ["1", "4"], "Device counts to compare.")
 _BATCH = flags.DEFINE_integer("batch", 4, "Images per call (padded to a device multiple).")
 _SIZE = flags.DEFINE_integer("size", 32, "Side of the square test images.")
 _STEPS = flags.DEFINE_integer("steps", 20, "Training steps per image.")
-_PRESET = flags.DEFINE_string("preset", "tiny", "Preset (tiny, fast, paper).")
+_CONFIG = launch.define_config_flag("tiny", "Preset name (tiny, fast, paper) or a config file.")
 _KERNEL_SIZE = flags.DEFINE_integer("kernel_size", None, "K (default: the preset's).")
 _CACHE = flags.DEFINE_bool("persistent_cache", False, "Use the persistent compilation cache.")
 
@@ -35,13 +39,12 @@ def main(argv):
         ).strip()
     import jax  # after XLA_FLAGS: the simulated CPU devices exist only if set first
 
-    from jaxdeconv import config as config_lib
     from jaxdeconv.bench import synthetic
     from jaxdeconv.run import api, runner, runtime
 
     if not _CACHE.value:
         runtime.disable_compilation_cache()
-    cfg = config_lib.PRESETS[_PRESET.value]()
+    cfg = _CONFIG.value
     cfg.num_steps = _STEPS.value
     cfg.log_every = _STEPS.value
     if _KERNEL_SIZE.value:
@@ -55,7 +58,7 @@ def main(argv):
     print(
         f"# {time.strftime('%Y-%m-%d')} backend={jax.default_backend()} "
         f"device={jax.devices()[0].device_kind} local_devices={len(jax.local_devices())} "
-        f"preset={_PRESET.value} size={_SIZE.value} K={k} steps={_STEPS.value} "
+        f"config={launch.config_name()} size={_SIZE.value} K={k} steps={_STEPS.value} "
         f"batch={_BATCH.value}"
     )
     print(
@@ -90,4 +93,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    sys.exit(app.run(main))
+    sys.exit(app.run(main, flags_parser=launch.parse_flags))

@@ -14,11 +14,12 @@ Writes per-image JSON/PNG under WORKDIR/images, then results.csv, summary.md and
 Re-running skips images already finished with the same config (and the same synthetic case and
 kernel size convention). ``--kernel_size_convention=published`` estimates Levin's kernels on
 the sizes the published runs used (``protocol.PUBLISHED_KERNEL_SIZES``); every row names its
-convention.
+convention. --config is an ml_collections config_flags flag: --config.FIELD=VALUE (or
+--set=FIELD=VALUE) overrides any field, and an unknown field or a value of the wrong type exits
+with code 2 before any work.
 """
 
 import os
-import sys
 
 from absl import app, flags
 
@@ -26,13 +27,9 @@ from jaxdeconv.app import launch
 from jaxdeconv.bench import evaluate
 from jaxdeconv.run import runtime
 
-_CONFIG = flags.DEFINE_string(
-    "config",
+_CONFIG = launch.define_config_flag(
     "experiments/configs/fast.py",
     "Run configuration: a configs/*.py file (FILE.py:ARG passes ARG) or a preset name.",
-)
-_SET = flags.DEFINE_multi_string(
-    "set", [], "Override a config field: --config.FIELD=VALUE or --set=FIELD=VALUE."
 )
 _DATASET = flags.DEFINE_enum("dataset", "levin", ["levin", "lai", "synthetic"], "Benchmark.")
 _SUBSET = flags.DEFINE_enum("subset", "all", ["lai20", "all"], "Lai only: which images.")
@@ -54,13 +51,10 @@ _CONVENTION = flags.DEFINE_enum(
 
 def main(argv):
     del argv
-    try:  # unknown fields and wrong types refused before any work (launch.load_config)
-        config = launch.load_config(_CONFIG.value, _SET.value)
-    except ValueError as e:
-        print(f"benchmark.py: {e}", file=sys.stderr)
-        return 2
+    # Unknown fields and wrong types were refused before any work (launch.parse_flags).
+    config = _CONFIG.value
     runtime.enable_compilation_cache()
-    preset = os.path.splitext(os.path.basename(_CONFIG.value.partition(":")[0]))[0]
+    preset = launch.config_name()
     which = {"lai": f"_{_SUBSET.value}", "synthetic": f"_{_SUITE.value}"}.get(_DATASET.value, "")
     if _DATASET.value == "synthetic" and _SUITE_SEED.value:
         which += f"_seed{_SUITE_SEED.value}"

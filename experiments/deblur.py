@@ -5,8 +5,9 @@ r"""Deblurs one image, or the built-in synthetic example when no --input is give
 
 Writes NAME_deblurred.png (two-stage result), NAME_network.png (Gx's own output),
 NAME_kernel.png/.npy, NAME_uncertainty.png/.npy and NAME_run.json into --workdir (not the
-input's folder). Config overrides: --config.FIELD=VALUE (or --set=FIELD=VALUE), checked by
-jaxdeconv.config.apply_overrides like the jaxdeconv command's; a bad one exits with code 2.
+input's folder). --config is an ml_collections config_flags flag (a preset name or a config
+file); --config.FIELD=VALUE (or --set=FIELD=VALUE) overrides any field; an unknown field or a
+value of the wrong type exits with code 2 before any work (jaxdeconv.app.launch.parse_flags).
 """
 
 import sys
@@ -15,14 +16,10 @@ from absl import app, flags
 
 from jaxdeconv.app import launch
 
-_CONFIG = flags.DEFINE_string(
-    "config",
+_CONFIG = launch.define_config_flag(
     "experiments/configs/fast.py",
     "Run configuration: a configs/*.py file (FILE.py:ARG passes ARG to its get_config) or a "
     "preset name (fast, paper, tiny).",
-)
-_SET = flags.DEFINE_multi_string(
-    "set", [], "Override a config field: --config.FIELD=VALUE or --set=FIELD=VALUE."
 )
 _INPUT = flags.DEFINE_string("input", None, "Blurry image; the built-in example if unset.")
 _KERNEL_SIZE = flags.DEFINE_integer(
@@ -34,15 +31,10 @@ _WORKDIR = flags.DEFINE_string("workdir", "runs/deblur", "Output folder.")
 def main(argv):
     del argv
     try:
-        cfg = launch.load_config(_CONFIG.value, _SET.value)
-    except ValueError as e:  # unknown config, unknown field, wrong type or bad value
-        print(f"deblur.py: {e}", file=sys.stderr)
-        return 2
-    try:
         # The built-in example runs its own number of steps unless the user set num_steps.
-        steps = None if launch.sets_field(_SET.value, "num_steps") else launch.EXAMPLE_STEPS
+        steps = None if "num_steps" in launch.overridden() else launch.EXAMPLE_STEPS
         launch.deblur_one(
-            cfg, _INPUT.value, _KERNEL_SIZE.value, _WORKDIR.value, example_steps=steps
+            _CONFIG.value, _INPUT.value, _KERNEL_SIZE.value, _WORKDIR.value, example_steps=steps
         )
     except launch.InputError as e:  # unreadable image, bad kernel size, workdir among inputs
         print(f"deblur.py: {e}", file=sys.stderr)

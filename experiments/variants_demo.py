@@ -1,6 +1,6 @@
 r"""New experiments from the public pieces, with no change to the library.
 
-  python experiments/variants_demo.py --config=experiments/configs/tiny.py
+  python experiments/variants_demo.py --config=experiments/configs/tiny.py --config.num_steps=50
 
 1. ``seed_ensemble``: the whole per-image run vmapped over seeds; the spread of the kernels
    says how stable the estimate is.
@@ -17,9 +17,9 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 from absl import app, flags
-from ml_collections import config_flags
 
 import jaxdeconv
+from jaxdeconv.app import launch
 from jaxdeconv.bench import metrics, synthetic
 from jaxdeconv.run import runtime
 
@@ -27,7 +27,9 @@ from jaxdeconv.run import runtime
 def _define_flags():
     # Defined only when run as a script, so importing the functions (as the tests do) adds
     # no global flags.
-    config_flags.DEFINE_config_file("config", "experiments/configs/tiny.py", "Config.")
+    launch.define_config_flag(
+        "experiments/configs/tiny.py", "Config: a configs/*.py file or a preset name."
+    )
     flags.DEFINE_integer("size", 32, "Side of the synthetic blurry image.")
 
 
@@ -142,4 +144,4 @@ def main(argv):
 
 if __name__ == "__main__":
     _define_flags()
-    app.run(main)
+    app.run(main, flags_parser=launch.parse_flags)

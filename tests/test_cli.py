@@ -9,7 +9,7 @@ import pytest
 from PIL import Image
 
 from jaxdeconv import config as config_lib
-from jaxdeconv.app import cli
+from jaxdeconv.app import cli, launch
 from jaxdeconv.bench import synthetic
 
 # The command as its console script runs it (`jaxdeconv = "jaxdeconv.app.cli:run"`), through
@@ -82,10 +82,10 @@ def test_missing_input_and_bad_config():
     assert r.returncode == 1 and "/no/such/file.png: no such file or folder" in r.stderr
     assert "failed: /no/such/file.png: no such file or folder" in r.stderr  # path kept
     with pytest.raises(ValueError, match="not a preset"):
-        cli.load_config("nonsense", [])
-    cfg = cli.load_config("tiny", ["num_steps=7", "optim.lr_x=0.5", "scheme=joint"])
+        launch.load_config("nonsense", [])
+    cfg = launch.load_config("tiny", ["num_steps=7", "optim.lr_x=0.5", "scheme=joint"])
     assert (cfg.num_steps, cfg.optim.lr_x, cfg.scheme) == (7, 0.5, "joint")
-    cfg = cli.load_config(os.path.join(ROOT, "experiments/configs/mle.py:tiny"), [])
+    cfg = launch.load_config(os.path.join(ROOT, "experiments/configs/variant.py:mle:tiny"), [])
     assert cfg.kernel_size == config_lib.tiny().kernel_size
 
 
@@ -161,11 +161,14 @@ def test_overrides_accept_what_the_field_takes():
         (["--config=nonsense"], "not a preset"),
     ],
 )
-def test_bad_command_lines_exit_2_before_any_work(tmp_path, jaxdeconv_main, args, words):
+def test_bad_command_lines_exit_2_before_any_work(tmp_path, jaxdeconv_main, capsys, args, words):
     image = tmp_path / "a.png"
     Image.fromarray(np.zeros((24, 24), np.uint8)).save(image)
     out = tmp_path / "out"
-    code, _, err = jaxdeconv_main(f"--input={image}", f"--output_dir={out}", *args)
+    try:
+        code, _, err = jaxdeconv_main(f"--input={image}", f"--output_dir={out}", *args)
+    except SystemExit as e:  # refused while parsing the flags (launch.parse_flags)
+        code, err = e.code, capsys.readouterr().err
     assert code == 2 and words in err and "Traceback" not in err
     assert not out.exists()
 

@@ -3,11 +3,16 @@ import os
 
 import jax.numpy as jnp
 import numpy as np
+import pytest
+from absl import flags
 from PIL import Image
 
 from jaxdeconv import config as config_lib
+from jaxdeconv import variants
 from jaxdeconv.app import image_io, launch
 from jaxdeconv.core import train
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def test_builtin_example_writes_all_outputs(tmp_path, monkeypatch):
@@ -42,10 +47,121 @@ def test_example_steps_replace_the_configs_for_the_example_only(tmp_path, monkey
         assert json.load(f)["num_steps"] == 10  # a photo keeps the config's steps
 
 
-def test_sets_field_reads_both_override_spellings():
-    assert launch.sets_field(["num_steps=100", "seed=1"], "num_steps")
-    assert launch.sets_field([" num_steps = 100"], "num_steps")
-    assert not launch.sets_field(["optim.num_steps=1", "num_stepsx=2"], "num_steps")
+@pytest.fixture
+def parse(capsys):
+    """``parse(*args)``: the jaxdeconv command's flags (``--config`` from
+    ``launch.define_config_flag``) parsed by ``launch.parse_flags``; returns the config."""
+    from jaxdeconv.app import cli  # noqa: F401 (defines the command's flags)
+
+    def run(*args):
+        flags.FLAGS.unparse_flags()
+        launch.parse_flags(["jaxdeconv", *args])
+        return flags.FLAGS[launch.CONFIG_FLAG].value
+
+    yield run
+    flags.FLAGS.unparse_flags()
+
+
+def _edited(preset, **fields):
+    """``config.PRESETS[preset]()`` with dotted ``fields`` set (``optim__lr_x`` for
+    ``optim.lr_x``), as the old override parser would have set them."""
+    cfg = config_lib.PRESETS[preset]()
+    for name, value in fields.items():
+        *parents, leaf = name.split("__")
+        node = cfg
+        for part in parents:
+            node = node[part]
+        with node.ignore_type():
+            node[leaf] = value
+    return cfg
+
+
+def _variant(name, preset, **fields):
+    cfg = variants.apply(name, config_lib.PRESETS[preset]())
+    cfg.update(fields)
+    return cfg
+
+
+FAST_FILE = os.path.join(ROOT, "experiments", "configs", "fast.py")
+
+
+@pytest.mark.parametrize(
+    "args,expected",
+    [
+        # The command lines of the benchmark runs going on now (--set, the old spelling).
+        (
+            ["--config=fast", "--set=optim.decay_boundaries=(0.4,0.6,0.8)"],
+            _edited("fast", optim__decay_boundaries=(0.4, 0.6, 0.8)),
+        ),
+        (["--config=fast", "--set=seed=1"], _edited("fast", seed=1)),
+        (["--config=fast", "--set=crop_size=192"], _edited("fast", crop_size=192)),
+        # config_flags' own spelling, a config file, and an integer for a float.
+        (
+            [f"--config={FAST_FILE}", "--config.num_steps=1000", "--config.optim.lr_x=1"],
+            _edited("fast", num_steps=1000, optim__lr_x=1.0),
+        ),
+        # The default config (the command's: fast), a kernel size that is a word, a field
+        # unset again, a string.
+        (
+            ["--set=kernel_size=auto", "--set=noise.init=None", "--config.crop_select=structure"],
+            _edited("fast", kernel_size="auto", crop_select="structure"),
+        ),
+        # Integers in a tuple of numbers are stored as floats, as the old parser stored them.
+        (["--config=tiny", "--set=noise.levels=(0,)"], _edited("tiny", noise__levels=(0.0,))),
+        # An override before --config, and a variant file with its argument.
+        (
+            ["--config.num_steps=7", f"--config={ROOT}/experiments/configs/variant.py:s6:tiny"],
+            _variant("s6", "tiny", num_steps=7),
+        ),
+    ],
+)
+def test_command_lines_build_the_configs_they_did(parse, args, expected):
+    cfg = parse(*args)
+    assert cfg.to_dict() == expected.to_dict()
+    assert config_lib.fingerprint(cfg) == config_lib.fingerprint(expected)
+
+
+def test_the_fields_a_command_line_set_and_the_configs_name(parse):
+    parse("--config=tiny", "--set=num_steps=3", "--config.optim.lr_k=0.1", "--set=noise.init=None")
+    assert launch.overridden() == {"num_steps", "optim.lr_k", "noise.init"}
+    assert launch.config_name() == "tiny"
+    parse(f"--config={FAST_FILE}")
+    assert launch.overridden() == set() and launch.config_name() == "fast"
+    assert launch.config_spec() == FAST_FILE
+
+
+@pytest.mark.parametrize(
+    "args,words",
+    [
+        (
+            ["--config.num_step=5"],
+            "num_step=5: unknown config field 'num_step'; did you mean num_steps?",
+        ),
+        (
+            ["--set=num_step=5"],
+            "num_step=5: unknown config field 'num_step'; did you mean num_steps?",
+        ),
+        (["--set=optim.lr=0.1"], "did you mean optim.lr_x or optim.lr_k"),
+        (["--set=nonsense.field=1"], "unknown config field 'nonsense.field'"),
+        (["--set=nose.init=None"], "did you mean noise.init?"),
+        (["--config.num_steps=2.5"], "num_steps=2.5: expects an integer, got '2.5'"),
+        (["--set=optim.lr_x=fast"], "optim.lr_x=fast: expects a number"),
+        (["--set=refine.enabled=maybe"], "expects True or False"),
+        (["--set=image_net.channels=(8.5,)"], "every entry must be an integer, not 8.5"),
+        (["--set=num_steps=None"], "'num_steps' cannot be None"),
+        (["--set=optim=1"], "'optim' is a group of fields"),
+        (["--set=num_steps"], "--set=num_steps: expected FIELD=VALUE"),
+        (["--config.num_steps=0"], "num_steps must be a positive integer"),
+        (["--config=nonsense"], "not a preset (paper, fast, tiny) and no such file"),
+        (["--config=experiments/configs/s4.py"], "no such file"),  # the old variant paths
+    ],
+)
+def test_bad_overrides_exit_2_in_one_line(parse, capsys, args, words):
+    with pytest.raises(SystemExit) as e:
+        parse(*args)
+    err = capsys.readouterr().err
+    assert e.value.code == 2 and words in err and "Traceback" not in err
+    assert len(err.strip().splitlines()) == 1 and err.startswith("jaxdeconv: ")
 
 
 def test_builtin_example_with_automatic_kernel_size(tmp_path, monkeypatch):

@@ -23,17 +23,17 @@ def _load(path):
     return module
 
 
-def test_variants_are_one_file_and_the_old_names_still_load():
+def test_variants_are_one_file_and_take_a_base():
     configs = glob.glob(os.path.join(ROOT, "experiments", "configs", "*.py"))
     assert not {os.path.basename(p)[:-3] for p in configs} & set(variants.VARIANTS)
-    new = launch.load_config(f"{VARIANT_FILE}:s4:tiny")
-    old = launch.load_config(os.path.join(ROOT, "experiments", "configs", "s4.py:tiny"))
-    assert new.to_dict() == old.to_dict() == variants.apply("s4", config.tiny()).to_dict()
-    assert launch.load_config(os.path.join(ROOT, "experiments", "configs", "s4.py")).to_dict() == (
+    on_tiny = launch.load_config(f"{VARIANT_FILE}:s4:tiny")
+    assert on_tiny.to_dict() == variants.apply("s4", config.tiny()).to_dict()
+    assert launch.load_config(f"{VARIANT_FILE}:s4").to_dict() == (
         variants.apply("s4", config.paper()).to_dict()
     )
+    # The per-variant file names (configs/NAME.py) are gone, not redirected.
     with pytest.raises(ValueError, match="no such file"):
-        launch.load_config(os.path.join(ROOT, "experiments", "configs", "s9.py"))
+        launch.load_config(os.path.join(ROOT, "experiments", "configs", "s4.py:tiny"))
 
 
 @pytest.mark.parametrize("name", sorted(variants.VARIANTS))

@@ -6,8 +6,8 @@ The variant's name goes after a colon, the base after a second one:
   python experiments/benchmark.py --config=experiments/configs/variant.py:table5_none:fast \
       --dataset=levin
 The names (section 3.5's S1-S6, Table 5's randomisation ablation, the baselines): see
-``jaxdeconv.variants.VARIANTS``. The old form ``experiments/configs/NAME.py[:BASE]`` is still
-accepted by the launchers and the command.
+``jaxdeconv.variants.VARIANTS``. Any field can be overridden on top, e.g.
+``--config=experiments/configs/variant.py:s4:fast --config.num_steps=1000``.
 """
 
 from jaxdeconv import config, variants

@@ -8,10 +8,12 @@ r"""The ``jaxdeconv`` command: blind deblurring of files, folders and globs.
 For each image NAME it writes NAME_deblurred.png (kernel estimated on the luminance, then
 non-blind deconvolution of every channel), NAME_network.png, NAME_kernel.png/.npy and
 NAME_uncertainty.png/.npy; for the run, summary.json and summary.csv (rewritten as images
-finish). Exit code: 0 when every image was deblurred (or skipped), 1 if any failed, 2 for a
-usage error refused before any work (unknown flag or config field, wrong type, bad flag value,
-missing --input, stray argument, output folder that holds inputs, or one in use by another
-run), in one line without the help text.
+finish). --config is an ml_collections config_flags flag (a preset name or a config file);
+--config.FIELD=VALUE, or --set=FIELD=VALUE, overrides any field. Exit code: 0 when every image
+was deblurred (or skipped), 1 if any failed, 2 for a usage error refused before any work
+(unknown flag or config field, wrong type, bad flag value, missing --input, stray argument,
+output folder that holds inputs, or one in use by another run), in one line without the help
+text.
 """
 
 from __future__ import annotations
@@ -52,17 +54,10 @@ _MANIFEST = flags.DEFINE_string(
     "(name: the file name or its stem); overrides --kernel_size for those images. Rows "
     "naming no input are reported.",
 )
-_CONFIG = flags.DEFINE_string(
-    "config",
+_CONFIG = launch.define_config_flag(
     "fast",
     "Preset name (fast, paper, tiny) or a configs/*.py file (FILE.py:ARG passes ARG to its "
-    "get_config).",
-)
-_SET = flags.DEFINE_multi_string(
-    "set",
-    [],
-    "Override a config field, e.g. --set=num_steps=2000 or, the same, --config.num_steps=2000 "
-    "(repeatable). Unknown fields and values of the wrong type are refused.",
+    "get_config). Unknown fields and values of the wrong type are refused.",
 )
 _SEED = flags.DEFINE_integer("seed", None, "Random seed (default: the preset's).")
 _SEEDS = flags.DEFINE_integer(
@@ -135,12 +130,6 @@ def _shard() -> shards.Shard:
     return shards.resolve(count, 0 if _SHARD_INDEX.value is None else _SHARD_INDEX.value)
 
 
-def load_config(spec: str, overrides: list[str]):
-    """A preset by name or a config file's ``get_config()``, with ``FIELD=VALUE`` overrides
-    (``config.apply_overrides``: unknown fields and wrong types raise ``ValueError``)."""
-    return launch.load_config(spec, overrides)
-
-
 def parse_kernel_size(text: str | None) -> int | str | None:
     """``--kernel_size``: an odd positive integer, ``auto`` or unset."""
     if text is None:
@@ -155,8 +144,9 @@ def parse_kernel_size(text: str | None) -> int | str | None:
 
 
 def _prepare():
-    """Everything checked before any work; raises ``ValueError`` / ``OSError``."""
-    cfg = load_config(_CONFIG.value, _SET.value)
+    """Everything checked before any work (the config's overrides were, by
+    ``launch.parse_flags``); raises ``ValueError`` / ``OSError``."""
+    cfg = launch.prepare_config(_CONFIG.value)  # a copy: the flag's value stays as parsed
     if _SEED.value is not None:
         cfg.seed = _SEED.value
     if _SEEDS.value is not None:

@@ -1,22 +1,30 @@
 """Launcher bodies: what ``experiments/*.py`` and the ``jaxdeconv`` command call.
 
-One override syntax for all of them: ``--config.FIELD=VALUE`` (or ``--set=FIELD=VALUE``),
-applied by ``config.apply_overrides``, which refuses unknown fields and wrong types before any
-work. ``parse_flags`` is the absl flags parser that turns the first form into the second.
+The run configuration is an ``ml_collections.config_flags`` flag, as in Flax's examples and
+big_vision: ``define_config_flag`` defines ``--config`` (a preset name such as ``fast``, or a
+config file ``FILE.py`` / ``FILE.py:ARG`` whose ``get_config`` returns the ConfigDict) and
+config_flags turns every ``--config.FIELD=VALUE`` into a typed flag of that field.
+``--set=FIELD=VALUE`` is the same override under another spelling (the benchmark scripts use
+it). ``parse_flags``, the launchers' absl flags parser, turns config_flags' errors into one
+line and exit status 2 before any work: an unknown field names the closest ones, a value of the
+wrong type names the type the field takes.
 """
 
 from __future__ import annotations
 
 import copy
+import difflib
 import importlib.util
 import os
+import re
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 import jax
 import ml_collections
 from absl import flags, logging
+from ml_collections import config_flags
 
 from jaxdeconv import config as config_lib
 from jaxdeconv import pipeline
@@ -24,6 +32,10 @@ from jaxdeconv.app import batch, image_io, inputs
 from jaxdeconv.app import example as example_lib
 from jaxdeconv.app import records as records_lib
 from jaxdeconv.run import runtime
+
+# The flags defined here belong to the program that calls define_config_flag (its --help lists
+# them), not to this module.
+flags.disclaim_key_flags()
 
 EXAMPLE_SIZE = 112
 EXAMPLE_KERNEL_SIZE = 15
@@ -33,68 +45,249 @@ EXAMPLE_NOISE = 0.01
 # 128 px, 2500-step run (README).
 EXAMPLE_STEPS = 1000
 
+CONFIG_FLAG = "config"
+# The command line parse_flags hands to absl; config_flags reads the --config.FIELD overrides
+# from it (not from sys.argv, which holds the --set spelling).
+_COMMAND_LINE: list[str] = []
+_OVERRIDE = re.compile(rf"^--?(no)?{CONFIG_FLAG}\.([^=]+)(?:=(.*))?$", re.DOTALL)
+_HELP = ("--help", "-help", "--helpfull", "-helpfull", "--helpshort", "-helpshort", "-?")
+
 
 class InputError(ValueError):
     """A bad input for ``deblur_one`` (the message names it); nothing was written."""
 
 
-def parse_flags(argv: list[str]) -> list[str]:
-    """``app.run(main, flags_parser=parse_flags)``: ``--config.FIELD=VALUE`` becomes
-    ``--set=FIELD=VALUE`` (the program defines ``--set``), then absl parses as usual."""
-    rewritten = [
-        f"--set={arg.split('config.', 1)[1]}" if arg.startswith(("--config.", "-config.")) else arg
-        for arg in argv[1:]
-    ]
+class ConfigError(flags.Error):
+    """A ``--config`` value or override no run can use (``parse_flags`` exits with status 2)."""
+
+
+class _ConfigSource(flags.ArgumentParser):
+    """Parses ``--config``'s value with :func:`read_config` and keeps a copy of what it read,
+    before config_flags applies the overrides, for the checks after parsing."""
+
+    def __init__(self, default: str):
+        self.default = default
+        self.loaded: ml_collections.ConfigDict | None = None
+        self.unset: list[str] = []  # fields set to None (FIELD=None), applied after parsing
+
+    def parse(self, argument):
+        if isinstance(argument, ml_collections.ConfigDict):
+            return argument
+        try:
+            cfg = read_config(argument)
+        except ValueError as e:  # not absl's ValueError wrapping: the message is enough
+            raise ConfigError(str(e)) from None
+        cfg.unlock()  # as load_config's: a launcher may add a field for its run
+        self.loaded = copy.deepcopy(cfg)
+        return cfg
+
+    def flag_type(self) -> str:
+        return "config"
+
+
+def define_config_flag(default: str, help_string: str) -> flags.FlagHolder:
+    """Defines ``--config`` (``config_flags.DEFINE_config_file``, read by :func:`read_config`:
+    a preset name or ``FILE.py[:ARG]``; ``default`` when not given) and ``--set``, and returns
+    the holder whose ``.value`` is the run's ConfigDict once ``parse_flags`` has run. Overrides:
+    ``--config.FIELD=VALUE`` or ``--set=FIELD=VALUE``."""
+    holder = config_flags.DEFINE_config_file(
+        CONFIG_FLAG,
+        None,  # the default is added to the command line by parse_flags, so it parses late
+        f"{help_string} Override any field with --config.FIELD=VALUE.",
+        lock_config=False,
+        sys_argv=_COMMAND_LINE,
+    )
+    flag = flags.FLAGS[CONFIG_FLAG]
+    flag.parser = _ConfigSource(default)
+    flag.default_as_str = repr(default)
+    flags.DEFINE_multi_string(
+        "set", [], "--set=FIELD=VALUE is --config.FIELD=VALUE under another name"
+    )
+    return holder
+
+
+def parse_flags(argv: Sequence[str]) -> list[str]:
+    """``app.run(main, flags_parser=parse_flags)``: absl's parser, with the config flag of
+    :func:`define_config_flag` and a usage error as one line and exit status 2."""
+    program = os.path.basename(argv[0])
+    source = _config_source()
     try:
-        return flags.FLAGS([argv[0], *rewritten])
+        args = list(argv[1:]) if source is None else _config_first(argv[1:], source)
+    except ConfigError as e:
+        _usage_exit(program, e)
+    if source is not None:
+        for name in [n for n in flags.FLAGS if n.startswith(f"{CONFIG_FLAG}.")]:
+            delattr(flags.FLAGS, name)  # a field flag of an earlier parse (tests parse again)
+        source.loaded = None
+    _COMMAND_LINE[:] = [argv[0], *args]
+    try:
+        rest = flags.FLAGS([argv[0], *args])
+        if source is not None:
+            _finish_config(source)
     except SystemExit as e:
         # absl's help flags print the usage and exit 1; asked-for help is a success (0), and
         # 1 stays the command's "an image failed".
-        asked = {"--help", "-help", "--helpfull", "-helpfull", "--helpshort", "-helpshort", "-?"}
-        if e.code == 1 and asked & set(rewritten):
+        if e.code == 1 and set(_HELP) & set(argv[1:]):
             sys.exit(0)
         raise
-    except flags.Error as e:  # a usage error: one line, exit code 2, no help dump
-        program = os.path.basename(argv[0])
-        print(f"{program}: {e} (see --help)", file=sys.stderr)
-        sys.exit(2)
+    except (flags.Error, ValueError, TypeError, KeyError, AttributeError) as e:
+        problem = _config_problem(e, source)
+        if problem is None and not isinstance(e, flags.Error):
+            raise
+        _usage_exit(program, problem or e)
+    return rest
 
 
-def load_config(spec: str, overrides: list[str] = ()) -> ml_collections.ConfigDict:
-    """A preset by name (``fast``, ``paper``, ``tiny``) or a config file's ``get_config()``
-    (``FILE.py:ARG`` passes ``ARG``), with ``FIELD=VALUE`` overrides; raises ``ValueError``
-    for an unknown preset, a missing file, an unknown field, a wrong type or a bad value."""
+def _usage_exit(program: str, problem) -> None:
+    print(f"{program}: {problem} (see --help)", file=sys.stderr)
+    sys.exit(2)
+
+
+def _config_source() -> _ConfigSource | None:
+    """The parser of the program's config flag, if it has one (``define_config_flag``)."""
+    flag = flags.FLAGS[CONFIG_FLAG] if CONFIG_FLAG in flags.FLAGS else None
+    return flag.parser if flag is not None and isinstance(flag.parser, _ConfigSource) else None
+
+
+def _config_first(args: Sequence[str], source: _ConfigSource) -> list[str]:
+    """``args`` with ``--set=FIELD=VALUE`` spelled ``--config.FIELD=VALUE``, ``FIELD=None``
+    held back (config_flags has no None for a typed field; ``_finish_config`` applies it) and
+    the ``--config`` value first (config_flags reads only the overrides after it), the default
+    one when none is given."""
+    specs, rest, source.unset = [], [], []
+    items = iter(args)
+    for arg in items:
+        if arg == "--":
+            rest += [arg, *items]
+            break
+        name, eq, value = arg.lstrip("-").partition("=") if arg.startswith("-") else ("", "", "")
+        if name in ("set", CONFIG_FLAG) and not eq:
+            value, eq = next(items, ""), "="
+        if name == CONFIG_FLAG:
+            specs.append(f"--{CONFIG_FLAG}={value}")
+            continue
+        if name == "set":
+            if "=" not in value:
+                raise ConfigError(f"--set={value}: expected FIELD=VALUE, e.g. num_steps=2000")
+            arg = f"--{CONFIG_FLAG}.{value}"
+        match = _OVERRIDE.match(arg)
+        if match and match.group(3) is not None and match.group(3).strip() == "None":
+            source.unset.append(match.group(2))
+            continue
+        rest.append(arg)
+    return (specs or [f"--{CONFIG_FLAG}={source.default}"]) + rest
+
+
+def _overrides() -> list[tuple[str, str | None]]:
+    """``(FIELD, VALUE text or None)`` of every ``--config.FIELD`` on the command line."""
+    out, args = [], _COMMAND_LINE[1:]
+    for i, arg in enumerate(args):
+        if match := _OVERRIDE.match(arg):
+            text = match.group(3)
+            following = args[i + 1] if i + 1 < len(args) else "-"
+            if text is None:  # --config.FIELD VALUE, or a bare boolean (--[no]config.FIELD)
+                bare = match.group(1) or following.startswith("-")
+                text = str(not match.group(1)) if bare else following
+            out.append((match.group(2), text))
+    return out
+
+
+def _finish_config(source: _ConfigSource) -> None:
+    """After config_flags: no group replaced whole, fields set to None, tuples held to the
+    entry types the field had (an integer in a tuple of numbers becomes a float, so a config's
+    fingerprint does not depend on the spelling), and the values every run needs
+    (``config.check_values``); ``ConfigError`` naming the first problem."""
+    cfg = flags.FLAGS[CONFIG_FLAG].value
+    try:
+        for field, value in config_flags.get_override_values(flags.FLAGS[CONFIG_FLAG]).items():
+            before = _get(source.loaded, field)
+            if isinstance(before, ml_collections.ConfigDict):
+                raise ValueError(_group_problem(f"{field}={value}", field, before))
+            if isinstance(before, tuple):
+                checked = config_lib.apply_overrides(
+                    copy.deepcopy(source.loaded), [f"{field}={tuple(value)!r}"]
+                )
+                _set(cfg, field, _get(checked, field))
+        config_lib.apply_overrides(cfg, [f"{field}=None" for field in source.unset])
+        config_lib.check_values(cfg)
+    except ValueError as e:
+        raise ConfigError(str(e)) from None
+
+
+def _group_problem(item: str, field: str, group: ml_collections.ConfigDict) -> str:
+    return (
+        f"{item}: '{field}' is a group of fields; set one of them, e.g. "
+        f"{field}.{sorted(group.keys())[0]}=..."
+    )
+
+
+def _get(cfg, field: str):
+    for part in field.split("."):
+        cfg = cfg.get(part) if isinstance(cfg, ml_collections.ConfigDict) else None
+    return cfg
+
+
+def _set(cfg: ml_collections.ConfigDict, field: str, value) -> None:
+    *parents, leaf = field.split(".")
+    for part in parents:
+        cfg = cfg[part]
+    cfg[leaf] = value
+
+
+_TYPE_NAMES = {int: "an integer", float: "a number", str: "a string", bool: "True or False"}
+
+
+def _config_problem(error: Exception, source: _ConfigSource | None) -> str | None:
+    """config_flags' error about an override, in the words of ``config.apply_overrides``:
+    an unknown field with the closest names, a group, or the type a field takes. None when
+    ``error`` is about something else."""
+    if source is None or source.loaded is None:
+        return None
+    loaded = source.loaded
+    known = config_lib.field_names(loaded)
+    for field, text in _overrides():
+        item = f"{field}={text}"
+        value = _get(loaded, field)
+        if value is None and field not in known:
+            close = difflib.get_close_matches(field, known, n=3, cutoff=0.6)
+            hint = f"; did you mean {' or '.join(close)}?" if close else ""
+            return f"{item}: unknown config field '{field}'{hint}"
+        if isinstance(value, ml_collections.ConfigDict):
+            return _group_problem(item, field, value)
+        if str(error).startswith(f"flag --{CONFIG_FLAG}.{field}="):
+            parent, _, leaf = field.rpartition(".")
+            kind = (_get(loaded, parent) if parent else loaded).get_type(leaf)
+            want = _TYPE_NAMES.get(kind, kind.__name__)
+            return f"{item}: expects {want}, got {text!r}"
+    return None
+
+
+def read_config(spec: str) -> ml_collections.ConfigDict:
+    """The config ``spec`` names, unchecked: a preset by name (``fast``, ``paper``, ``tiny``)
+    or a config file's ``get_config()`` (``FILE.py:ARG`` passes ``ARG``); ``ValueError`` for
+    an unknown preset or a missing file."""
     path, _, arg = spec.partition(":") if not os.path.isfile(spec) else (spec, "", "")
-    path, arg = _variant_file(path, arg)
     if spec in config_lib.PRESETS:
-        cfg = config_lib.PRESETS[spec]()
-    elif os.path.isfile(path):
-        module_spec = importlib.util.spec_from_file_location("_jaxdeconv_config", path)
-        module = importlib.util.module_from_spec(module_spec)
-        module_spec.loader.exec_module(module)
-        cfg = module.get_config(arg) if arg else module.get_config()
-    else:
+        return config_lib.PRESETS[spec]()
+    if not os.path.isfile(path):
         raise ValueError(
             f"--config={spec}: not a preset ({', '.join(config_lib.PRESETS)}) and no such file"
         )
-    return prepare_config(cfg, overrides)
+    module_spec = importlib.util.spec_from_file_location("_jaxdeconv_config", path)
+    module = importlib.util.module_from_spec(module_spec)
+    module_spec.loader.exec_module(module)
+    return module.get_config(arg) if arg else module.get_config()
 
 
-def _variant_file(path: str, arg: str) -> tuple[str, str]:
-    """``configs/NAME.py[:BASE]`` for a variant NAME that has no file of its own (the variants
-    are one file, ``configs/variant.py:NAME[:BASE]``): that file and its argument."""
-    stem = os.path.splitext(os.path.basename(path))[0]
-    shared = os.path.join(os.path.dirname(path), "variant.py")
-    if not os.path.isfile(path) and path.endswith(".py") and os.path.isfile(shared):
-        from jaxdeconv import variants
-
-        if stem in variants.VARIANTS:
-            return shared, f"{stem}:{arg}" if arg else stem
-    return path, arg
+def load_config(spec: str, overrides: Sequence[str] = ()) -> ml_collections.ConfigDict:
+    """:func:`read_config` with ``FIELD=VALUE`` overrides (``config.apply_overrides``), for
+    code that builds a run's config without a command line; raises ``ValueError`` for an
+    unknown preset, a missing file, an unknown field, a wrong type or a bad value."""
+    return prepare_config(read_config(spec), overrides)
 
 
 def prepare_config(
-    cfg: ml_collections.ConfigDict, overrides: list[str] = ()
+    cfg: ml_collections.ConfigDict, overrides: Sequence[str] = ()
 ) -> ml_collections.ConfigDict:
     """An unlocked copy of ``cfg`` with ``overrides`` applied and its values checked."""
     cfg = copy.deepcopy(cfg)  # keeps the types of unset fields, which to_dict() loses
@@ -104,9 +297,20 @@ def prepare_config(
     return cfg
 
 
-def sets_field(overrides: list[str], field: str) -> bool:
-    """Whether ``FIELD=VALUE`` items (``--set``/``--config.FIELD``) set ``field``."""
-    return any(str(item).partition("=")[0].strip() == field for item in overrides)
+def overridden() -> set[str]:
+    """The fields the command line set (``--config.FIELD`` / ``--set``), after ``parse_flags``."""
+    fields = set(config_flags.get_override_values(flags.FLAGS[CONFIG_FLAG]))
+    return fields | set(flags.FLAGS[CONFIG_FLAG].parser.unset)
+
+
+def config_spec() -> str:
+    """The ``--config`` value the run's config was read from (a preset name or a file)."""
+    return config_flags.get_config_filename(flags.FLAGS[CONFIG_FLAG])
+
+
+def config_name() -> str:
+    """The run config's short name: the preset's, or the config file's without ``.py``."""
+    return os.path.splitext(os.path.basename(config_spec().partition(":")[0]))[0]
 
 
 def deblur_one(
