@@ -1329,7 +1329,7 @@ def phase_question(entry: dict, s: Settings, clock: Clock, report: Report, ctx: 
     on the way are scored against the sharp images, when there (``entry['scores']``), and
     ``entry['better']`` names the config with the higher mean two-stage PSNR over the images
     every config finished (:func:`choose_better`)."""
-    from jaxdeconv.bench import metrics
+    from jaxdeconv.classical import metrics
 
     labels = list(s.question_configs)
     if not s.question_images or not labels:

@@ -154,7 +154,8 @@ def group_label(g: dict) -> str:
 def score_group(g: dict, roots, nonblind: str = "protocol", cache=None) -> list:
     """Per-image score rows (dicts with ``COLUMNS``) for one loaded group. ``roots``: the data
     folder of each dataset (``{'levin': ..., 'lai': ...}``; a string serves both)."""
-    from jaxdeconv.bench import evaluate, metrics
+    from jaxdeconv.bench import evaluate
+    from jaxdeconv.classical import metrics
 
     dataset = g["meta"]["dataset"]
     roots = roots if isinstance(roots, dict) else {"levin": roots, "lai": roots}
@@ -247,7 +248,7 @@ def _fmt(x, spec: str) -> str:
 
 
 def group_markdown(g: dict, rows: list, compare: dict, compare_label: str) -> str:
-    from jaxdeconv.bench import metrics
+    from jaxdeconv.classical import metrics
 
     m = g["meta"]
     steps = sorted({r["steps_done"] for r in rows})

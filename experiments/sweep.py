@@ -22,8 +22,7 @@ import numpy as np
 from absl import app, flags
 
 from jaxdeconv.app import example, launch
-from jaxdeconv.bench import metrics
-from jaxdeconv.classical import diagnose
+from jaxdeconv.classical import diagnose, metrics
 from jaxdeconv.core import train
 from jaxdeconv.run import runtime
 

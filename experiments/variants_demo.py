@@ -20,7 +20,8 @@ from absl import app, flags
 
 import jaxdeconv
 from jaxdeconv.app import launch
-from jaxdeconv.bench import metrics, synthetic
+from jaxdeconv.bench import synthetic
+from jaxdeconv.classical import metrics
 from jaxdeconv.run import runtime
 
 

@@ -6,7 +6,7 @@ with ``x_big`` of shape ``[H + K - 1, W + K - 1, C]``.
 """
 
 # The benchmark layer (datasets, metrics, synthetic suite, evaluation) is not imported here:
-# ``from jaxdeconv.bench import metrics`` when you need it.
+# ``from jaxdeconv.classical import metrics`` when you need it.
 from jaxdeconv import config
 from jaxdeconv.classical import nonblind
 from jaxdeconv.classical.nonblind import hyper_laplacian_deconv, wiener_deconv
@@ -16,15 +16,19 @@ from jaxdeconv.core.networks import ImageUNet, KernelMLP, KernelUNet
 from jaxdeconv.core.schedules import piecewise_constant
 from jaxdeconv.core.train import (
     ExtraLoss,
+    Hyper,
     RunSpec,
     TrainState,
     build_spec,
+    hyperparameters,
     image_estimate,
     init_state,
     kernel_estimate,
     make_train_step,
     sample_statistics,
     train_step,
+    unrolled,
+    with_hyperparameters,
 )
 from jaxdeconv.pipeline import deblur_image  # the two-stage result a user wants
 from jaxdeconv.run.api import DeblurResult, NonFiniteLossError, deblur, deblur_batch
@@ -34,6 +38,7 @@ __version__ = "0.1.0"
 __all__ = [
     "DeblurResult",
     "ExtraLoss",
+    "Hyper",
     "ImageUNet",
     "KernelMLP",
     "KernelUNet",
@@ -49,6 +54,7 @@ __all__ = [
     "deblur",
     "deblur_batch",
     "deblur_image",
+    "hyperparameters",
     "image_estimate",
     "init_state",
     "kernel_estimate",
@@ -59,16 +65,9 @@ __all__ = [
     "sample_images",
     "sample_statistics",
     "train_step",
+    "unrolled",
     "valid_correlate",
     "valid_correlate_direct",
     "valid_correlate_fft",
+    "with_hyperparameters",
 ]
-
-
-def __getattr__(name: str):
-    # The former names of RunSpec and build_spec (deprecated; jaxdeconv.core.train warns).
-    if name in ("Model", "build_model"):
-        from jaxdeconv.core import train
-
-        return getattr(train, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

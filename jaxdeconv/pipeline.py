@@ -30,6 +30,7 @@ import ml_collections
 import numpy as np
 
 from jaxdeconv.classical import colour, crops, diagnose, kernel_size, multiscale, nonblind, refine
+from jaxdeconv.core import train
 
 # Where and at what scale the network works (re-exported: jaxdeconv.planning).
 from jaxdeconv.planning import (  # noqa: F401
@@ -216,7 +217,7 @@ def robust_kernel(
     p: Plan,
     box: tuple[int, int, int, int],
     key: jax.Array | None = None,
-    spec=None,
+    spec: train.SpecArgument = None,
     step: Callable | None = None,
 ) -> tuple[np.ndarray, dict]:
     """:func:`kernel_from_network`, checked by ``jaxdeconv.classical.diagnose``: a flagged kernel (a
@@ -276,7 +277,7 @@ def choose_estimate(
     p: Plan,
     box: tuple[int, int, int, int],
     key: jax.Array | None = None,
-    spec=None,
+    spec: train.SpecArgument = None,
     step: Callable | None = None,
 ) -> Choice:
     """:func:`robust_kernel` on the network run ``result`` (trained on ``region``, the
@@ -341,7 +342,7 @@ def most_consistent(
     *,
     p: Plan,
     key: jax.Array | None = None,
-    spec=None,
+    spec: train.SpecArgument = None,
     step: Callable | None = None,
 ) -> Choice:
     """``recover.seeds = N`` whole estimates (``first``, then :func:`seed_config`'s seeds
@@ -401,7 +402,7 @@ def estimate(
     *,
     key: jax.Array | None = None,
     checkpoint_dir: str | None = None,
-    spec=None,
+    spec: train.SpecArgument = None,
     step: Callable | None = None,
 ) -> tuple[api.DeblurResult, tuple[int, int, int, int], np.ndarray]:
     """Blind estimate on ``[H, W, 1]``: the result (its images cover the estimation window,
@@ -438,7 +439,7 @@ def two_stage_from_run(
     p: Plan,
     box: tuple[int, int, int, int],
     key: jax.Array | None = None,
-    spec=None,
+    spec: train.SpecArgument = None,
     step: Callable | None = None,
 ) -> Outputs:
     """The two-stage result from a network run: final kernel, then non-blind deconvolution
@@ -504,7 +505,7 @@ def deblur_image(
     config: ml_collections.ConfigDict,
     *,
     key: jax.Array | None = None,
-    spec=None,
+    spec: train.SpecArgument = None,
     step: Callable | None = None,
 ) -> Outputs:
     """Blind deblurring of ``[H, W, C]`` in [0, 1]: kernel on luminance, then every channel.
@@ -548,14 +549,3 @@ def run_facts(config: ml_collections.ConfigDict, outputs: Outputs, **extra: Any)
         "date": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         **extra,
     }
-
-
-def __getattr__(name: str):
-    # ``save_outputs`` moved to the application layer (jaxdeconv.app.image_io); this forward
-    # serves jaxdeconv/app/launch.py until it calls image_io.save_outputs (then delete it and
-    # its expected edge in tests/test_import_graph.py).
-    if name == "save_outputs":
-        from jaxdeconv.app import image_io
-
-        return image_io.save_outputs
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

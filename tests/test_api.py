@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 
 import jaxdeconv
-from jaxdeconv.bench import metrics, synthetic
+from jaxdeconv.bench import synthetic
+from jaxdeconv.classical import metrics
 
 
 def test_end_to_end_tiny_recovers_kernel_and_sharpens(tiny_config):

@@ -9,8 +9,8 @@ import sys
 import numpy as np
 import pytest
 
-from jaxdeconv.bench import metrics
 from jaxdeconv.bench.datasets import LAI_CATEGORIES
+from jaxdeconv.classical import metrics
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 

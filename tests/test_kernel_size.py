@@ -1,7 +1,7 @@
 import numpy as np
 
-from jaxdeconv.bench import metrics, synthetic
-from jaxdeconv.classical import kernel_size
+from jaxdeconv.bench import synthetic
+from jaxdeconv.classical import kernel_size, metrics
 
 
 def _embedded(k, size, top, left, noise=0.0, seed=0):

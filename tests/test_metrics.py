@@ -1,4 +1,5 @@
-"""Tests for jaxdeconv.bench.metrics against independent references (scikit-image, brute force)."""
+"""Tests for jaxdeconv.classical.metrics against independent references (scikit-image, brute
+force)."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ import pytest
 import scipy.ndimage
 from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 
-from jaxdeconv.bench import metrics
+from jaxdeconv.classical import metrics
 
 
 def _smooth_image(shape, sigma: float, seed: int) -> np.ndarray:

@@ -1,8 +1,8 @@
 import numpy as np
 import pytest
 
-from jaxdeconv.bench import metrics, synthetic
-from jaxdeconv.classical import multiscale
+from jaxdeconv.bench import synthetic
+from jaxdeconv.classical import metrics, multiscale
 
 
 @pytest.mark.parametrize("n,expected", [(1, 1), (2, 3), (2.9, 3), (4.1, 5), (5.9, 5), (9.7, 9)])

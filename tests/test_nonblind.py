@@ -12,8 +12,7 @@ import numpy as np
 import pytest
 import scipy.ndimage
 
-from jaxdeconv.bench import metrics
-from jaxdeconv.classical import nonblind
+from jaxdeconv.classical import metrics, nonblind
 
 
 def _sharp_image(size: int = 64) -> np.ndarray:

@@ -71,8 +71,7 @@ def test_matrix_free_refit_matches_the_normal_matrix_one():
 def test_coarse_to_fine_polish_returns_a_full_size_kernel_near_the_truth():
     ex = synthetic.make_example(80, 80, 11, noise=0.002, seed=5)
     # The kernel as seen at half resolution, spread: what the network hands over.
-    from jaxdeconv.bench import metrics
-    from jaxdeconv.classical import multiscale
+    from jaxdeconv.classical import metrics, multiscale
 
     coarse = _spread(multiscale.resize_kernel(ex.kernel, 5, scale=0.5), 0.5)
     start = multiscale.resize_kernel(coarse, 11, scale=2.0)

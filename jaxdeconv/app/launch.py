@@ -380,7 +380,7 @@ def deblur_one(
     )
     # key None: jax.random.key(config.seed), and recover.seeds' runs are those of seed + i.
     outputs = pipeline.deblur_image(blurry, config, key=None, spec=spec, step=step)
-    paths = pipeline.save_outputs(
+    paths = image_io.save_outputs(
         workdir,
         name,
         outputs,
@@ -396,7 +396,7 @@ def deblur_one(
         image_io.write_image(os.path.join(workdir, f"{name}_sharp.png"), example.sharp)
         # Scored as the benchmarks are: after the best shift (blind deconvolution recovers the
         # scene up to a translation), borders excluded (metrics.aligned_psnr_ssim).
-        from jaxdeconv.bench import metrics
+        from jaxdeconv.classical import metrics
 
         def scored(image):
             if min(example.sharp.shape[:2]) < 41:  # too small for the protocol's 15 px border

@@ -17,7 +17,8 @@ from PIL import Image, ImageDraw
 
 from jaxdeconv import variants
 from jaxdeconv.app import image_io
-from jaxdeconv.bench import evaluate, metrics
+from jaxdeconv.bench import evaluate
+from jaxdeconv.classical import metrics
 
 _COLOURS = [
     (31, 119, 180),

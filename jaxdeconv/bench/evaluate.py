@@ -37,7 +37,7 @@ import numpy as np
 
 from jaxdeconv import pipeline
 from jaxdeconv.app import image_io
-from jaxdeconv.bench import datasets, metrics
+from jaxdeconv.bench import datasets
 from jaxdeconv.bench.protocol import (  # noqa: F401 - re-exported
     BENCHMARK_IGNORE,
     COLUMNS,
@@ -58,7 +58,7 @@ from jaxdeconv.bench.report import (  # noqa: F401 - re-exported
     write_csv,
     write_kernel_montage,
 )
-from jaxdeconv.classical import crops
+from jaxdeconv.classical import crops, metrics
 from jaxdeconv.classical.diagnose import DELTA_PEAK  # noqa: F401 - re-exported
 
 

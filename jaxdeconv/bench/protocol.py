@@ -13,8 +13,7 @@ import ml_collections
 import numpy as np
 
 from jaxdeconv import config as config_lib
-from jaxdeconv.bench import metrics
-from jaxdeconv.classical import nonblind
+from jaxdeconv.classical import metrics, nonblind
 
 # The scores of a result, in the order the tables show them.
 SCORES = (

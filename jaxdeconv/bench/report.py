@@ -16,9 +16,8 @@ import numpy as np
 from PIL import Image, ImageDraw
 
 from jaxdeconv.app import image_io
-from jaxdeconv.bench import metrics
 from jaxdeconv.bench.protocol import COLUMNS, PUBLISHED_LUMA, config_hash
-from jaxdeconv.classical import nonblind
+from jaxdeconv.classical import metrics, nonblind
 from jaxdeconv.classical.diagnose import DELTA_PEAK
 
 # Per-bucket tables of summary.md, by dataset.

@@ -9,7 +9,8 @@ image. Cost per training step grows with the crop's area.
 from __future__ import annotations
 
 import numpy as np
-import scipy.ndimage
+
+from jaxdeconv.core import blur
 
 SELECTIONS = ("gradient", "structure")
 
@@ -55,7 +56,7 @@ def most_textured_crop(
     if img.ndim == 3:
         img = img.mean(axis=-1)
     if select == "structure":
-        img = scipy.ndimage.gaussian_filter(img, sigma)
+        img = blur.gaussian_filter_numpy(img, sigma)
     gx, gy = np.zeros_like(img), np.zeros_like(img)
     gx[:, :-1] = np.diff(img, axis=1)
     gy[:-1, :] = np.diff(img, axis=0)

@@ -367,3 +367,43 @@ def gaussian_smooth_numpy(img: np.ndarray, sigma: float) -> np.ndarray:
     out = np.pad(img, r, mode="edge")
     out = np.apply_along_axis(lambda v: np.convolve(v, g, mode="valid"), 0, out)
     return np.apply_along_axis(lambda v: np.convolve(v, g, mode="valid"), 1, out)
+
+
+def correlate1d_numpy(img: np.ndarray, taps: np.ndarray, axis: int) -> np.ndarray:
+    """Same-size correlation of ``img`` with the odd-length ``taps`` along ``axis``, the image
+    extended by mirroring about its edges (``d c b a | a b c d | d c b a``), float64."""
+    img = np.asarray(img, np.float64)
+    r = len(taps) // 2
+    pad = [(0, 0)] * img.ndim
+    pad[axis] = (r, r)
+    ext = np.pad(img, pad, mode="symmetric")
+    n = img.shape[axis]
+    out = np.zeros_like(img)
+    for i, t in enumerate(taps):
+        out += t * np.take(ext, np.arange(i, i + n), axis=axis)
+    return out
+
+
+def gaussian_filter_numpy(img: np.ndarray, sigma: float, truncate: float = 4.0) -> np.ndarray:
+    """Separable Gaussian smoothing of a 2-D image, same size, mirrored edges, the taps cut at
+    ``truncate`` standard deviations (the usual image-processing convention), float64."""
+    radius = int(truncate * float(sigma) + 0.5)
+    t = np.arange(-radius, radius + 1)
+    g = np.exp(-0.5 * (t / float(sigma)) ** 2)
+    g = g / g.sum()
+    return correlate1d_numpy(correlate1d_numpy(img, g, 0), g, 1)
+
+
+def full_correlate_numpy(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Cross-correlation of ``a`` and ``b`` (2-D) at every shift where they overlap,
+    ``[Ha + Hb - 1, Wa + Wb - 1]``, float64: the valid correlation of ``a`` zero-padded by
+    ``b``'s size less one on every side."""
+    a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
+    (hb, wb) = b.shape
+    padded = np.pad(a, ((hb - 1, hb - 1), (wb - 1, wb - 1)))
+    h, w = padded.shape[0] - hb + 1, padded.shape[1] - wb + 1
+    out = np.zeros((h, w), np.float64)
+    for i in range(hb):
+        for j in range(wb):
+            out += b[i, j] * padded[i : i + h, j : j + w]
+    return out

@@ -41,7 +41,7 @@ import scipy.ndimage
 import scipy.signal
 from numpy.typing import ArrayLike
 
-from jaxdeconv.app import image_io
+from jaxdeconv.classical import colour
 from jaxdeconv.classical.diagnose import kernel_similarity  # noqa: F401 (one definition)
 
 # Z. Wang's ssim.m defaults.
@@ -73,7 +73,7 @@ def _as_gray(img: ArrayLike, name: str) -> np.ndarray:
     if a.ndim == 3 and a.shape[-1] == 1:
         a = a[..., 0]
     elif a.ndim == 3 and a.shape[-1] == 3:
-        a = image_io.luminance(a)[..., 0]
+        a = colour.luminance(a)[..., 0]
     elif a.ndim != 2:
         raise ValueError(f"{name} must be [H, W], [H, W, 1] or [H, W, 3], got shape {a.shape}")
     return a
