@@ -26,8 +26,7 @@ from jaxdeconv.classical import diagnose, metrics
 from jaxdeconv.core import train
 from jaxdeconv.run import runtime
 
-_CONFIG = flags.DEFINE_string("config", "tiny", "A preset name or a configs/*.py file.")
-_SET = flags.DEFINE_multi_string("set", [], "Override a config field: --config.FIELD=VALUE.")
+_CONFIG = launch.define_config_flag("tiny", "A preset name or a configs/*.py file.")
 _LR_X = flags.DEFINE_list("lr_x", [], "Image-net learning rates to sweep.")
 _LR_K = flags.DEFINE_list("lr_k", [], "Kernel-net learning rates to sweep.")
 _MU = flags.DEFINE_list("mu", [], "Kernel-norm weights to sweep.")
@@ -58,8 +57,8 @@ def _floats(name: str, items: list[str]) -> list[float]:
 
 def main(argv):
     del argv
+    config = _CONFIG.value  # --config.FIELD=VALUE checked at parse time (launch.parse_flags)
     try:
-        config = launch.load_config(_CONFIG.value, _SET.value)
         values = {
             "lr_x": _floats("lr_x", _LR_X.value),
             "lr_k": _floats("lr_k", _LR_K.value),
@@ -77,7 +76,9 @@ def main(argv):
     spec = train.build_spec(config, y.shape)
     base = train.init_state(spec, jax.random.key(config.seed))
     columns = {n: jnp.asarray([p[n] for p in points], jnp.float32) for n in points[0]}
-    states = jax.vmap(lambda v: train.with_hyperparameters(base, **v))(columns)
+    # jitted: fresh buffers, not views of ``columns`` (the step donates the states it trains)
+    make_states = jax.jit(jax.vmap(lambda v: train.with_hyperparameters(base, **v)))
+    states = make_states(columns)
     step = jax.jit(
         jax.vmap(functools.partial(train.train_step, spec), in_axes=(0, None, None)),
         donate_argnums=0,
@@ -98,8 +99,7 @@ def main(argv):
 
         lr0 = base.opt_x.hyperparams["learning_rate"]
         lrs = columns.get("lr_x", jnp.full((len(points),), lr0))
-        initial = jax.vmap(lambda v: train.with_hyperparameters(base, **v))(columns)
-        grads = np.asarray(jax.jit(jax.vmap(jax.grad(final_loss)))(lrs, initial))
+        grads = np.asarray(jax.jit(jax.vmap(jax.grad(final_loss)))(lrs, make_states(columns)))
     for i, p in enumerate(points):
         psnr = metrics.aligned_psnr_ssim(images[i, ..., 0], ex.sharp[..., 0])["psnr"]
         sim = diagnose.kernel_similarity(kernels[i], ex.kernel)
