@@ -217,6 +217,11 @@ def _estimate_fields(c: ml_collections.ConfigDict) -> None:
     # Other window rules (crop_select values) whose window also gets a network run on every
     # image (not only a flagged one); the same ranking picks the kernel. () : none.
     c.recover.windows = ()
+    # Agreement across windows: the same estimate on up to this many windows of the photo (the
+    # most textured first, each overlapping the others by at most max_overlap of its area), the
+    # kernel they agree on kept (pipeline.agreeing_window). 1: the one window.
+    c.recover.agree_windows = 1
+    c.recover.max_overlap = 0.25
     # Progressive coarse-to-fine training of the network stage, every field explained in
     # jaxdeconv.run.progressive's docstring. 0 levels: one run at the working scale (the paper).
     c.progressive = ml_collections.ConfigDict()
@@ -327,6 +332,8 @@ ADDED_FIELDS = {
     "support_margin": 1.0,
     "recover.windows": (),
     "recover.seeds": 1,
+    "recover.agree_windows": 1,
+    "recover.max_overlap": 0.25,
     "grad_weight": 0.0,
     "image_net.type": "unet",
     "kernel_net.coord_hidden": 64,
@@ -573,6 +580,7 @@ def check_values(cfg: ml_collections.ConfigDict) -> None:
         ("crop_size", 0),
         ("ssim_after", 0),
         ("recover.seeds", 1),
+        ("recover.agree_windows", 1),
     ]:
         value = get(field)
         if isinstance(value, int) and value < least:

@@ -38,6 +38,7 @@ from jaxdeconv.planning import (  # noqa: F401
     _largest_kernel,
     _with_field,
     estimation_region,
+    estimation_regions,
     network_config,
     plan,
     region_shape,
@@ -293,6 +294,8 @@ def choose_estimate(
     best = Choice(kernel, facts, result, box)
     if int(config.recover.get("seeds", 1)) > 1:
         best = most_consistent(best, region, config, luminance, p=p, key=key, **hooks)
+    if int(config.recover.get("agree_windows", 1)) > 1:
+        best = agreeing_window(best, config, luminance, p=p, key=key, **hooks)
     others = [w for w in config.recover.windows if w != facts["window"]]
     if not others or not config.crop_size:
         return best
@@ -365,20 +368,69 @@ def most_consistent(
         facts["window"] = first.facts.get("window")
         choices.append(Choice(kernel, facts, run, first.box))
     n = len(choices)
-    agreement = [
-        float(
-            np.mean([diagnose.kernel_similarity(a.kernel, b.kernel) for b in choices if b is not a])
-        )
-        for a in choices
-    ]
-    flagged = [not _check(c.kernel, config).ok for c in choices]
-    kept = max(range(n), key=lambda i: (not flagged[i], agreement[i], -i))
+    kept, agreement, flagged = medoid([c.kernel for c in choices], config)
     best = choices[kept]
     best.facts["seeds"] = {
         "seeds": [int(config.seed) + i for i in range(n)],
         "agreement": [round(a, 4) for a in agreement],
         "flagged": flagged,
         "kept": int(config.seed) + kept,
+    }
+    return best
+
+
+def medoid(kernels: list[np.ndarray], config: ml_collections.ConfigDict):
+    """The index of the kernel the others agree on: unflagged first, then the highest mean
+    similarity (``diagnose.kernel_similarity``) to the others, then the first; with each
+    kernel's mean similarity and flag."""
+    n = len(kernels)
+    similarity = diagnose.kernel_similarity
+    agreement = [
+        float(np.mean([similarity(kernels[i], kernels[j]) for j in range(n) if j != i]))
+        for i in range(n)
+    ]
+    flagged = [not _check(k, config).ok for k in kernels]
+    kept = max(range(n), key=lambda i: (not flagged[i], agreement[i], -i))
+    return kept, agreement, flagged
+
+
+def agreeing_window(
+    first: Choice,
+    config: ml_collections.ConfigDict,
+    luminance: np.ndarray,
+    *,
+    p: Plan,
+    key: jax.Array | None = None,
+    spec: train.SpecArgument = None,
+    step: Callable | None = None,
+) -> Choice:
+    """Agreement across windows (``recover.agree_windows = N``): the same estimate (a network
+    run and :func:`robust_kernel`, same key) on up to N - 1 further windows of the photo, each
+    overlapping the others by at most ``recover.max_overlap`` of its area
+    (``planning.estimation_regions``), and the :func:`medoid` of the N kernels kept: the blur
+    is the same in every window, a path that fits one window's content is not. ``first``: the
+    estimate on the first window. Facts: the windows, their agreement, the one kept."""
+    hooks = dict(spec=spec, step=step)
+    count = int(config.recover.agree_windows)
+    regions = estimation_regions(luminance, config, count, p=p)
+    choices = [first]
+    for region, box in regions:
+        if tuple(box) == tuple(first.box):
+            continue
+        where = dict(p=p, box=box, key=key, **hooks)
+        run = progressive.network_run(luminance, config, region=region, **where)
+        kernel, facts = robust_kernel(run, region, config, luminance, **where)
+        facts["window"] = first.facts.get("window")
+        choices.append(Choice(kernel, facts, run, box))
+    if len(choices) == 1:
+        return first
+    kept, agreement, flagged = medoid([c.kernel for c in choices], config)
+    best = choices[kept]
+    best.facts["agree_windows"] = {
+        "boxes": [list(map(int, c.box)) for c in choices],
+        "agreement": [round(a, 4) for a in agreement],
+        "flagged": flagged,
+        "kept": kept,
     }
     return best
 

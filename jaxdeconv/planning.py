@@ -105,6 +105,27 @@ def estimation_region(
     return multiscale.downscale(window, p.scale), box
 
 
+def estimation_regions(
+    luminance: np.ndarray, config: ml_collections.ConfigDict, count: int, *, p: Plan
+) -> list[tuple[np.ndarray, tuple[int, int, int, int]]]:
+    """Up to ``count`` regions and boxes like :func:`estimation_region`'s, on windows that
+    overlap each other by at most ``recover.max_overlap`` of their area, the most textured
+    first (the first is :func:`estimation_region`'s window); one when the window is the whole
+    image."""
+    h, w = luminance.shape[:2]
+    if crops.window_shape((h, w), p.window) == (h, w):
+        return [estimation_region(luminance, config, p=p)]
+    boxes = crops.textured_windows(
+        luminance,
+        p.window,
+        count,
+        max_overlap=float(config.recover.get("max_overlap", 0.25)),
+        select=window_rule(config, p),
+        sigma=float(config.get("crop_sigma", 1.5)) / p.scale,
+    )
+    return [(multiscale.downscale(crops.crop(luminance, b), p.scale), b) for b in boxes]
+
+
 def window_rule(config: ml_collections.ConfigDict, p: Plan) -> str:
     """``config.crop_select``, with ``'auto'`` resolved: ``'structure'`` where the network works
     coarse-to-fine (working scale below 1), else ``'gradient'``."""

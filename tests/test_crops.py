@@ -41,3 +41,27 @@ def test_structure_selection_prefers_edges_in_every_direction_to_a_fence():
     assert left <= 112 and left + w >= 144 and top <= 16 and top + h >= 48  # the square
     with pytest.raises(ValueError, match="select"):
         crops.most_textured_crop(img, 48, select="nonsense")
+
+
+def test_textured_windows_rank_by_texture_and_bound_their_overlap():
+    rng = np.random.default_rng(1)
+    img = np.full((64, 96), 0.5)
+    img[4:28, 6:30] = rng.uniform(size=(24, 24))  # the most textured patch
+    img[36:60, 60:84] = 0.5 + 0.5 * rng.uniform(size=(24, 24))  # a weaker one
+    for select in crops.SELECTIONS:
+        boxes = crops.textured_windows(img, 24, 5, stride=2, select=select)
+        assert boxes[0] == crops.most_textured_crop(img, 24, stride=2, select=select)
+        assert len(boxes) == 5
+        for i, a in enumerate(boxes):
+            for b in boxes[:i]:
+                rows = max(0, min(a[0] + 24, b[0] + 24) - max(a[0], b[0]))
+                cols = max(0, min(a[1] + 24, b[1] + 24) - max(a[1], b[1]))
+                assert rows * cols <= 0.25 * 24 * 24
+    gradient = crops.textured_windows(img, 24, 2, stride=2)
+    assert abs(gradient[1][0] - 36) <= 2 and abs(gradient[1][1] - 60) <= 2  # the second patch
+    disjoint = crops.textured_windows(img, 24, 50, stride=2, max_overlap=0.0)
+    assert 2 <= len(disjoint) <= 8  # at most 2 x 4 disjoint 24 px windows fit in 64 x 96
+    cover = np.zeros(img.shape, int)
+    for top, left, h, w in disjoint:
+        cover[top : top + h, left : left + w] += 1
+    assert cover.max() == 1  # disjoint

@@ -361,3 +361,34 @@ def test_a_flagged_seed_is_not_kept_over_an_unflagged_one(monkeypatch):
     again = pipeline.deblur_image(blurry, cfg).facts["seeds"]
     assert again["flagged"] == [i == medoid for i in range(3)]
     assert again["kept"] - cfg.seed != medoid
+
+
+def test_agreement_across_windows_keeps_the_kernel_the_windows_agree_on():
+    from jaxdeconv.classical import crops, diagnose
+
+    cfg = config_lib.tiny()
+    cfg.kernel_size = 5
+    cfg.num_steps = 20
+    cfg.crop_size = 24
+    cfg.recover.agree_windows = 3
+    blurry = synthetic.make_example(56, 56, 5, noise=0.002, seed=2).blurry
+    out = pipeline.deblur_image(blurry, cfg)
+    facts = out.facts["agree_windows"]
+    boxes = [tuple(b) for b in facts["boxes"]]
+    assert boxes == crops.textured_windows(blurry, 24, 3)  # the most textured first
+    # Each candidate is the estimate made on that window alone (the same key).
+    alone = []
+    for box in boxes:
+        one = config_lib.apply_overrides(cfg, ["recover.agree_windows=1"])
+        p = pipeline.plan(blurry.shape, one)
+        region = crops.crop(blurry, box)
+        run = pipeline.progressive.network_run(blurry, one, p=p, region=region, box=box)
+        alone.append(pipeline.robust_kernel(run, region, one, blurry, p=p, box=box)[0])
+    agreement = [
+        np.mean([diagnose.kernel_similarity(alone[i], alone[j]) for j in range(3) if j != i])
+        for i in range(3)
+    ]
+    np.testing.assert_allclose(facts["agreement"], agreement, atol=1e-4)
+    kept = facts["kept"]
+    assert kept == max(range(3), key=lambda i: (not facts["flagged"][i], agreement[i], -i))
+    np.testing.assert_array_equal(out.kernel, alone[kept])

@@ -50,6 +50,17 @@ def most_textured_crop(
         ``sigma`` pixels, i.e. strong edges in every direction: a window of parallel bars (a
         fence) or of fine texture the smoothing flattens (foliage) scores low.
     """
+    score, tops, lefts, ch, cw = window_scores(image, size, stride, select=select, sigma=sigma)
+    i, j = np.unravel_index(int(np.argmax(score)), score.shape)
+    return int(tops[i]), int(lefts[j]), ch, cw
+
+
+def window_scores(
+    image: np.ndarray, size: int, stride: int = 8, *, select: str = "gradient", sigma: float = 1.5
+):
+    """Every candidate ``size`` window's score (``[len(tops), len(lefts)]``, higher is more
+    textured by ``select``, as :func:`most_textured_crop` ranks them), the candidates' tops and
+    lefts, and the window's height and width."""
     if select not in SELECTIONS:
         raise ValueError(f"select must be one of {SELECTIONS}, got {select!r}")
     img = np.asarray(image, np.float64)
@@ -69,8 +80,38 @@ def most_textured_crop(
             [gx * gx, gy * gy, gx * gy], size, img.shape, stride
         )
         score = (a + b) / 2 - np.sqrt(((a - b) / 2) ** 2 + c**2)
-    i, j = np.unravel_index(int(np.argmax(score)), score.shape)
-    return int(tops[i]), int(lefts[j]), ch, cw
+    return score, tops, lefts, ch, cw
+
+
+def textured_windows(
+    image: np.ndarray,
+    size: int,
+    count: int,
+    stride: int = 8,
+    *,
+    max_overlap: float = 0.25,
+    select: str = "gradient",
+    sigma: float = 1.5,
+) -> list[tuple[int, int, int, int]]:
+    """Up to ``count`` boxes ``(top, left, h, w)`` of ``size`` windows, the most textured
+    first (the first is :func:`most_textured_crop`'s), each next one the most textured whose
+    overlap with every box already taken is at most ``max_overlap`` of a window's area (0:
+    disjoint). Fewer when the image has no room for more."""
+    score, tops, lefts, ch, cw = window_scores(image, size, stride, select=select, sigma=sigma)
+    t = np.asarray(tops)[:, None]
+    l = np.asarray(lefts)[None, :]  # noqa: E741
+    allowed = np.ones(score.shape, bool)
+    boxes = []
+    for _ in range(int(count)):
+        if not allowed.any():
+            break
+        i, j = np.unravel_index(int(np.argmax(np.where(allowed, score, -np.inf))), score.shape)
+        top, left = int(tops[i]), int(lefts[j])
+        boxes.append((top, left, ch, cw))
+        rows = np.clip(np.minimum(t + ch, top + ch) - np.maximum(t, top), 0, None)
+        cols = np.clip(np.minimum(l + cw, left + cw) - np.maximum(l, left), 0, None)
+        allowed &= rows * cols <= max_overlap * ch * cw
+    return boxes
 
 
 def crop(image: np.ndarray, box: tuple[int, int, int, int]) -> np.ndarray:
