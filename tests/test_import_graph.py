@@ -204,19 +204,19 @@ def test_the_checker_passes_a_clean_graph_and_ranks_the_layers():
         "jaxdeconv.variants": {"jaxdeconv.config"},
         "jaxdeconv.core.train": {"jaxdeconv.config", "jaxdeconv.core.plugins"},
         "jaxdeconv.planning": {"jaxdeconv.classical.crops", "jaxdeconv.core.train"},
-        "jaxdeconv.classical.metrics": {"jaxdeconv", "jaxdeconv.app.image_io"},
+        "jaxdeconv.bench.metrics": {"jaxdeconv", "jaxdeconv.app.image_io"},
     }
     assert find_cycle(clean) is None and upward_edges(clean) == set()
     bad = {
         "jaxdeconv.config": {"jaxdeconv.variants"},  # same layer: allowed
         "jaxdeconv.classical.crops": {"jaxdeconv.planning"},
         "jaxdeconv.app.cli": {"jaxdeconv"},  # the public API sits above the application
-        "jaxdeconv.pipeline": {"jaxdeconv.classical.metrics"},
+        "jaxdeconv.pipeline": {"jaxdeconv.bench.metrics"},
     }
     assert upward_edges(bad) == {
         ("jaxdeconv.classical.crops", "jaxdeconv.planning"),
         ("jaxdeconv.app.cli", "jaxdeconv"),
-        ("jaxdeconv.pipeline", "jaxdeconv.classical.metrics"),
+        ("jaxdeconv.pipeline", "jaxdeconv.bench.metrics"),
     }
     with pytest.raises(ValueError, match="in no layer"):
         layer("jaxdeconv.extras.thing")

@@ -138,8 +138,9 @@ def test_hypergradient_through_training_matches_finite_differences(tiny_config):
         )
 
         def data_loss_after_training(mu):
-            spec = base._replace(mu=mu)
-            state, _ = train.train_step(spec, s0, y, jax.random.key(1))
+            spec = base  # mu is a value of the state (train.Hyper), not of the spec
+            state = train.with_hyperparameters(s0, mu=mu)
+            state, _ = train.train_step(spec, state, y, jax.random.key(1))
             x = spec.image_net.apply(state.params_x, state.zx, deterministic=True)
             kernel = train.kernel_estimate(spec, state)
             return loss_lib.loss_from_images(x[None], kernel, y, mu=0.0).data

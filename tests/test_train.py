@@ -280,9 +280,12 @@ def test_grad_weight_reaches_the_step_loss(tiny_config):
     tiny_config.grad_weight = 0.5
     weighted = train.build_spec(tiny_config, tuple(y.shape))
     assert weighted.grad_weight == 0.5
-    state = train.init_state(plain, jax.random.key(0))
     key = jax.random.key(1)
+    # The weight is a value of the state (train.Hyper): each spec's own state, the same draws.
+    state = train.init_state(plain, jax.random.key(0))
     a = jax.jit(functools.partial(train.train_step, plain))(state, y, key)[1]["data"]
+    state = train.init_state(weighted, jax.random.key(0))
+    assert float(state.hyper.grad_weight) == 0.5
     b = jax.jit(functools.partial(train.train_step, weighted))(state, y, key)[1]["data"]
     assert float(b) > float(a) > 0.0
 
