@@ -101,6 +101,9 @@ def default_config() -> ml_collections.ConfigDict:
     # The 1x1 conv -> norm -> act closing each decoder level (SelfDeblur's default). paper()
     # drops it: Table 6's 2.65 M parameters is what Gx has without it (docs/fidelity.md).
     c.image_net.decoder_1x1 = True
+    # A non-local block (core.networks.NonLocal) in every level of Gx from this index on (0 is
+    # the first); -1: none (the paper says nothing; SelfDeblur's image net has them from 2).
+    c.image_net.non_local_from = -1
 
     c.kernel_net = ml_collections.ConfigDict()
     # A registered kernel generator (jaxdeconv.core.plugins): 'unet' (the paper's Gk), 'mlp' (Ren
@@ -336,6 +339,7 @@ ADDED_FIELDS = {
     "recover.max_overlap": 0.25,
     "grad_weight": 0.0,
     "image_net.type": "unet",
+    "image_net.non_local_from": -1,
     "kernel_net.coord_hidden": 64,
     "kernel_net.coord_layers": 3,
     "kernel_net.coord_omega": 30.0,
@@ -606,6 +610,12 @@ def check_values(cfg: ml_collections.ConfigDict) -> None:
         problems.append(
             f"extra_loss.weights needs one weight per name, got {len(names)} names and "
             f"{len(weights)} weights"
+        )
+    levels, non_local = get("image_net.channels"), get("image_net.non_local_from")
+    if isinstance(non_local, int) and levels is not None and not -1 <= non_local < len(levels):
+        problems.append(
+            f"image_net.non_local_from must be -1 (none) or a level index below "
+            f"{len(levels)}, got {non_local!r}"
         )
     margin = get("support_margin")
     if isinstance(margin, (int, float)) and not margin >= 1.0:

@@ -219,6 +219,10 @@ def _alternating(c):  # kernel step, then image step against the new kernel (Alg
     c.scheme = "alternating"
 
 
+def _non_local(c):  # a non-local block in Gx's levels from the third down (SelfDeblur's)
+    c.image_net.non_local_from = min(2, len(c.image_net.channels) - 1)
+
+
 def _lineage(c):  # all of the code base's choices above that are config values, together
     _ssim_switch(c)
     _lr_milestones(c)
@@ -255,6 +259,7 @@ VARIANTS: dict[str, Callable] = {
     "pytorch_init": _pytorch_init,
     "joint": _joint,
     "alternating": _alternating,
+    "non_local": _non_local,
     "lineage": _lineage,
 }
 

@@ -121,6 +121,14 @@ def test_extra_loss_weights_match_the_names(tiny_config):
         config_lib.check_values(tiny_config)
 
 
+def test_non_local_levels_must_exist(tiny_config):
+    tiny_config.image_net.non_local_from = len(tiny_config.image_net.channels)
+    with pytest.raises(ValueError, match="image_net.non_local_from must be -1 .* got 2"):
+        config_lib.check_values(tiny_config)
+    tiny_config.image_net.non_local_from = 1
+    config_lib.check_values(tiny_config)
+
+
 def test_the_extra_loss_group_changes_no_hash_while_off():
     """Stored results and checkpoints stay valid: with no extra loss term, a config hashes as
     it did before the group existed."""

@@ -134,3 +134,41 @@ def test_decoder_1x1_is_optional_and_counted():
 
     # Each level's 1x1 conv: 8 * 8 weights + 8 biases, and its norm's scale and bias.
     assert count(True) - count(False) == 2 * (8 * 8 + 8 + 2 * 8)
+
+
+def test_a_new_non_local_block_is_the_identity_and_reaches_every_position():
+    x = jax.random.normal(jax.random.key(0), (1, 9, 11, 6))
+    block = networks.NonLocal()
+    params = block.init(jax.random.key(1), x)
+    np.testing.assert_array_equal(block.apply(params, x), x)  # the output norm's scale is 0
+    # opened (scale 1), a change at one corner moves the opposite corner: a global reach
+    opened = jax.tree_util.tree_map(lambda a: a, params)
+    opened["params"]["out_norm"]["scale"] = jnp.ones_like(params["params"]["out_norm"]["scale"])
+    moved = x.at[0, 0, 0].add(1.0)
+    far = block.apply(opened, moved)[0, -1, -1] - block.apply(opened, x)[0, -1, -1]
+    assert float(jnp.max(jnp.abs(far))) > 1e-4
+    # training can open it: the loss has a gradient in the closing scale
+    grad = jax.grad(lambda p: jnp.sum(block.apply(p, x) * x[..., ::-1]))(params)
+    assert float(jnp.max(jnp.abs(grad["params"]["out_norm"]["scale"]))) > 0
+
+
+def test_non_local_levels_start_as_the_plain_net_and_count_their_parameters():
+    z = jax.random.uniform(jax.random.key(0), (20, 20, 2), maxval=0.1)
+    plain = networks.ImageUNet(channels=(8, 8, 8), skip_channels=(2, 2, 2))
+    with_blocks = networks.ImageUNet(channels=(8, 8, 8), skip_channels=(2, 2, 2), non_local_from=1)
+    p0 = plain.init(jax.random.key(1), z, deterministic=True)
+    p1 = with_blocks.init(jax.random.key(1), z, deterministic=True)
+    flat = {jax.tree_util.keystr(k) for k, _ in jax.tree_util.tree_flatten_with_path(p1)[0]}
+    assert any("nonlocal1" in k for k in flat) and any("nonlocal2" in k for k in flat)
+    assert not any("nonlocal0" in k for k in flat)
+
+    def count(p):
+        return sum(int(np.prod(a.shape)) for a in jax.tree_util.tree_leaves(p))
+
+    # per block: three 1x1 embeddings 8 -> 4 (weights and biases), the 1x1 back 4 -> 8, its norm
+    assert count(p1) - count(p0) == 2 * (3 * (8 * 4 + 4) + (4 * 8 + 8) + 2 * 8)
+    np.testing.assert_allclose(
+        with_blocks.apply(p1, z, deterministic=True),
+        plain.apply(p0, z, deterministic=True),
+        atol=1e-6,
+    )

@@ -71,6 +71,35 @@ class _ConvNormAct(nn.Module):
         return nn.leaky_relu(x, LEAKY_SLOPE) if self.act else x
 
 
+class NonLocal(nn.Module):
+    """A non-local block of the dot-product kind (Wang et al., CVPR 2018) on ``[B, H, W, C]``:
+    every position adds a mix of all positions' features, weighted by the dot product of two
+    learned 1x1 embeddings (width ``C // 2``) and divided by the number of positions mixed. The
+    keys and values come from a 2x2 max-pooled map (``subsample``; a map of a side under 2 px is
+    not pooled): a quarter of the positions, the same reach. The mix enters through a 1x1 conv
+    and a norm whose scale starts at zero, so a new block is the identity and training opens
+    it. SelfDeblur's image net (the paper's code base) has one in each level from its third
+    down (docs/fidelity.md, point 6)."""
+
+    subsample: bool = True
+
+    @nn.compact
+    def __call__(self, x: jax.Array) -> jax.Array:
+        batch, height, width, channels = x.shape
+        inner = max(1, channels // 2)
+        query = nn.Conv(inner, (1, 1), name="query")(x).reshape(batch, -1, inner)
+        source = x
+        if self.subsample and min(height, width) >= 2:
+            source = nn.max_pool(x, (2, 2), strides=(2, 2))
+        keys = nn.Conv(inner, (1, 1), name="key")(source).reshape(batch, -1, inner)
+        values = nn.Conv(inner, (1, 1), name="value")(source).reshape(batch, -1, inner)
+        weights = jnp.einsum("bqc,bkc->bqk", query, keys) / keys.shape[1]
+        mixed = jnp.einsum("bqk,bkc->bqc", weights, values).reshape(batch, height, width, inner)
+        mixed = nn.Conv(channels, (1, 1), name="out")(mixed)
+        mixed = nn.InstanceNorm(scale_init=nn.initializers.zeros, name="out_norm")(mixed)
+        return x + mixed
+
+
 def _down_stride(height: int, width: int) -> int:
     """Stride of a level's down-sampling conv for an input of ``height x width``: 2, unless
     that would leave a 1-pixel side, where instance normalisation maps every input to the
@@ -82,11 +111,14 @@ class _UNetBody(nn.Module):
     """Recursive encoder-decoder on ``[B, H, W, C]``; returns features at the input size.
 
     ``decoder_1x1``: the 1x1 conv -> norm -> act after each decoder level's 3x3 conv.
+    ``non_local_from``: a :class:`NonLocal` block between the two down convs of every level
+    from this index on (0 is the first level; SelfDeblur: 2); ``None``: none.
     """
 
     channels: Sequence[int]
     skip_channels: Sequence[int]
     decoder_1x1: bool = True
+    non_local_from: int | None = None
 
     @nn.compact
     def __call__(self, x, dropout_rate=None, deterministic: bool = True):
@@ -99,6 +131,8 @@ class _UNetBody(nn.Module):
             parts.append(_ConvNormAct(self.skip_channels[i], kernel_size=1, name=f"skip{i}")(h))
         stride = _down_stride(h.shape[1], h.shape[2])
         d = _ConvNormAct(features, stride=stride, name=f"down{i}a")(h)
+        if self.non_local_from is not None and i >= self.non_local_from:
+            d = NonLocal(name=f"nonlocal{i}")(d)
         d = _ConvNormAct(features, name=f"down{i}b")(d)
         if i + 1 < len(self.channels):
             d = self._level(d, i + 1, dropout_rate, deterministic)
@@ -137,6 +171,7 @@ class ImageUNet(nn.Module):
     channels: Sequence[int] = (128,) * 6
     skip_channels: Sequence[int] = (16,) * 6
     decoder_1x1: bool = True
+    non_local_from: int | None = None
 
     @nn.compact
     def __call__(
@@ -151,9 +186,9 @@ class ImageUNet(nn.Module):
         x = z[None]
         if not deterministic:
             x = _input_noise(self, x, noise_std)
-        x = _UNetBody(self.channels, self.skip_channels, self.decoder_1x1, name="body")(
-            x, jnp.asarray(dropout_rate, x.dtype), deterministic
-        )
+        x = _UNetBody(
+            self.channels, self.skip_channels, self.decoder_1x1, self.non_local_from, name="body"
+        )(x, jnp.asarray(dropout_rate, x.dtype), deterministic)
         x = nn.Conv(self.out_channels, (1, 1), name="head")(x)
         return nn.sigmoid(x)[0]
 
@@ -252,4 +287,5 @@ def _build_image_unet(config, out_channels: int):
         channels=tuple(net.channels),
         skip_channels=tuple(net.skip_channels),
         decoder_1x1=bool(net.decoder_1x1),
+        non_local_from=None if net.get("non_local_from", -1) < 0 else int(net.non_local_from),
     )
