@@ -20,6 +20,7 @@ def _row(name, size, psnr, ratio, sim, status="ok"):
     return dict(
         name=name,
         kernel_size=str(size),
+        kernel_size_convention="published",
         psnr_two_stage_published=str(psnr),
         psnr_two_stage=str(psnr - 1),
         error_ratio=str(ratio),
@@ -44,6 +45,7 @@ def test_run_rows_keeps_finished_images_with_label_and_hash(tmp_path):
     assert len(rows) == 1 and rows[0]["name"] == "x_1"
     assert rows[0]["variant"] == "coord" and rows[0]["config_hash"] == "h1"
     assert set(rows[0]) == set(vt.COLUMNS)
+    assert rows[0]["kernel_size_convention"] == "published"  # every row names its convention
 
 
 def test_merge_replaces_same_variant_and_image_only():
