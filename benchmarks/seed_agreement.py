@@ -1,9 +1,15 @@
 r"""What ``recover.seeds`` agreement would pick, from benchmark runs already made with other
 seeds: for each image present in every workdir, the kernel with the highest mean similarity to
 the others' (the unflagged first, as ``pipeline.most_consistent`` ranks them), and its row's
-scores; beside it seed 0 alone, the mean over seeds and the best seed (an oracle).
+scores; beside it seed 0 alone, the mean over seeds and the best seed (an oracle). The runs
+may as well be variants of one estimator (``--labels`` names them). Three selectors that need
+no sharp image are scored beside the agreement, for a choice among estimates to be judged on
+data it was not designed on: the lowest final training loss (``final_loss``), the sharpest
+two-stage image (largest mean gradient magnitude, ``sharpness``) and the sparsest gradients
+(smallest L1/L2 ratio, Krishnan et al.'s normalised sparsity, ``sparsity``).
 
-  python benchmarks/seed_agreement.py --workdirs=runs/a,runs/b,runs/c [--csv=out.csv]
+  python benchmarks/seed_agreement.py --workdirs=runs/a,runs/b,runs/c [--csv=out.csv] \
+      [--labels=a,b,c]
 
 Each workdir is an ``experiments/benchmark.py`` folder (``results.csv``,
 ``images/NAME_kernel.npy``). One difference from the preset: here every seed's estimate went
@@ -20,10 +26,12 @@ import numpy as np
 from absl import app, flags
 
 from jaxdeconv import config as config_lib
+from jaxdeconv.app import image_io
 from jaxdeconv.classical import diagnose
 
 _WORKDIRS = flags.DEFINE_list("workdirs", None, "Benchmark folders, one per seed (first: kept).")
 _CSV = flags.DEFINE_string("csv", None, "Write the chosen rows here (the first workdir's columns).")
+_LABELS = flags.DEFINE_list("labels", None, "Names of the workdirs' runs (default: seed 0, 1, ...).")
 _RIGHT = 2.0  # error ratio below which a kernel counts as right
 
 
@@ -39,7 +47,39 @@ def load(workdir: str) -> dict[str, dict]:
                 rows[row["name"]] = row
     for name, row in rows.items():
         row["_kernel"] = np.load(os.path.join(workdir, "images", f"{name}_kernel.npy"))
+        row["_image"] = os.path.join(workdir, "images", f"{name}_two_stage.png")
     return rows
+
+
+def gradient_scores(image: np.ndarray) -> tuple[float, float]:
+    """(mean gradient magnitude, L1/L2 ratio of the gradients) of a grey image in [0, 1]:
+    forward differences, both directions stacked."""
+    g = np.concatenate([np.diff(image, axis=0).ravel(), np.diff(image, axis=1).ravel()])
+    g = np.abs(g.astype(np.float64))
+    return float(g.mean()), float(g.sum() / max(np.sqrt((g * g).sum()), 1e-12))
+
+
+def pick(values: list[float], rule: str) -> int:
+    """The index a selector keeps: ``min`` or ``max`` of ``values`` (the first of equals)."""
+    if rule not in ("min", "max"):
+        raise ValueError(f"rule must be 'min' or 'max', got {rule!r}")
+    best = min(values) if rule == "min" else max(values)
+    return values.index(best)
+
+
+def selector_values(rows: list[dict]) -> dict[str, tuple[list[float], str]]:
+    """Per selector, each run's value and the rule that keeps one: final training loss (min),
+    sharpness of the two-stage image (max) and its gradient sparsity (min)."""
+    grads = []
+    for r in rows:
+        if not os.path.exists(r["_image"]):
+            return {"final_loss": ([float(r["final_loss"]) for r in rows], "min")}
+        grads.append(gradient_scores(image_io.read_image(r["_image"]).mean(axis=-1)))
+    return {
+        "final_loss": ([float(r["final_loss"]) for r in rows], "min"),
+        "sharpness": ([g[0] for g in grads], "max"),
+        "sparsity": ([g[1] for g in grads], "min"),
+    }
 
 
 def choose(kernels: list[np.ndarray], recover) -> tuple[int, list[float], list[bool]]:
@@ -69,16 +109,22 @@ def main(argv):
         print("seed_agreement.py: no image is in every workdir", file=sys.stderr)
         return 1
     recover = config_lib.fast().recover
-    table, chosen = [], []
+    labels = _LABELS.value or [f"seed {i}" for i in range(len(runs))]
+    if len(labels) != len(runs):
+        print("seed_agreement.py: --labels needs one name per workdir", file=sys.stderr)
+        return 1
+    table, chosen, others = [], [], {}
     for name in names:
         rows = [r[name] for r in runs]
         kept, agreement, flagged = choose([r["_kernel"] for r in rows], recover)
+        for selector, (values, rule) in selector_values(rows).items():
+            others.setdefault(selector, []).append(pick(values, rule))
         ts = [float(r["psnr_two_stage"]) for r in rows]
         ratios = [float(r["error_ratio"]) for r in rows]
         table.append((name, ts, ratios, kept, agreement, flagged))
         chosen.append(rows[kept])
     print(
-        "| image | " + " | ".join(f"seed {i}" for i in range(len(runs))) + " | kept | agreement |"
+        "| image | " + " | ".join(labels) + " | kept | agreement |"
     )
     print("|---" * (len(runs) + 3) + "|")
     for name, ts, ratios, kept, agreement, flagged in table:
@@ -98,11 +144,20 @@ def main(argv):
     picked_ratio = ratios[np.arange(len(table)), kept]
     print(f"\n{len(names)} images, two-stage PSNR mean (right kernels, error ratio < {_RIGHT:g}):")
     for i in range(len(runs)):
-        print(f"  seed {i} alone: {ts[:, i].mean():.2f} dB ({int((ratios[:, i] < _RIGHT).sum())})")
-    print(f"  mean over seeds: {ts.mean():.2f} dB")
+        print(
+            f"  {labels[i]} alone: {ts[:, i].mean():.2f} dB ({int((ratios[:, i] < _RIGHT).sum())})"
+        )
+    print(f"  mean over runs: {ts.mean():.2f} dB")
     print(f"  agreement pick: {picked.mean():.2f} dB ({int((picked_ratio < _RIGHT).sum())})")
+    rows_index = np.arange(len(table))
+    for selector, picks in others.items():
+        k = np.array(picks)
+        print(
+            f"  {selector} pick: {ts[rows_index, k].mean():.2f} dB "
+            f"({int((ratios[rows_index, k] < _RIGHT).sum())})"
+        )
     best, right = ts.max(axis=1), int((ratios.min(axis=1) < _RIGHT).sum())
-    print(f"  best seed per image (oracle): {best.mean():.2f} dB ({right})")
+    print(f"  best run per image (oracle): {best.mean():.2f} dB ({right})")
     if _CSV.value:
         columns = [c for c in chosen[0] if not c.startswith("_")]
         with open(_CSV.value, "w", newline="") as f:

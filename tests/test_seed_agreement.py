@@ -1,0 +1,51 @@
+"""benchmarks/seed_agreement.py: the selectors that need no sharp image."""
+
+import importlib.util
+import os
+import sys
+
+import numpy as np
+import pytest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+_spec = importlib.util.spec_from_file_location(
+    "benchmarks_seed_agreement", os.path.join(ROOT, "benchmarks", "seed_agreement.py")
+)
+sa = importlib.util.module_from_spec(_spec)
+sys.modules[_spec.name] = sa
+_spec.loader.exec_module(sa)
+
+
+def test_gradient_scores_rank_a_sharp_edge_above_a_blurred_one():
+    edge = np.zeros((16, 16))
+    edge[:, 8:] = 1.0
+    ramp = np.clip((np.arange(16) - 4) / 8.0, 0, 1)[None, :].repeat(16, axis=0)
+    sharp_mean, sharp_ratio = sa.gradient_scores(edge)
+    soft_mean, soft_ratio = sa.gradient_scores(ramp)
+    assert sharp_mean == pytest.approx(soft_mean)  # the same total rise per row
+    assert sharp_ratio < soft_ratio  # one jump is sparser than eight small steps
+    assert sharp_ratio == pytest.approx(np.sqrt(16))  # 16 unit jumps: L1 16, L2 4
+
+
+def test_pick_keeps_the_first_extreme_and_refuses_other_rules():
+    assert sa.pick([3.0, 1.0, 1.0, 2.0], "min") == 1
+    assert sa.pick([3.0, 1.0, 3.0], "max") == 0
+    with pytest.raises(ValueError, match="rule"):
+        sa.pick([1.0], "median")
+
+
+def test_selectors_read_each_runs_two_stage_image(tmp_path):
+    from PIL import Image
+
+    rows = []
+    for i, contrast in enumerate([0.2, 0.9]):
+        img = np.zeros((12, 12), np.uint8)
+        img[:, 6:] = int(255 * contrast)
+        path = tmp_path / f"r{i}.png"
+        Image.fromarray(img).save(path)
+        rows.append({"final_loss": str(1.0 - contrast), "_image": str(path)})
+    values = sa.selector_values(rows)
+    assert sa.pick(*values["final_loss"]) == 1
+    assert sa.pick(*values["sharpness"]) == 1  # the higher-contrast edge
+    rows[1]["_image"] = str(tmp_path / "missing.png")  # without images: the loss alone
+    assert set(sa.selector_values(rows)) == {"final_loss"}
