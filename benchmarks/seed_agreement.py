@@ -6,10 +6,13 @@ may as well be variants of one estimator (``--labels`` names them). Three select
 no sharp image are scored beside the agreement, for a choice among estimates to be judged on
 data it was not designed on: the lowest final training loss (``final_loss``), the sharpest
 two-stage image (largest mean gradient magnitude, ``sharpness``) and the sparsest gradients
-(smallest L1/L2 ratio, Krishnan et al.'s normalised sparsity, ``sparsity``).
+(smallest L1/L2 ratio, Krishnan et al.'s normalised sparsity, ``sparsity``); with
+``--dataset`` (the runs' benchmark, whose blurry images it reads) a fourth, the kernel with the
+highest marginal likelihood of the blurry image (``evidence``,
+:func:`jaxdeconv.classical.evidence.log_evidence`).
 
   python benchmarks/seed_agreement.py --workdirs=runs/a,runs/b,runs/c [--csv=out.csv] \
-      [--labels=a,b,c]
+      [--labels=a,b,c] [--dataset=levin|lai|synthetic [--suite=quick] [--data_root=...]]
 
 Each workdir is an ``experiments/benchmark.py`` folder (``results.csv``,
 ``images/NAME_kernel.npy``). One difference from the preset: here every seed's estimate went
@@ -27,11 +30,19 @@ from absl import app, flags
 
 from jaxdeconv import config as config_lib
 from jaxdeconv.app import image_io
-from jaxdeconv.classical import diagnose
+from jaxdeconv.bench import datasets
+from jaxdeconv.classical import diagnose, evidence
 
 _WORKDIRS = flags.DEFINE_list("workdirs", None, "Benchmark folders, one per seed (first: kept).")
 _CSV = flags.DEFINE_string("csv", None, "Write the chosen rows here (the first workdir's columns).")
-_LABELS = flags.DEFINE_list("labels", None, "Names of the workdirs' runs (default: seed 0, 1, ...).")
+_LABELS = flags.DEFINE_list(
+    "labels", None, "Names of the workdirs' runs (default: seed 0, 1, ...)."
+)
+_DATASET = flags.DEFINE_enum(
+    "dataset", None, ["levin", "lai", "synthetic"], "The runs' benchmark: adds the evidence pick."
+)
+_SUITE = flags.DEFINE_enum("suite", "dev", ["dev", "quick"], "Synthetic only: which suite.")
+_DATA_ROOT = flags.DEFINE_string("data_root", "../shared/data", "Folder holding levin/ and lai/.")
 _RIGHT = 2.0  # error ratio below which a kernel counts as right
 
 
@@ -67,19 +78,20 @@ def pick(values: list[float], rule: str) -> int:
     return values.index(best)
 
 
-def selector_values(rows: list[dict]) -> dict[str, tuple[list[float], str]]:
+def selector_values(
+    rows: list[dict], blurry: np.ndarray | None = None
+) -> dict[str, tuple[list[float], str]]:
     """Per selector, each run's value and the rule that keeps one: final training loss (min),
-    sharpness of the two-stage image (max) and its gradient sparsity (min)."""
-    grads = []
-    for r in rows:
-        if not os.path.exists(r["_image"]):
-            return {"final_loss": ([float(r["final_loss"]) for r in rows], "min")}
-        grads.append(gradient_scores(image_io.read_image(r["_image"]).mean(axis=-1)))
-    return {
-        "final_loss": ([float(r["final_loss"]) for r in rows], "min"),
-        "sharpness": ([g[0] for g in grads], "max"),
-        "sparsity": ([g[1] for g in grads], "min"),
-    }
+    sharpness of the two-stage image (max), its gradient sparsity (min) and, given the blurry
+    image, the kernel's evidence (max)."""
+    out = {"final_loss": ([float(r["final_loss"]) for r in rows], "min")}
+    if all(os.path.exists(r["_image"]) for r in rows):
+        grads = [gradient_scores(image_io.read_image(r["_image"]).mean(axis=-1)) for r in rows]
+        out["sharpness"] = ([g[0] for g in grads], "max")
+        out["sparsity"] = ([g[1] for g in grads], "min")
+    if blurry is not None:
+        out["evidence"] = ([evidence.log_evidence(blurry, r["_kernel"]) for r in rows], "max")
+    return out
 
 
 def choose(kernels: list[np.ndarray], recover) -> tuple[int, list[float], list[bool]]:
@@ -113,19 +125,21 @@ def main(argv):
     if len(labels) != len(runs):
         print("seed_agreement.py: --labels needs one name per workdir", file=sys.stderr)
         return 1
+    blurry = {}
+    if _DATASET.value:
+        items = datasets.lazy_dataset(_DATASET.value, _DATA_ROOT.value, names, suite=_SUITE.value)
+        blurry = {item.name: item.load().blurry for item in items}
     table, chosen, others = [], [], {}
     for name in names:
         rows = [r[name] for r in runs]
         kept, agreement, flagged = choose([r["_kernel"] for r in rows], recover)
-        for selector, (values, rule) in selector_values(rows).items():
+        for selector, (values, rule) in selector_values(rows, blurry.get(name)).items():
             others.setdefault(selector, []).append(pick(values, rule))
         ts = [float(r["psnr_two_stage"]) for r in rows]
         ratios = [float(r["error_ratio"]) for r in rows]
         table.append((name, ts, ratios, kept, agreement, flagged))
         chosen.append(rows[kept])
-    print(
-        "| image | " + " | ".join(labels) + " | kept | agreement |"
-    )
+    print("| image | " + " | ".join(labels) + " | kept | agreement |")
     print("|---" * (len(runs) + 3) + "|")
     for name, ts, ratios, kept, agreement, flagged in table:
         cells = [

@@ -49,3 +49,21 @@ def test_selectors_read_each_runs_two_stage_image(tmp_path):
     assert sa.pick(*values["sharpness"]) == 1  # the higher-contrast edge
     rows[1]["_image"] = str(tmp_path / "missing.png")  # without images: the loss alone
     assert set(sa.selector_values(rows)) == {"final_loss"}
+
+
+def test_the_evidence_selector_keeps_the_kernel_that_made_the_blur():
+    from jaxdeconv.bench import synthetic
+    from jaxdeconv.core import blur
+
+    k = synthetic.motion_kernel(9, seed=1)
+    x = synthetic.scene(72, 72, seed=2)
+    y = blur.valid_correlate_numpy(x, k)
+    delta = np.zeros_like(k)
+    delta[4, 4] = 1.0
+    rows = [
+        {"final_loss": "0.1", "_image": "none.png", "_kernel": delta},
+        {"final_loss": "0.2", "_image": "none.png", "_kernel": k},
+    ]
+    values = sa.selector_values(rows, y)
+    assert set(values) == {"final_loss", "evidence"}
+    assert sa.pick(*values["evidence"]) == 1 and sa.pick(*values["final_loss"]) == 0
