@@ -5,6 +5,8 @@ and a per-blur table against the committed `fast` rows on the images every varia
       --runs="coord, one scale=runs/k25_coord_lai20" --runs="unet=runs/k25_unet_lai20"
   python benchmarks/variant_table.py table --dataset=lai \
       --csv=docs/lai20_kernel_generators_results.csv [--variant=coord --variant=unet]
+  python benchmarks/variant_table.py montage --out=docs/failures.png \
+      --runs="seed 0=runs/a" --runs="seed 1=runs/b" [--images=im4_kernel4,im4_kernel8]
 
 ``collect`` reads each run folder's ``images/*.json`` (``experiments/benchmark.py``'s
 per-image records; failed images left out) and merges them into ``--out``: a row of the same
@@ -16,6 +18,9 @@ images against `fast` on the same ones; ``--oracle`` adds the best of them per i
 perfect choice among them would reach). The synthetic suite is grouped by its kernel-size
 bucket (``kernel_bucket``) rather than by size. ``--fast=CSV --fast_variant=LABEL`` takes the
 reference from a collected CSV instead (e.g. `fast` run on the same machine as the variants).
+``montage`` draws one row per image, the true kernel first and then each run's estimate
+(``images/NAME_kernel.npy``) with its two-stage PSNR and error ratio, every tile on one scale
+of side (the largest kernel's) and scaled to its own maximum: where runs fail alike, and how.
 """
 
 from __future__ import annotations
@@ -26,6 +31,8 @@ import io
 import json
 import os
 from collections.abc import Sequence
+
+import numpy as np
 
 from jaxdeconv.app import image_io
 
@@ -108,6 +115,69 @@ def best_of(rows: Sequence[dict], psnr: str) -> tuple[float, int]:
     best = [max(float(r[psnr]) for r in image) for image in rows]
     right = sum(any(float(r["error_ratio"]) < RIGHT_RATIO for r in image) for image in rows)
     return sum(best) / len(best), right
+
+
+def montage_grid(
+    true: Sequence[np.ndarray], estimates: Sequence[Sequence[np.ndarray]], zoom: int = 4
+) -> np.ndarray:
+    """The tiles of :func:`montage` as one grey ``[rows * (S + 2), (1 + runs) * (S + 2)]``
+    array in [0, 1] (``S = zoom * the largest side``): row ``i`` holds ``true[i]`` then
+    ``estimates[i]``, each centred on its tile and scaled to its own maximum; 2 px gaps."""
+    side = max(k.shape[0] for k in [*true, *(e for row in estimates for e in row)])
+    cell = zoom * side + 2
+    cols = 1 + max(len(row) for row in estimates)
+    grid = np.full((len(true) * cell, cols * cell), 0.25)
+    for i, row in enumerate(estimates):
+        for j, k in enumerate([true[i], *row]):
+            k = np.asarray(k, np.float64)
+            tile = np.kron(k / max(k.max(), 1e-12), np.ones((zoom, zoom)))
+            off = (cell - 2 - tile.shape[0]) // 2
+            top, left = i * cell + off, j * cell + off
+            grid[i * cell : (i + 1) * cell - 2, j * cell : (j + 1) * cell - 2] = 0.0
+            grid[top : top + tile.shape[0], left : left + tile.shape[1]] = tile
+    return grid
+
+
+def montage(path: str, runs: dict[str, str], images: Sequence[str] | None = None) -> None:
+    """:func:`montage_grid` of the images every run finished (or ``images``), labelled, to
+    ``path`` (PNG)."""
+    from PIL import Image, ImageDraw
+
+    rows = {
+        label: {r["name"]: r for r in run_rows(label, folder)} for label, folder in runs.items()
+    }
+    names = sorted(set.intersection(*(set(r) for r in rows.values())))
+    if images:
+        missing = [n for n in images if n not in names]
+        if missing:
+            raise ValueError(f"image(s) {missing} are not finished in every run")
+        names = list(images)
+    if not names:
+        raise ValueError("no image is finished in every run")
+    first = next(iter(runs.values()))
+    true = [np.load(os.path.join(first, "images", f"{n}_true_kernel.npy")) for n in names]
+    est = [
+        [np.load(os.path.join(folder, "images", f"{n}_kernel.npy")) for folder in runs.values()]
+        for n in names
+    ]
+    grid = montage_grid(true, est)
+    cell = grid.shape[0] // len(names)
+    head, left = 16, 110
+    canvas = Image.new("L", (left + grid.shape[1], head + grid.shape[0] + 14 * len(names)), 40)
+    draw = ImageDraw.Draw(canvas)
+    for j, label in enumerate(["true", *runs]):
+        draw.text((left + j * cell + 2, 2), label[: cell // 6], fill=255)
+    for i, n in enumerate(names):
+        y0 = head + i * (cell + 14)
+        canvas.paste(
+            Image.fromarray(image_io.to_uint8(grid[i * cell : (i + 1) * cell])), (left, y0)
+        )
+        draw.text((2, y0 + cell // 2 - 6), n, fill=255)
+        for j, label in enumerate(runs):
+            r = rows[label][n]
+            note = f"{float(r['psnr_two_stage']):.1f} ({float(r['error_ratio']):.1f})"
+            draw.text((left + (j + 1) * cell + 2, y0 + cell), note, fill=255)
+    image_io.atomic_write(path, lambda tmp: canvas.save(tmp, format="PNG"))
 
 
 def table(
@@ -198,15 +268,24 @@ def main(argv: Sequence[str]) -> None:
             if not fast:
                 raise SystemExit(f"no rows for --fast_variant={f.fast_variant!r} in {f.fast}")
         print(table(f.dataset, fast, variants, oracle=f.oracle))
+    elif command == "montage":
+        if not f.out or not f.runs:
+            raise SystemExit("montage needs --out and at least one --runs=LABEL=FOLDER")
+        runs = dict(spec.rsplit("=", 1) for spec in f.runs)
+        montage(f.out, runs, f.images or None)
+        print(f"wrote {f.out}")
     else:
-        raise SystemExit("usage: variant_table.py collect|table [flags]; see the docstring")
+        raise SystemExit("usage: variant_table.py collect|table|montage [flags]; see the docstring")
 
 
 if __name__ == "__main__":
     from absl import app, flags
 
-    flags.DEFINE_string("out", None, "collect: the CSV to write (merged into when it exists).")
-    flags.DEFINE_multi_string("runs", [], "collect: LABEL=FOLDER of a benchmark run.")
+    flags.DEFINE_string(
+        "out", None, "collect: the CSV to write (merged into when it exists); montage: the PNG."
+    )
+    flags.DEFINE_multi_string("runs", [], "collect, montage: LABEL=FOLDER of a benchmark run.")
+    flags.DEFINE_list("images", [], "montage: these images only, in this order.")
     flags.DEFINE_enum(
         "dataset", "lai", ["lai", "levin", "synthetic"], "table: the protocol's PSNR column."
     )

@@ -5,6 +5,7 @@ import json
 import os
 import sys
 
+import numpy as np
 import pytest
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -99,3 +100,35 @@ def test_best_of_takes_each_images_best_and_any_right_kernel():
     a = [_row("p", 31, 20.0, 3.0, 0.5), _row("p", 31, 25.0, 2.5, 0.5)]  # best 25, none right
     b = [_row("q", 51, 18.0, 1.5, 0.5), _row("q", 51, 12.0, 9.0, 0.5)]  # best 18, one right
     assert vt.best_of([a, b], "psnr_two_stage_published") == (21.5, 1)
+
+
+def test_montage_grid_puts_the_true_kernel_first_and_scales_each_tile():
+    true = [np.eye(3)]
+    est = [[np.full((5, 5), 0.04), np.zeros((5, 5))]]
+    grid = vt.montage_grid(true, est, zoom=1)
+    cell = 5 + 2
+    assert grid.shape == (cell, 3 * cell)
+    first = grid[:5, :5]  # the 3x3 identity centred on a 5x5 tile, its maximum white
+    np.testing.assert_allclose(first[1:4, 1:4], np.eye(3))
+    assert first[0].max() == 0.0 and first[:, 4].max() == 0.0
+    np.testing.assert_allclose(grid[:5, cell : cell + 5], 1.0)  # a flat kernel: all white
+    assert grid[:5, 2 * cell : 2 * cell + 5].max() == 0.0  # an empty kernel stays black
+    assert grid[5, 0] == pytest.approx(0.25)  # the gap between tiles
+
+
+def test_montage_writes_the_runs_common_images_and_refuses_unfinished_ones(tmp_path):
+    rows = [_row("x_1", 3, 20.0, 1.5, 0.8), _row("y_1", 3, 21.0, 2.5, 0.6)]
+    runs = {}
+    for label in ("a", "b"):
+        folder = _run_folder(tmp_path, label, rows)
+        for r in rows:
+            for kind in ("kernel", "true_kernel"):
+                np.save(os.path.join(folder, "images", f"{r['name']}_{kind}.npy"), np.eye(3) / 3)
+        runs[label] = folder
+    out = tmp_path / "m.png"
+    vt.montage(str(out), runs)
+    from PIL import Image
+
+    assert Image.open(out).size[1] > 2 * 14  # two rows of tiles, each with its label line
+    with pytest.raises(ValueError, match="not finished"):
+        vt.montage(str(out), runs, images=["z_1"])
