@@ -90,7 +90,8 @@ def selector_values(
         out["sharpness"] = ([g[0] for g in grads], "max")
         out["sparsity"] = ([g[1] for g in grads], "min")
     if blurry is not None:
-        out["evidence"] = ([evidence.log_evidence(blurry, r["_kernel"]) for r in rows], "max")
+        score = evidence.kernel_scorer(blurry)  # the image's spectra once, for every run
+        out["evidence"] = ([score(r["_kernel"]) for r in rows], "max")
     return out
 
 

@@ -235,6 +235,18 @@ def table(
     return "\n".join(lines)
 
 
+def parse_runs(specs: Sequence[str]) -> dict[str, str]:
+    """``--runs`` values ``LABEL=FOLDER`` (split at the last ``=``) as ``{label: folder}``;
+    exits naming the value when it has no ``=`` or its folder does not exist."""
+    runs = {}
+    for spec in specs:
+        label, sep, folder = spec.rpartition("=")
+        if not sep or not os.path.isdir(folder):
+            raise SystemExit(f"--runs={spec!r}: expected LABEL=FOLDER with a run folder")
+        runs[label] = folder
+    return runs
+
+
 def main(argv: Sequence[str]) -> None:
     from absl import flags
 
@@ -246,10 +258,7 @@ def main(argv: Sequence[str]) -> None:
                 "collect needs --out and at least one --runs=LABEL=FOLDER (split at the last =)"
             )
         new = []
-        for spec in f.runs:
-            label, sep, folder = spec.rpartition("=")
-            if not sep or not os.path.isdir(folder):
-                raise SystemExit(f"--runs={spec!r}: expected LABEL=FOLDER with a run folder")
+        for label, folder in parse_runs(f.runs).items():
             new += run_rows(label, folder)
         old = read_csv(f.out) if os.path.exists(f.out) else []
         rows = merge(old, new)
@@ -271,8 +280,7 @@ def main(argv: Sequence[str]) -> None:
     elif command == "montage":
         if not f.out or not f.runs:
             raise SystemExit("montage needs --out and at least one --runs=LABEL=FOLDER")
-        runs = dict(spec.rsplit("=", 1) for spec in f.runs)
-        montage(f.out, runs, f.images or None)
+        montage(f.out, parse_runs(f.runs), f.images or None)
         print(f"wrote {f.out}")
     else:
         raise SystemExit("usage: variant_table.py collect|table|montage [flags]; see the docstring")

@@ -21,6 +21,8 @@ dropped) so that the wrap-around of the FFT adds no cross of false edges to the 
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import jax.numpy as jnp
 import numpy as np
 from numpy.typing import ArrayLike
@@ -72,29 +74,38 @@ def periodic_component(image: ArrayLike) -> jnp.ndarray:
     return y - fourier.irfft2(smooth_f, shape)
 
 
-def log_evidence(blurry: ArrayLike, kernel: ArrayLike) -> float:
-    """``max`` over :data:`NOISE_TO_PRIOR` of the profile log marginal likelihood of
-    ``blurry`` (grey ``[H, W]`` or ``[H, W, C]``, channels averaged) blurred by ``kernel``
-    ``[K, K]`` (normalised here), per frequency. Higher is better; only differences between
-    kernels on one image mean anything."""
+def kernel_scorer(blurry: ArrayLike) -> Callable[[ArrayLike], float]:
+    """:func:`log_evidence` of ``blurry`` as a function of the kernel alone: the image's
+    periodic part and spectra are computed once, for ranking many candidate kernels."""
     y = periodic_component(blurry)
     shape = y.shape
-    k = jnp.asarray(kernel, jnp.float32)
-    if k.ndim != 2 or k.shape[0] > shape[0] or k.shape[1] > shape[1]:
-        raise ValueError(f"kernel must be [K, K] and fit the {shape} image, got {k.shape}")
-    total = jnp.sum(k)
-    if not bool(total > 0):
-        raise ValueError("kernel has no positive mass")
-    k = k / total
     power_y = jnp.abs(fourier.rfft2(y)) ** 2 / (shape[0] * shape[1])
-    power_k = blur.circular_correlation(k, shape).gram()
     power_d = _difference_power(shape)
     keep = power_d > 0  # the mean carries no information about the blur
     weights = jnp.where(keep, _half_plane_weights(shape), 0.0)
     n = jnp.sum(weights)
-    shape_term = power_k / jnp.where(keep, power_d, 1.0)
+    inverse_d = 1.0 / jnp.where(keep, power_d, 1.0)
     ratios = jnp.asarray(NOISE_TO_PRIOR, jnp.float32)[:, None, None]
-    a = shape_term[None] + ratios  # v / s2 for each ratio
-    s2 = jnp.sum(weights * power_y / a, axis=(1, 2)) / n
-    ll = -n * jnp.log(s2) - jnp.sum(weights * jnp.log(a), axis=(1, 2)) - n
-    return float(jnp.max(ll) / n)
+
+    def score(kernel: ArrayLike) -> float:
+        k = jnp.asarray(kernel, jnp.float32)
+        if k.ndim != 2 or k.shape[0] > shape[0] or k.shape[1] > shape[1]:
+            raise ValueError(f"kernel must be [K, K] and fit the {shape} image, got {k.shape}")
+        total = jnp.sum(k)
+        if not bool(total > 0):
+            raise ValueError("kernel has no positive mass")
+        power_k = blur.circular_correlation(k / total, shape).gram()
+        a = (power_k * inverse_d)[None] + ratios  # v / s2 for each ratio
+        s2 = jnp.sum(weights * power_y / a, axis=(1, 2)) / n
+        ll = -n * jnp.log(s2) - jnp.sum(weights * jnp.log(a), axis=(1, 2)) - n
+        return float(jnp.max(ll) / n)
+
+    return score
+
+
+def log_evidence(blurry: ArrayLike, kernel: ArrayLike) -> float:
+    """``max`` over :data:`NOISE_TO_PRIOR` of the profile log marginal likelihood of
+    ``blurry`` (grey ``[H, W]`` or ``[H, W, C]``, channels averaged) blurred by ``kernel``
+    ``[K, K]`` (normalised here), per frequency. Higher is better; only differences between
+    kernels on one image mean anything. Several kernels on one image: :func:`kernel_scorer`."""
+    return kernel_scorer(blurry)(kernel)
