@@ -138,14 +138,19 @@ def montage_grid(
     return grid
 
 
-def montage(path: str, runs: dict[str, str], images: Sequence[str] | None = None) -> None:
+def montage(
+    path: str, runs: dict[str, str | Sequence[str]], images: Sequence[str] | None = None
+) -> None:
     """:func:`montage_grid` of the images every run finished (or ``images``), labelled, to
-    ``path`` (PNG)."""
+    ``path`` (PNG). A run is one folder or several (a run split over folders)."""
     from PIL import Image, ImageDraw
 
-    rows = {
-        label: {r["name"]: r for r in run_rows(label, folder)} for label, folder in runs.items()
-    }
+    rows, where = {}, {}
+    for label, folders in runs.items():
+        rows[label], where[label] = {}, {}
+        for folder in [folders] if isinstance(folders, str) else folders:
+            for r in run_rows(label, folder):
+                rows[label][r["name"]], where[label][r["name"]] = r, folder
     names = sorted(set.intersection(*(set(r) for r in rows.values())))
     if images:
         missing = [n for n in images if n not in names]
@@ -154,10 +159,10 @@ def montage(path: str, runs: dict[str, str], images: Sequence[str] | None = None
         names = list(images)
     if not names:
         raise ValueError("no image is finished in every run")
-    first = next(iter(runs.values()))
-    true = [np.load(os.path.join(first, "images", f"{n}_true_kernel.npy")) for n in names]
+    first = next(iter(where.values()))
+    true = [np.load(os.path.join(first[n], "images", f"{n}_true_kernel.npy")) for n in names]
     est = [
-        [np.load(os.path.join(folder, "images", f"{n}_kernel.npy")) for folder in runs.values()]
+        [np.load(os.path.join(where[label][n], "images", f"{n}_kernel.npy")) for label in runs]
         for n in names
     ]
     grid = montage_grid(true, est)
@@ -235,15 +240,27 @@ def table(
     return "\n".join(lines)
 
 
-def parse_runs(specs: Sequence[str]) -> dict[str, str]:
-    """``--runs`` values ``LABEL=FOLDER`` (split at the last ``=``) as ``{label: folder}``;
-    exits naming the value when it has no ``=`` or its folder does not exist."""
-    runs = {}
+def parse_runs(specs: Sequence[str]) -> dict[str, list[str]]:
+    """``--runs`` values ``LABEL=FOLDER`` (split at the last ``=``) as ``{label: [folders]}``:
+    one label may be given several times, for a run split over folders (e.g. two halves of a
+    set run side by side); exits naming the value when it has no ``=`` or its folder does not
+    exist, or when two folders of one label hold the same image."""
+    runs: dict[str, list[str]] = {}
     for spec in specs:
         label, sep, folder = spec.rpartition("=")
         if not sep or not os.path.isdir(folder):
             raise SystemExit(f"--runs={spec!r}: expected LABEL=FOLDER with a run folder")
-        runs[label] = folder
+        runs.setdefault(label, []).append(folder)
+    for label, folders in runs.items():
+        seen: dict[str, str] = {}
+        for folder in folders:
+            for r in run_rows(label, folder):
+                if r["name"] in seen:
+                    raise SystemExit(
+                        f"--runs: label {label!r} has image {r['name']!r} in both "
+                        f"{seen[r['name']]} and {folder}"
+                    )
+                seen[r["name"]] = folder
     return runs
 
 
@@ -258,8 +275,9 @@ def main(argv: Sequence[str]) -> None:
                 "collect needs --out and at least one --runs=LABEL=FOLDER (split at the last =)"
             )
         new = []
-        for label, folder in parse_runs(f.runs).items():
-            new += run_rows(label, folder)
+        for label, folders in parse_runs(f.runs).items():
+            for folder in folders:
+                new += run_rows(label, folder)
         old = read_csv(f.out) if os.path.exists(f.out) else []
         rows = merge(old, new)
         write_csv(f.out, rows)

@@ -132,3 +132,32 @@ def test_montage_writes_the_runs_common_images_and_refuses_unfinished_ones(tmp_p
     assert Image.open(out).size[1] > 2 * 14  # two rows of tiles, each with its label line
     with pytest.raises(ValueError, match="not finished"):
         vt.montage(str(out), runs, images=["z_1"])
+
+
+def test_parse_runs_keeps_every_folder_of_a_label_and_refuses_an_image_twice(tmp_path):
+    a = _run_folder(tmp_path, "half_a", [_row("x_1", 3, 20.0, 1.5, 0.8)])
+    b = _run_folder(tmp_path, "half_b", [_row("y_1", 3, 21.0, 2.5, 0.6)])
+    runs = vt.parse_runs([f"margin=1.3={a}", f"margin=1.3={b}"])
+    assert runs == {"margin=1.3": [a, b]}  # split at the last =, both halves kept
+    c = _run_folder(tmp_path, "again", [_row("x_1", 3, 22.0, 1.2, 0.9)])
+    with pytest.raises(SystemExit, match="x_1"):
+        vt.parse_runs([f"m={a}", f"m={c}"])
+    with pytest.raises(SystemExit, match="LABEL=FOLDER"):
+        vt.parse_runs([f"m={tmp_path / 'absent'}"])
+
+
+def test_montage_finds_each_image_in_its_own_folder_of_a_split_run(tmp_path):
+    halves = []
+    for label, row in (
+        ("h1", _row("x_1", 3, 20.0, 1.5, 0.8)),
+        ("h2", _row("y_1", 3, 21.0, 2.5, 0.6)),
+    ):
+        folder = _run_folder(tmp_path, label, [row])
+        for kind in ("kernel", "true_kernel"):
+            np.save(os.path.join(folder, "images", f"{row['name']}_{kind}.npy"), np.eye(3) / 3)
+        halves.append(folder)
+    out = tmp_path / "m.png"
+    vt.montage(str(out), {"split": halves}, images=["x_1", "y_1"])
+    assert out.exists()
+    with pytest.raises(ValueError, match="not finished"):
+        vt.montage(str(out), {"half": halves[0]}, images=["x_1", "y_1"])
