@@ -19,7 +19,9 @@ from absl import app, flags
 from jaxdeconv.app import launch
 from jaxdeconv.core import train
 
-_CONFIG = launch.define_config_flag("fast", "Preset name (fast, paper, tiny) or a config file.")
+_CONFIG = launch.define_config_flag(
+    "fast", "Preset name (fast, quality, paper, tiny) or a config file."
+)
 _SIZE = flags.DEFINE_integer("size", 128, "Side of the estimation image (fast: its crop).")
 _KERNEL_SIZE = flags.DEFINE_integer("kernel_size", 27, "K.")
 _BATCHES = flags.DEFINE_list("batches", ["1", "2", "4", "8"], "Batch sizes.")

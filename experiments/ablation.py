@@ -28,7 +28,8 @@ _VARIANTS = flags.DEFINE_list(
 )
 _CONFIG = launch.define_config_flag(
     "fast",
-    "Base config of every variant: a preset name (fast, paper, tiny) or a configs/*.py file.",
+    "Base config of every variant: a preset name (fast, quality, paper, tiny) or a "
+    "configs/*.py file.",
 )
 _SNAPSHOT_EVERY = flags.DEFINE_integer(
     "snapshot_every", 100, "Steps between curve points (unless --config.snapshot_every is set)."

@@ -19,7 +19,7 @@ from jaxdeconv.app import launch
 _CONFIG = launch.define_config_flag(
     "experiments/configs/fast.py",
     "Run configuration: a configs/*.py file (FILE.py:ARG passes ARG to its get_config) or a "
-    "preset name (fast, paper, tiny).",
+    "preset name (fast, quality, paper, tiny).",
 )
 _INPUT = flags.DEFINE_string("input", None, "Blurry image; the built-in example if unset.")
 _KERNEL_SIZE = flags.DEFINE_integer(

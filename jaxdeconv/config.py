@@ -213,8 +213,13 @@ def _estimate_fields(c: ml_collections.ConfigDict) -> None:
     # `attempts` more runs, the unflagged candidate with the lowest data residual wins.
     c.recover = ml_collections.ConfigDict()
     c.recover.attempts = 0
-    # Whole estimates with seeds seed, seed+1, ...; the kernel agreeing best with the others kept.
+    # Whole estimates with seeds seed, seed+1, ...; which one is kept: "agreement" (the kernel
+    # agreeing best with the others) or "evidence" (the kernel under which the blurry photo is
+    # most probable, classical.evidence, each kernel first blurred by a Gaussian of camera_blur
+    # px: the lens's and sensor's own blur, which real photos carry and motion kernels lack).
     c.recover.seeds = 1
+    c.recover.seed_select = "agreement"
+    c.recover.camera_blur = 0.75
     c.recover.delta_peak = 0.5
     c.recover.border_mass = 0.2
     # Other window rules (crop_select values) whose window also gets a network run on every
@@ -317,7 +322,20 @@ def tiny() -> ml_collections.ConfigDict:
     return c
 
 
-PRESETS = {"paper": paper, "fast": fast, "tiny": tiny}
+def quality() -> ml_collections.ConfigDict:
+    """CPU preset that spends about 3x `fast`'s time: `fast` on three seeds, the estimate under
+    which the blurry photo is most probable kept (``recover.seed_select = "evidence"``, with
+    0.75 px of camera blur allowed for). The seeds of `fast` disagree on hard images (Levin's
+    dev 8: one image at 28.5, 20.8 and 25.8 dB); the evidence is a judge that needs no sharp
+    image (docs/results.md, tenth probe)."""
+    c = fast()
+    c.recover.seeds = 3
+    c.recover.seed_select = "evidence"
+    c.recover.camera_blur = 0.75
+    return c
+
+
+PRESETS = {"paper": paper, "fast": fast, "quality": quality, "tiny": tiny}
 
 
 # --- What a config computes: one fingerprint, and the defaults of a partial config ------------
@@ -335,6 +353,8 @@ ADDED_FIELDS = {
     "support_margin": 1.0,
     "recover.windows": (),
     "recover.seeds": 1,
+    "recover.seed_select": "agreement",
+    "recover.camera_blur": 0.75,
     "recover.agree_windows": 1,
     "recover.max_overlap": 0.25,
     "grad_weight": 0.0,
@@ -599,12 +619,16 @@ def check_values(cfg: ml_collections.ConfigDict) -> None:
         ("crop_select", ("gradient", "structure", "auto")),
         ("progressive.image_input", ("noise", "resampled", "previous")),
         ("param_init", ("flax", "pytorch")),
+        ("recover.seed_select", ("agreement", "evidence")),
         ("scheme", ("alternating", "joint")),
     ]:
         if (value := get(field)) is not None and value not in allowed:
             problems.append(
                 f"{field} must be one of {', '.join(map(repr, allowed))}, got {value!r}"
             )
+    blur_sigma = get("recover.camera_blur")
+    if isinstance(blur_sigma, int | float) and not blur_sigma >= 0:
+        problems.append(f"recover.camera_blur must be 0 or more (px), got {blur_sigma!r}")
     names, weights = get("extra_loss.names") or (), get("extra_loss.weights") or ()
     if weights and len(weights) != len(names):
         problems.append(

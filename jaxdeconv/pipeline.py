@@ -29,7 +29,16 @@ import jax
 import ml_collections
 import numpy as np
 
-from jaxdeconv.classical import colour, crops, diagnose, kernel_size, multiscale, nonblind, refine
+from jaxdeconv.classical import (
+    colour,
+    crops,
+    diagnose,
+    evidence,
+    kernel_size,
+    multiscale,
+    nonblind,
+    refine,
+)
 from jaxdeconv.core import train
 
 # Where and at what scale the network works (re-exported: jaxdeconv.planning).
@@ -349,11 +358,14 @@ def most_consistent(
     step: Callable | None = None,
 ) -> Choice:
     """``recover.seeds = N`` whole estimates (``first``, then :func:`seed_config`'s seeds
-    1..N-1, each a network run on ``region`` and :func:`robust_kernel`): the kept one is the
-    unflagged kernel with the highest mean similarity (``diagnose.kernel_similarity``) to the
-    others' (a medoid: the kernel the seeds agree on), which needs no data-fit ranking (that
-    picked the worse seed on all three Levin images tried, README). Facts: each seed, its
-    agreement, and the seed kept. ``p``: the plan of ``luminance``; ``region``'s box is
+    1..N-1, each a network run on ``region`` and :func:`robust_kernel`). With
+    ``recover.seed_select = "agreement"`` the kept one is the unflagged kernel with the highest
+    mean similarity (``diagnose.kernel_similarity``) to the others' (a medoid: the kernel the
+    seeds agree on); with ``"evidence"``, the unflagged kernel under which the whole blurry
+    ``luminance`` is most probable (:func:`most_evident`, ``recover.camera_blur`` px of camera
+    blur allowed for). The data residual of a deconvolution is not used: it picked the worse
+    seed on all three Levin images tried (README). Facts: each seed, its agreement (and
+    evidence), and the seed kept. ``p``: the plan of ``luminance``; ``region``'s box is
     ``first.box``."""
     hooks = dict(spec=spec, step=step)
     choices = [first]
@@ -369,14 +381,31 @@ def most_consistent(
         choices.append(Choice(kernel, facts, run, first.box))
     n = len(choices)
     kept, agreement, flagged = medoid([c.kernel for c in choices], config)
-    best = choices[kept]
-    best.facts["seeds"] = {
+    facts = {
         "seeds": [int(config.seed) + i for i in range(n)],
         "agreement": [round(a, 4) for a in agreement],
         "flagged": flagged,
-        "kept": int(config.seed) + kept,
     }
+    if config.recover.get("seed_select", "agreement") == "evidence":
+        kept, scores = most_evident(
+            [c.kernel for c in choices], flagged, luminance, config.recover.camera_blur
+        )
+        facts["evidence"] = [round(e, 5) for e in scores]
+    best = choices[kept]
+    best.facts["seeds"] = {**facts, "kept": int(config.seed) + kept}
     return best
+
+
+def most_evident(
+    kernels: list[np.ndarray], flagged: list[bool], image: np.ndarray, camera_blur: float
+) -> tuple[int, list[float]]:
+    """The index of the kernel under which the blurry ``image`` ([H, W] or [H, W, C]) is most
+    probable (``classical.evidence``, each kernel with ``camera_blur`` px of Gaussian blur
+    added): unflagged first, then the highest evidence, then the first; with each score."""
+    score = evidence.kernel_scorer(image, camera_blur)
+    scores = [score(k) for k in kernels]
+    kept = max(range(len(kernels)), key=lambda i: (not flagged[i], scores[i], -i))
+    return kept, scores
 
 
 def medoid(kernels: list[np.ndarray], config: ml_collections.ConfigDict):

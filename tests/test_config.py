@@ -143,3 +143,30 @@ def test_the_extra_loss_group_changes_no_hash_while_off():
     cfg.extra_loss.names = ("kernel_centre",)
     assert evaluate.config_hash(cfg) != evaluate.config_hash(before)
     assert config_lib.fingerprint(cfg) != config_lib.fingerprint(before)
+
+
+def test_seed_selection_is_checked_and_quality_is_fast_on_three_seeds(tiny_config):
+    tiny_config.recover.seed_select = "loss"
+    with pytest.raises(ValueError, match="recover.seed_select must be one of"):
+        config_lib.check_values(tiny_config)
+    tiny_config.recover.seed_select = "evidence"
+    tiny_config.recover.camera_blur = -0.5
+    with pytest.raises(ValueError, match="recover.camera_blur must be 0 or more"):
+        config_lib.check_values(tiny_config)
+    quality, fast = config_lib.quality(), config_lib.fast()
+    config_lib.check_values(quality)
+
+    def flat(d, prefix=""):
+        out = {}
+        for k, v in d.items():
+            out.update(flat(v, f"{prefix}{k}.") if isinstance(v, dict) else {prefix + k: v})
+        return out
+
+    q, f = flat(quality.to_dict()), flat(fast.to_dict())
+    assert {k: v for k, v in q.items() if f[k] != v} == {
+        "recover.seeds": 3,
+        "recover.seed_select": "evidence",
+    }
+    assert config_lib.PRESETS["quality"] is config_lib.quality
+    # fast's fingerprint stays what its stored results were made with.
+    assert config_lib.fingerprint(fast) != config_lib.fingerprint(quality)

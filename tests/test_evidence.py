@@ -80,3 +80,32 @@ def test_bad_kernels_are_refused():
         evidence.log_evidence(y, np.zeros((5, 5)))
     with pytest.raises(ValueError, match="image"):
         evidence.periodic_component(np.ones((4, 4, 3, 2)))
+
+
+def test_with_camera_blur_is_the_full_convolution_with_a_normalised_gaussian():
+    from scipy.ndimage import gaussian_filter
+
+    k = synthetic.motion_kernel(9, seed=2)
+    np.testing.assert_array_equal(evidence.with_camera_blur(k, 0.0), k)
+    out = evidence.with_camera_blur(k, 0.75)  # radius round(4 * 0.75) = 3
+    assert out.shape == (15, 15)
+    np.testing.assert_allclose(out, gaussian_filter(np.pad(k, 3), 0.75), atol=1e-12)
+    assert out.sum() == pytest.approx(k.sum())
+    with pytest.raises(ValueError, match="sigma"):
+        evidence.with_camera_blur(k, -1.0)
+
+
+def test_camera_blur_lets_the_right_shape_beat_a_wrong_smoother_one():
+    # The photo: an 11 px line, then 1 px of the camera's own blur. Plain, the evidence ranks a
+    # wrong kernel (a 9 px line, smoothed by 1.5 px) above the right motion kernel: it favours
+    # smoothness. With every candidate given the same 1 px first, the right shape wins.
+    k = _line(11)
+    y = _blurred(evidence.with_camera_blur(k, 1.0), seed=3)
+    wrong = evidence.with_camera_blur(_line(9), 1.5)
+    assert evidence.log_evidence(y, wrong) > evidence.log_evidence(y, k) + 0.1
+    score = evidence.kernel_scorer(y, camera_blur=1.0)
+    assert score(k) > score(wrong) + 0.05
+    assert score(k) > score(_line(9)) and score(k) > score(_line(13))
+    assert score(k) == pytest.approx(
+        evidence.log_evidence(y, evidence.with_camera_blur(k, 1.0)), abs=1e-5
+    )

@@ -152,7 +152,7 @@ def test_the_fields_a_command_line_set_and_the_configs_name(parse):
         (["--set=optim=1"], "'optim' is a group of fields"),
         (["--set=num_steps"], "--set=num_steps: expected FIELD=VALUE"),
         (["--config.num_steps=0"], "num_steps must be a positive integer"),
-        (["--config=nonsense"], "not a preset (paper, fast, tiny) and no such file"),
+        (["--config=nonsense"], "not a preset (paper, fast, quality, tiny) and no such file"),
         (["--config=experiments/configs/s4.py"], "no such file"),  # the old variant paths
     ],
 )

@@ -392,3 +392,38 @@ def test_agreement_across_windows_keeps_the_kernel_the_windows_agree_on():
     kept = facts["kept"]
     assert kept == max(range(3), key=lambda i: (not facts["flagged"][i], agreement[i], -i))
     np.testing.assert_array_equal(out.kernel, alone[kept])
+
+
+def test_seed_select_evidence_keeps_the_most_probable_unflagged_seed(monkeypatch):
+    from jaxdeconv.classical import evidence
+
+    cfg = config_lib.tiny()
+    cfg.kernel_size = 5
+    cfg.num_steps = 30
+    cfg.seed = 4
+    cfg.recover.seeds = 3
+    cfg.recover.seed_select = "evidence"
+    cfg.recover.camera_blur = 0.5
+    blurry = synthetic.make_example(24, 24, 5, noise=0.002, seed=2).blurry
+    real = pipeline._check
+    monkeypatch.setattr(
+        pipeline, "_check", lambda k, c: real(k, c)._replace(delta=False, border=False)
+    )
+    out = pipeline.deblur_image(blurry, cfg)
+    seeds = out.facts["seeds"]
+    alone = []
+    for s in (4, 5, 6):
+        one = config_lib.apply_overrides(cfg, [f"seed={s}", "recover.seeds=1"])
+        alone.append(pipeline.deblur_image(blurry, one).kernel)
+    score = evidence.kernel_scorer(blurry, camera_blur=0.5)
+    expected = [score(k) for k in alone]
+    np.testing.assert_allclose(seeds["evidence"], expected, atol=1e-4)
+    assert len(set(np.round(expected, 4))) == 3  # a real choice among three
+    assert seeds["kept"] - 4 == int(np.argmax(expected))
+    np.testing.assert_array_equal(out.kernel, alone[seeds["kept"] - 4])
+    # The agreement is still reported, and a flagged kernel still comes last.
+    assert len(seeds["agreement"]) == 3
+    kept, _ = pipeline.most_evident(
+        alone, [i == int(np.argmax(expected)) for i in range(3)], blurry, 0.5
+    )
+    assert kept != int(np.argmax(expected))

@@ -56,8 +56,8 @@ _MANIFEST = flags.DEFINE_string(
 )
 _CONFIG = launch.define_config_flag(
     "fast",
-    "Preset name (fast, paper, tiny) or a configs/*.py file (FILE.py:ARG passes ARG to its "
-    "get_config). Unknown fields and values of the wrong type are refused.",
+    "Preset name (fast, quality, paper, tiny) or a configs/*.py file (FILE.py:ARG passes ARG to "
+    "its get_config). Unknown fields and values of the wrong type are refused.",
 )
 _SEED = flags.DEFINE_integer("seed", None, "Random seed (default: the preset's).")
 _SEEDS = flags.DEFINE_integer(

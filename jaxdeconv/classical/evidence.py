@@ -15,6 +15,14 @@ al. (CVPR 2009) estimate the kernel by it. Here it only ranks finished candidate
 variants of one estimate). It sees the kernel's power spectrum, not its phase: a kernel and its
 mirror image score alike.
 
+Real photographs carry some blur besides the motion (the lens, demosaicing, resampling): on
+Levin's photographs the evidence prefers every true kernel smoothed by a Gaussian of 0.75-1 px
+to the true kernel itself, and even on synthetic images the Gaussian prior leans towards
+smoother kernels. ``camera_blur`` gives every candidate the same Gaussian before it is scored
+(:func:`with_camera_blur`): a camera's share is then accounted for alike in all of them, and
+how smooth a candidate is weighs less against its shape (a right sharp kernel is no longer
+beaten by a wrong, smoother one).
+
 The image is first made periodic (Moisan's periodic-plus-smooth decomposition, the smooth part
 dropped) so that the wrap-around of the FFT adds no cross of false edges to the spectrum.
 """
@@ -74,9 +82,35 @@ def periodic_component(image: ArrayLike) -> jnp.ndarray:
     return y - fourier.irfft2(smooth_f, shape)
 
 
-def kernel_scorer(blurry: ArrayLike) -> Callable[[ArrayLike], float]:
+def gaussian_taps(sigma: float) -> np.ndarray:
+    """The normalised 1-D sampled Gaussian of standard deviation ``sigma`` px on
+    ``2 * round(4 sigma) + 1`` taps (``[1.]`` for ``sigma = 0``)."""
+    if not sigma >= 0:
+        raise ValueError(f"sigma must be 0 or more, got {sigma!r}")
+    radius = int(4.0 * sigma + 0.5)
+    if radius == 0:
+        return np.ones(1)
+    x = np.arange(-radius, radius + 1, dtype=np.float64)
+    g = np.exp(-0.5 * (x / sigma) ** 2)
+    return g / g.sum()
+
+
+def with_camera_blur(kernel: ArrayLike, sigma: float) -> np.ndarray:
+    """``kernel [K, K]`` convolved with an isotropic Gaussian of ``sigma`` px (the full
+    convolution: ``[K + 2r, K + 2r]``, ``r = round(4 sigma)``); ``sigma = 0``: the kernel."""
+    k = np.asarray(kernel, np.float64)
+    g = gaussian_taps(sigma)
+    if g.size == 1:
+        return k
+    rows = np.apply_along_axis(np.convolve, 0, k, g)
+    return np.apply_along_axis(np.convolve, 1, rows, g)
+
+
+def kernel_scorer(blurry: ArrayLike, camera_blur: float = 0.0) -> Callable[[ArrayLike], float]:
     """:func:`log_evidence` of ``blurry`` as a function of the kernel alone: the image's
-    periodic part and spectra are computed once, for ranking many candidate kernels."""
+    periodic part and spectra are computed once, for ranking many candidate kernels. Each
+    kernel is scored as :func:`with_camera_blur` ``(kernel, camera_blur)``."""
+    gaussian_taps(camera_blur)  # checks it
     y = periodic_component(blurry)
     shape = y.shape
     power_y = jnp.abs(fourier.rfft2(y)) ** 2 / (shape[0] * shape[1])
@@ -85,27 +119,34 @@ def kernel_scorer(blurry: ArrayLike) -> Callable[[ArrayLike], float]:
     weights = jnp.where(keep, _half_plane_weights(shape), 0.0)
     n = jnp.sum(weights)
     inverse_d = 1.0 / jnp.where(keep, power_d, 1.0)
-    ratios = jnp.asarray(NOISE_TO_PRIOR, jnp.float32)[:, None, None]
+    ratios = [jnp.float32(r) for r in NOISE_TO_PRIOR]
 
     def score(kernel: ArrayLike) -> float:
-        k = jnp.asarray(kernel, jnp.float32)
+        k = np.asarray(kernel)
+        if k.ndim == 2:
+            k = with_camera_blur(k, camera_blur)
+        k = jnp.asarray(k, jnp.float32)
         if k.ndim != 2 or k.shape[0] > shape[0] or k.shape[1] > shape[1]:
             raise ValueError(f"kernel must be [K, K] and fit the {shape} image, got {k.shape}")
         total = jnp.sum(k)
         if not bool(total > 0):
             raise ValueError("kernel has no positive mass")
         power_k = blur.circular_correlation(k / total, shape).gram()
-        a = (power_k * inverse_d)[None] + ratios  # v / s2 for each ratio
-        s2 = jnp.sum(weights * power_y / a, axis=(1, 2)) / n
-        ll = -n * jnp.log(s2) - jnp.sum(weights * jnp.log(a), axis=(1, 2)) - n
-        return float(jnp.max(ll) / n)
+        signal = power_k * inverse_d
+        best = -jnp.inf
+        for r in ratios:  # one ratio at a time: memory of one spectrum, for large photos
+            a = signal + r  # v / s2
+            s2 = jnp.sum(weights * power_y / a) / n
+            best = jnp.maximum(best, -n * jnp.log(s2) - jnp.sum(weights * jnp.log(a)) - n)
+        return float(best / n)
 
     return score
 
 
-def log_evidence(blurry: ArrayLike, kernel: ArrayLike) -> float:
+def log_evidence(blurry: ArrayLike, kernel: ArrayLike, camera_blur: float = 0.0) -> float:
     """``max`` over :data:`NOISE_TO_PRIOR` of the profile log marginal likelihood of
     ``blurry`` (grey ``[H, W]`` or ``[H, W, C]``, channels averaged) blurred by ``kernel``
     ``[K, K]`` (normalised here), per frequency. Higher is better; only differences between
-    kernels on one image mean anything. Several kernels on one image: :func:`kernel_scorer`."""
-    return kernel_scorer(blurry)(kernel)
+    kernels on one image mean anything. ``camera_blur``: see :func:`with_camera_blur`. Several
+    kernels on one image: :func:`kernel_scorer`."""
+    return kernel_scorer(blurry, camera_blur)(kernel)
