@@ -1,23 +1,30 @@
-r"""What ``recover.seeds`` agreement would pick, from benchmark runs already made with other
-seeds: for each image present in every workdir, the kernel with the highest mean similarity to
-the others' (the unflagged first, as ``pipeline.most_consistent`` ranks them), and its row's
-scores; beside it seed 0 alone, the mean over seeds and the best seed (an oracle). The runs
-may as well be variants of one estimator (``--labels`` names them). Three selectors that need
-no sharp image are scored beside the agreement, for a choice among estimates to be judged on
-data it was not designed on: the lowest final training loss (``final_loss``), the sharpest
-two-stage image (largest mean gradient magnitude, ``sharpness``) and the sparsest gradients
-(smallest L1/L2 ratio, Krishnan et al.'s normalised sparsity, ``sparsity``); with
-``--dataset`` (the runs' benchmark, whose blurry images it reads) a fourth, the kernel with the
-highest marginal likelihood of the blurry image (``evidence``,
+r"""What ``recover.seeds`` would pick, from benchmark runs already made with other seeds: for
+each image present in every workdir, the kernel ``pipeline.most_consistent`` keeps under
+``--select`` (``recover.seed_select``: ``agreement``, the kernel with the highest mean
+similarity to the others', or ``evidence``, the kernel under which the blurry image is most
+probable with ``--camera_blur`` px of camera blur allowed for; unflagged kernels first in
+both), and its row's scores; beside it each run alone, the mean over runs and the best run
+(an oracle). The runs may as well be variants of one estimator (``--labels`` names them).
+Selectors that need no sharp image are scored beside, for a choice among estimates to be
+judged on data it was not designed on: the lowest final training loss (``final_loss``), the
+sharpest two-stage image (largest mean gradient magnitude, ``sharpness``), the sparsest
+gradients (smallest L1/L2 ratio, Krishnan et al.'s normalised sparsity, ``sparsity``) and,
+with ``--dataset`` (the runs' benchmark, whose blurry images it reads), the kernel with the
+highest marginal likelihood of the blurry image, plain and with the camera blur (``evidence``,
 :func:`jaxdeconv.classical.evidence.log_evidence`).
 
   python benchmarks/seed_agreement.py --workdirs=runs/a,runs/b,runs/c [--csv=out.csv] \
-      [--labels=a,b,c] [--dataset=levin|lai|synthetic [--suite=quick] [--data_root=...]]
+      [--labels=a,b,c] [--dataset=levin|lai|synthetic [--suite=quick] [--data_root=...]] \
+      [--select=evidence [--camera_blur=0.75]]
 
 Each workdir is an ``experiments/benchmark.py`` folder (``results.csv``,
-``images/NAME_kernel.npy``). One difference from the preset: here every seed's estimate went
-through the whole ``choose_estimate`` (with its own ``recover.attempts``); inside
-``most_consistent`` the extra seeds get the network run and ``robust_kernel`` only.
+``images/NAME_kernel.npy``). ``--csv`` writes the picked rows with ``seeds_kept`` (the run's
+index), ``seed_select`` and ``seconds_all_runs`` (the runs' ``seconds_total`` summed: what the
+preset with ``recover.seeds`` would spend). Where the runs are ``--set=seed=i`` runs of a
+config whose ``recover.windows`` is empty (``fast``), the pick is exactly the estimate of that
+config with ``recover.seeds`` (each seed's estimate is ``robust_kernel`` on its network run,
+in both); with other windows, here every seed went through the whole ``choose_estimate``,
+while inside ``most_consistent`` the extra seeds get one window only.
 """
 
 import csv
@@ -29,9 +36,10 @@ import numpy as np
 from absl import app, flags
 
 from jaxdeconv import config as config_lib
+from jaxdeconv import pipeline
 from jaxdeconv.app import image_io
 from jaxdeconv.bench import datasets
-from jaxdeconv.classical import diagnose, evidence
+from jaxdeconv.classical import evidence
 
 _WORKDIRS = flags.DEFINE_list("workdirs", None, "Benchmark folders, one per seed (first: kept).")
 _CSV = flags.DEFINE_string("csv", None, "Write the chosen rows here (the first workdir's columns).")
@@ -43,6 +51,17 @@ _DATASET = flags.DEFINE_enum(
 )
 _SUITE = flags.DEFINE_enum("suite", "dev", ["dev", "quick"], "Synthetic only: which suite.")
 _DATA_ROOT = flags.DEFINE_string("data_root", "../shared/data", "Folder holding levin/ and lai/.")
+_SELECT = flags.DEFINE_enum(
+    "select",
+    "agreement",
+    ["agreement", "evidence"],
+    "Whose pick --csv writes: recover.seed_select's rule (evidence needs --dataset).",
+)
+_CAMERA_BLUR = flags.DEFINE_float(
+    "camera_blur",
+    config_lib.quality().recover.camera_blur,
+    "recover.camera_blur of the evidence pick (default: the quality preset's).",
+)
 _RIGHT = 2.0  # error ratio below which a kernel counts as right
 
 
@@ -79,11 +98,11 @@ def pick(values: list[float], rule: str) -> int:
 
 
 def selector_values(
-    rows: list[dict], blurry: np.ndarray | None = None
+    rows: list[dict], blurry: np.ndarray | None = None, camera_blur: float = 0.0
 ) -> dict[str, tuple[list[float], str]]:
     """Per selector, each run's value and the rule that keeps one: final training loss (min),
     sharpness of the two-stage image (max), its gradient sparsity (min) and, given the blurry
-    image, the kernel's evidence (max)."""
+    image, the kernel's evidence (max), plain and with ``camera_blur`` px of camera blur."""
     out = {"final_loss": ([float(r["final_loss"]) for r in rows], "min")}
     if all(os.path.exists(r["_image"]) for r in rows):
         grads = [gradient_scores(image_io.read_image(r["_image"]).mean(axis=-1)) for r in rows]
@@ -92,25 +111,23 @@ def selector_values(
     if blurry is not None:
         score = evidence.kernel_scorer(blurry)  # the image's spectra once, for every run
         out["evidence"] = ([score(r["_kernel"]) for r in rows], "max")
+        if camera_blur > 0:
+            score = evidence.kernel_scorer(blurry, camera_blur)
+            out[f"evidence, camera blur {camera_blur:g} px"] = (
+                [score(r["_kernel"]) for r in rows],
+                "max",
+            )
     return out
 
 
-def choose(kernels: list[np.ndarray], recover) -> tuple[int, list[float], list[bool]]:
-    """The index ``most_consistent`` keeps, each kernel's agreement and flag."""
-    n = len(kernels)
-    agreement = [
-        float(
-            np.mean(
-                [diagnose.kernel_similarity(kernels[i], kernels[j]) for j in range(n) if j != i]
-            )
-        )
-        for i in range(n)
-    ]
-    flagged = [
-        not diagnose.diagnose(k, delta_peak=recover.delta_peak, border_limit=recover.border_mass).ok
-        for k in kernels
-    ]
-    kept = max(range(n), key=lambda i: (not flagged[i], agreement[i], -i))
+def choose(
+    kernels: list[np.ndarray], config, blurry: np.ndarray | None = None
+) -> tuple[int, list[float], list[bool]]:
+    """The index ``pipeline.most_consistent`` keeps under ``config.recover.seed_select``
+    (``evidence`` needs ``blurry``), each kernel's agreement and flag: the preset's own rule."""
+    kept, agreement, flagged = pipeline.medoid(kernels, config)
+    if config.recover.seed_select == "evidence":
+        kept, _ = pipeline.most_evident(kernels, flagged, blurry, config.recover.camera_blur)
     return kept, agreement, flagged
 
 
@@ -121,7 +138,13 @@ def main(argv):
     if not names:
         print("seed_agreement.py: no image is in every workdir", file=sys.stderr)
         return 1
-    recover = config_lib.fast().recover
+    config = config_lib.apply_overrides(
+        config_lib.fast(),
+        [f"recover.seed_select={_SELECT.value}", f"recover.camera_blur={_CAMERA_BLUR.value}"],
+    )
+    if _SELECT.value == "evidence" and not _DATASET.value:
+        print("seed_agreement.py: --select=evidence needs --dataset", file=sys.stderr)
+        return 1
     labels = _LABELS.value or [f"seed {i}" for i in range(len(runs))]
     if len(labels) != len(runs):
         print("seed_agreement.py: --labels needs one name per workdir", file=sys.stderr)
@@ -133,13 +156,16 @@ def main(argv):
     table, chosen, others = [], [], {}
     for name in names:
         rows = [r[name] for r in runs]
-        kept, agreement, flagged = choose([r["_kernel"] for r in rows], recover)
-        for selector, (values, rule) in selector_values(rows, blurry.get(name)).items():
+        kept, agreement, flagged = choose([r["_kernel"] for r in rows], config, blurry.get(name))
+        values_by = selector_values(rows, blurry.get(name), _CAMERA_BLUR.value)
+        for selector, (values, rule) in values_by.items():
             others.setdefault(selector, []).append(pick(values, rule))
         ts = [float(r["psnr_two_stage"]) for r in rows]
         ratios = [float(r["error_ratio"]) for r in rows]
         table.append((name, ts, ratios, kept, agreement, flagged))
-        chosen.append(rows[kept])
+        chosen.append(
+            {**rows[kept], "seconds_all_runs": sum(float(r["seconds_total"]) for r in rows)}
+        )
     print("| image | " + " | ".join(labels) + " | kept | agreement |")
     print("|---" * (len(runs) + 3) + "|")
     for name, ts, ratios, kept, agreement, flagged in table:
@@ -163,7 +189,10 @@ def main(argv):
             f"  {labels[i]} alone: {ts[:, i].mean():.2f} dB ({int((ratios[:, i] < _RIGHT).sum())})"
         )
     print(f"  mean over runs: {ts.mean():.2f} dB")
-    print(f"  agreement pick: {picked.mean():.2f} dB ({int((picked_ratio < _RIGHT).sum())})")
+    print(
+        f"  {_SELECT.value} pick (recover.seed_select, flagged last): {picked.mean():.2f} dB "
+        f"({int((picked_ratio < _RIGHT).sum())})"
+    )
     rows_index = np.arange(len(table))
     for selector, picks in others.items():
         k = np.array(picks)
@@ -176,10 +205,11 @@ def main(argv):
     if _CSV.value:
         columns = [c for c in chosen[0] if not c.startswith("_")]
         with open(_CSV.value, "w", newline="") as f:
-            w = csv.DictWriter(f, columns + ["seeds_kept"], extrasaction="ignore")
+            extra = ["seeds_kept", "seed_select", "seconds_all_runs"]
+            w = csv.DictWriter(f, columns + extra, extrasaction="ignore")
             w.writeheader()
             for row, k in zip(chosen, kept, strict=True):
-                w.writerow({**row, "seeds_kept": int(k)})
+                w.writerow({**row, "seeds_kept": int(k), "seed_select": _SELECT.value})
     return 0
 
 

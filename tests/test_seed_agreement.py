@@ -67,3 +67,28 @@ def test_the_evidence_selector_keeps_the_kernel_that_made_the_blur():
     values = sa.selector_values(rows, y)
     assert set(values) == {"final_loss", "evidence"}
     assert sa.pick(*values["evidence"]) == 1 and sa.pick(*values["final_loss"]) == 0
+
+
+def test_choose_follows_the_presets_seed_select_rule():
+    from jaxdeconv import config as config_lib
+    from jaxdeconv.bench import synthetic
+    from jaxdeconv.core import blur
+
+    k = synthetic.motion_kernel(9, seed=1)
+    y = blur.valid_correlate_numpy(synthetic.scene(72, 72, seed=2), k)
+    wide = synthetic.motion_kernel(9, seed=5)  # another path: the wrong kernel
+    delta = np.zeros_like(k)
+    delta[4, 4] = 1.0  # flagged as a delta by the checks
+    kernels = [wide, wide * 0.5 + k * 0.5, k, delta]
+    quality = config_lib.quality()
+    kept, agreement, flagged = sa.choose(kernels, quality, y)
+    assert flagged == [False, False, False, True] and kept == 2
+    values = sa.selector_values(
+        [{"final_loss": "0", "_image": "-", "_kernel": c} for c in kernels],
+        y,
+        quality.recover.camera_blur,
+    )
+    assert "evidence, camera blur 0.75 px" in values
+    # The agreement rule keeps the medoid: the half-and-half kernel, between the other two.
+    kept, _, _ = sa.choose(kernels, config_lib.fast())
+    assert kept == 1 and kept == int(np.argmax(agreement[:3]))
