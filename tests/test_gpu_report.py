@@ -1,13 +1,12 @@
 """benchmarks/gpu_report.py end to end in its smoke mode, and score_gpu_results on its output."""
 
 import csv
-import importlib.util
 import json
 import os
-import sys
 
 import numpy as np
 import pytest
+from script_loader import load_script
 
 from jaxdeconv.bench.datasets import LAI_CATEGORIES
 from jaxdeconv.classical import metrics
@@ -16,12 +15,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def _load(name):
-    path = os.path.join(ROOT, "benchmarks", f"{name}.py")
-    spec = importlib.util.spec_from_file_location(f"benchmarks_{name}", path)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up there
-    spec.loader.exec_module(module)
-    return module
+    return load_script(f"benchmarks/{name}.py")
 
 
 gpu_report = _load("gpu_report")

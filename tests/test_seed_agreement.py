@@ -1,19 +1,10 @@
 """benchmarks/seed_agreement.py: the selectors that need no sharp image."""
 
-import importlib.util
-import os
-import sys
-
 import numpy as np
 import pytest
+from script_loader import load_script
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-_spec = importlib.util.spec_from_file_location(
-    "benchmarks_seed_agreement", os.path.join(ROOT, "benchmarks", "seed_agreement.py")
-)
-sa = importlib.util.module_from_spec(_spec)
-sys.modules[_spec.name] = sa
-_spec.loader.exec_module(sa)
+sa = load_script("benchmarks/seed_agreement.py")
 
 
 def test_gradient_scores_rank_a_sharp_edge_above_a_blurred_one():

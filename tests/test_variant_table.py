@@ -1,20 +1,13 @@
 """benchmarks/variant_table.py: rows gathered from run folders, merged, and tabled per blur."""
 
-import importlib.util
 import json
 import os
-import sys
 
 import numpy as np
 import pytest
+from script_loader import load_script
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-_spec = importlib.util.spec_from_file_location(
-    "benchmarks_variant_table", os.path.join(ROOT, "benchmarks", "variant_table.py")
-)
-vt = importlib.util.module_from_spec(_spec)
-sys.modules[_spec.name] = vt
-_spec.loader.exec_module(vt)
+vt = load_script("benchmarks/variant_table.py")
 
 
 def _row(name, size, psnr, ratio, sim, status="ok"):

@@ -1,11 +1,11 @@
 import glob
-import importlib.util
 import os
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from script_loader import load_script
 
 from jaxdeconv import config, variants
 from jaxdeconv.app import launch
@@ -17,10 +17,7 @@ VARIANT_FILE = os.path.join(ROOT, "experiments", "configs", "variant.py")
 
 
 def _load(path):
-    spec = importlib.util.spec_from_file_location(os.path.basename(path)[:-3], path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script(os.path.relpath(path, ROOT), os.path.basename(path)[:-3])
 
 
 def test_variants_are_one_file_and_take_a_base():

@@ -1,16 +1,11 @@
-import importlib.util
-import os
-
 import jax
 import numpy as np
 import pytest
+from script_loader import load_script
 
 from jaxdeconv.bench import synthetic
 
-PATH = os.path.join(os.path.dirname(__file__), "..", "experiments", "variants_demo.py")
-spec = importlib.util.spec_from_file_location("variants_demo", PATH)
-demo = importlib.util.module_from_spec(spec)
-spec.loader.exec_module(demo)
+demo = load_script("experiments/variants_demo.py", "variants_demo")
 
 
 @pytest.fixture
