@@ -63,8 +63,10 @@ _SEED = flags.DEFINE_integer("seed", None, "Random seed (default: the preset's).
 _SEEDS = flags.DEFINE_integer(
     "seeds",
     None,
-    "Estimate each image N times, with seeds seed, seed+1, ..., and keep the kernel the runs "
-    "agree on best (recover.seeds; N times the time). The summary records the seed kept.",
+    "Estimate each image N times, with seeds seed, seed+1, ..., and keep one kernel "
+    "(recover.seeds; N times the time): the one the runs agree on best, or with "
+    "--config.recover.seed_select=evidence (the quality preset) the one under which the "
+    "blurry photo is most probable. The summary records the seed kept.",
 )
 _BATCH_SIZE = flags.DEFINE_integer(
     "batch_size",
