@@ -83,3 +83,54 @@ def test_choose_follows_the_presets_seed_select_rule():
     # The agreement rule keeps the medoid: the half-and-half kernel, between the other two.
     kept, _, _ = sa.choose(kernels, config_lib.fast())
     assert kept == 1 and kept == int(np.argmax(agreement[:3]))
+
+
+def test_the_csv_carries_the_pick_and_the_time_of_all_runs(tmp_path):
+    import csv
+    import json
+    import os
+    import subprocess
+    import sys
+
+    from script_loader import ROOT
+
+    from jaxdeconv.bench import synthetic
+
+    good = synthetic.motion_kernel(9, seed=1)
+    kernels = [synthetic.motion_kernel(9, seed=5), good, 0.5 * good + 0.5 * np.flipud(good)]
+    dirs = []
+    for i, k in enumerate(kernels):
+        folder = tmp_path / f"seed{i}" / "images"
+        folder.mkdir(parents=True)
+        row = {
+            "name": "a_1",
+            "status": "ok",
+            "psnr_two_stage": 20.0 + i,
+            "error_ratio": 1.5,
+            "final_loss": 0.1,
+            "seconds_total": 100.0 + i,
+        }
+        (folder / "a_1.json").write_text(json.dumps({"row": row}))
+        np.save(folder / "a_1_kernel.npy", k)
+        dirs.append(str(folder.parent))
+    out = tmp_path / "picked.csv"
+    env = {**os.environ, "JAX_PLATFORMS": "cpu"}
+    done = subprocess.run(
+        [
+            sys.executable,
+            os.path.join(ROOT, "benchmarks", "seed_agreement.py"),
+            f"--workdirs={','.join(dirs)}",
+            f"--csv={out}",
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    (row,) = list(csv.DictReader(open(out)))
+    expected, _, _ = sa.choose(kernels, sa.config_lib.fast())
+    assert row["seeds_kept"] == str(expected) and row["seed_select"] == "agreement"
+    assert float(row["psnr_two_stage"]) == 20.0 + expected
+    assert float(row["seconds_total"]) == 303.0  # what three runs cost
+    assert float(row["seconds_kept_run"]) == 100.0 + expected
