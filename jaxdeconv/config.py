@@ -220,6 +220,8 @@ def _estimate_fields(c: ml_collections.ConfigDict) -> None:
     c.recover.seeds = 1
     c.recover.seed_select = "agreement"
     c.recover.camera_blur = 0.75
+    # With "evidence": each run's network kernel (before refit and polish) competes too.
+    c.recover.network_kernels = False
     c.recover.delta_peak = 0.5
     c.recover.border_mass = 0.2
     # Other window rules (crop_select values) whose window also gets a network run on every
@@ -323,15 +325,17 @@ def tiny() -> ml_collections.ConfigDict:
 
 
 def quality() -> ml_collections.ConfigDict:
-    """CPU preset that spends about 3x `fast`'s time: `fast` on three seeds, the estimate under
+    """CPU preset that spends about 3x `fast`'s time: `fast` on three seeds, the kernel under
     which the blurry photo is most probable kept (``recover.seed_select = "evidence"``, with
-    0.75 px of camera blur allowed for). The seeds of `fast` disagree on hard images (Levin's
+    0.75 px of camera blur allowed for), among the three final kernels and the three networks'
+    own (``recover.network_kernels``). The seeds of `fast` disagree on hard images (Levin's
     dev 8: one image at 28.5, 20.8 and 25.8 dB); the evidence is a judge that needs no sharp
     image (docs/results.md, tenth probe)."""
     c = fast()
     c.recover.seeds = 3
     c.recover.seed_select = "evidence"
     c.recover.camera_blur = 0.75
+    c.recover.network_kernels = True
     return c
 
 
@@ -355,6 +359,7 @@ ADDED_FIELDS = {
     "recover.seeds": 1,
     "recover.seed_select": "agreement",
     "recover.camera_blur": 0.75,
+    "recover.network_kernels": False,
     "recover.agree_windows": 1,
     "recover.max_overlap": 0.25,
     "grad_weight": 0.0,

@@ -363,10 +363,12 @@ def most_consistent(
     mean similarity (``diagnose.kernel_similarity``) to the others' (a medoid: the kernel the
     seeds agree on); with ``"evidence"``, the unflagged kernel under which the whole blurry
     ``luminance`` is most probable (:func:`most_evident`, ``recover.camera_blur`` px of camera
-    blur allowed for). The data residual of a deconvolution is not used: it picked the worse
-    seed on all three Levin images tried (README). Facts: each seed, its agreement (and
-    evidence), and the seed kept. ``p``: the plan of ``luminance``; ``region``'s box is
-    ``first.box``."""
+    blur allowed for), among the seeds' final kernels and, with ``recover.network_kernels``
+    and the network at full resolution, their networks' own kernels before refit and polish
+    (``facts["seeds"]["kept_kernel"]`` says which). The data residual of a deconvolution is
+    not used: it picked the worse seed on all three Levin images tried (README). Facts: each
+    seed, its agreement (and each candidate's evidence), and the seed kept. ``p``: the plan of
+    ``luminance``; ``region``'s box is ``first.box``."""
     hooks = dict(spec=spec, step=step)
     choices = [first]
     for i in range(1, int(config.recover.seeds)):
@@ -386,13 +388,21 @@ def most_consistent(
         "agreement": [round(a, 4) for a in agreement],
         "flagged": flagged,
     }
-    if config.recover.get("seed_select", "agreement") == "evidence":
-        kept, scores = most_evident(
-            [c.kernel for c in choices], flagged, luminance, config.recover.camera_blur
-        )
-        facts["evidence"] = [round(e, 5) for e in scores]
-    best = choices[kept]
-    best.facts["seeds"] = {**facts, "kept": int(config.seed) + kept}
+    if config.recover.get("seed_select", "agreement") != "evidence":
+        best = choices[kept]
+        best.facts["seeds"] = {**facts, "kept": int(config.seed) + kept}
+        return best
+    pool, pool_flags = [c.kernel for c in choices], list(flagged)
+    if config.recover.get("network_kernels", False) and p.scale == 1.0:
+        # Each run's own kernel, before refit and polish: at full resolution, a candidate too.
+        pool += [np.asarray(c.result.kernel, np.float32) for c in choices]
+        pool_flags += [not _check(k, config).ok for k in pool[n:]]
+    kept, scores = most_evident(pool, pool_flags, luminance, config.recover.camera_blur)
+    facts["evidence"] = [round(e, 5) for e in scores]
+    facts["kept_kernel"] = "final" if kept < n else "network"
+    source = choices[kept % n]
+    best = Choice(pool[kept], source.facts, source.result, source.box)
+    best.facts["seeds"] = {**facts, "kept": int(config.seed) + kept % n}
     return best
 
 

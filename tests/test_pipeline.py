@@ -1,3 +1,5 @@
+import copy
+
 import jax.numpy as jnp
 import numpy as np
 
@@ -413,7 +415,7 @@ def test_seed_select_evidence_keeps_the_most_probable_unflagged_seed(monkeypatch
     seeds = out.facts["seeds"]
     alone = []
     for s in (4, 5, 6):
-        one = config_lib.apply_overrides(cfg, [f"seed={s}", "recover.seeds=1"])
+        one = config_lib.apply_overrides(copy.deepcopy(cfg), [f"seed={s}", "recover.seeds=1"])
         alone.append(pipeline.deblur_image(blurry, one).kernel)
     score = evidence.kernel_scorer(blurry, camera_blur=0.5)
     expected = [score(k) for k in alone]
@@ -427,3 +429,37 @@ def test_seed_select_evidence_keeps_the_most_probable_unflagged_seed(monkeypatch
         alone, [i == int(np.argmax(expected)) for i in range(3)], blurry, 0.5
     )
     assert kept != int(np.argmax(expected))
+
+
+def test_network_kernels_compete_under_the_evidence_and_one_may_be_kept(monkeypatch):
+    from jaxdeconv.classical import evidence
+
+    cfg = config_lib.tiny()
+    cfg.kernel_size = 5
+    cfg.num_steps = 30
+    cfg.recover.seeds = 2
+    cfg.recover.seed_select = "evidence"
+    cfg.recover.network_kernels = True
+    blurry = synthetic.make_example(24, 24, 5, noise=0.002, seed=2).blurry
+    real = pipeline._check
+    monkeypatch.setattr(
+        pipeline, "_check", lambda k, c: real(k, c)._replace(delta=False, border=False)
+    )
+    finals, networks = [], []
+    for s in (cfg.seed, cfg.seed + 1):
+        one = config_lib.apply_overrides(copy.deepcopy(cfg), [f"seed={s}", "recover.seeds=1"])
+        result, _, kernel = pipeline.estimate(blurry, one)
+        finals.append(np.asarray(kernel))
+        networks.append(np.asarray(result.kernel, np.float32))
+    score = evidence.kernel_scorer(blurry, camera_blur=cfg.recover.camera_blur)
+    expected = [score(k) for k in finals + networks]
+    out = pipeline.deblur_image(blurry, cfg)
+    seeds = out.facts["seeds"]
+    np.testing.assert_allclose(seeds["evidence"], expected, atol=1e-4)
+    best = int(np.argmax(expected))
+    assert seeds["kept_kernel"] == ("final" if best < 2 else "network")
+    assert seeds["kept"] == cfg.seed + best % 2
+    np.testing.assert_allclose(out.kernel, (finals + networks)[best], atol=1e-7)
+    # Off, only the final kernels compete.
+    cfg.recover.network_kernels = False
+    assert len(pipeline.deblur_image(blurry, cfg).facts["seeds"]["evidence"]) == 2
