@@ -1,21 +1,22 @@
 r"""What ``recover.seeds`` would pick, from benchmark runs already made with other seeds: for
 each image present in every workdir, the kernel ``pipeline.most_consistent`` keeps under
-``--select`` (``recover.seed_select``: ``agreement``, the kernel with the highest mean
-similarity to the others', or ``evidence``, the kernel under which the blurry image is most
-probable with ``--camera_blur`` px of camera blur allowed for; unflagged kernels first in
-both), and its row's scores; beside it each run alone, the mean over runs and the best run
-(an oracle). The runs may as well be variants of one estimator (``--labels`` names them).
-Selectors that need no sharp image are scored beside, for a choice among estimates to be
-judged on data it was not designed on: the lowest final training loss (``final_loss``), the
-sharpest two-stage image (largest mean gradient magnitude, ``sharpness``), the sparsest
-gradients (smallest L1/L2 ratio, Krishnan et al.'s normalised sparsity, ``sparsity``) and,
-with ``--dataset`` (the runs' benchmark, whose blurry images it reads), the kernel with the
-highest marginal likelihood of the blurry image, plain and with the camera blur (``evidence``,
-:func:`jaxdeconv.classical.evidence.log_evidence`).
+``--select`` (``recover.seed_select``), and its row's scores. ``agreement``: the kernel with
+the highest mean similarity to the others'. ``evidence``: the kernel under which the blurry
+image is most probable with ``--camera_blur`` px of camera blur allowed for, among the final
+kernels and, with ``--network_kernels``, the runs' network kernels too (scored here as the
+benchmark scores a kernel). Unflagged kernels come first in both. Beside it: each run alone,
+the mean over runs and the best run (an oracle). The runs may as well be variants of one
+estimator (``--labels`` names them). Selectors that need no sharp image are scored beside,
+for a choice among estimates to be judged on data it was not designed on: the lowest final
+training loss (``final_loss``), the sharpest two-stage image (largest mean gradient
+magnitude, ``sharpness``), the sparsest gradients (smallest L1/L2 ratio, Krishnan et al.'s
+normalised sparsity, ``sparsity``) and, with ``--dataset`` (the runs' benchmark, whose blurry
+images it reads), the kernel with the highest marginal likelihood of the blurry image, plain
+and with the camera blur (``evidence``, :func:`jaxdeconv.classical.evidence.log_evidence`).
 
   python benchmarks/seed_agreement.py --workdirs=runs/a,runs/b,runs/c [--csv=out.csv] \
       [--labels=a,b,c] [--dataset=levin|lai|synthetic [--suite=quick] [--data_root=...]] \
-      [--select=evidence [--camera_blur=0.75]]
+      [--select=evidence [--camera_blur=0.75] [--[no]network_kernels]]
 
 Each workdir is an ``experiments/benchmark.py`` folder (``results.csv``,
 ``images/NAME_kernel.npy``). ``--csv`` writes the picked rows with ``seeds_kept`` (the run's
@@ -39,7 +40,7 @@ from absl import app, flags
 from jaxdeconv import config as config_lib
 from jaxdeconv import pipeline
 from jaxdeconv.app import image_io
-from jaxdeconv.bench import datasets
+from jaxdeconv.bench import datasets, evaluate
 from jaxdeconv.classical import evidence
 
 _WORKDIRS = flags.DEFINE_list("workdirs", None, "Benchmark folders, one per seed (first: kept).")
@@ -57,6 +58,13 @@ _SELECT = flags.DEFINE_enum(
     "agreement",
     ["agreement", "evidence"],
     "Whose pick --csv writes: recover.seed_select's rule (evidence needs --dataset).",
+)
+_NETWORK_KERNELS = flags.DEFINE_bool(
+    "network_kernels",
+    config_lib.quality().recover.network_kernels,
+    "recover.network_kernels of the evidence pick: each run's network kernel "
+    "(images/NAME_network_kernel.npy, scored here on --dataset) competes too (default: the "
+    "quality preset's).",
 )
 _CAMERA_BLUR = flags.DEFINE_float(
     "camera_blur",
@@ -122,14 +130,37 @@ def selector_values(
 
 
 def choose(
-    kernels: list[np.ndarray], config, blurry: np.ndarray | None = None
+    kernels: list[np.ndarray],
+    config,
+    blurry: np.ndarray | None = None,
+    network: list[np.ndarray] | None = None,
 ) -> tuple[int, list[float], list[bool]]:
     """The index ``pipeline.most_consistent`` keeps under ``config.recover.seed_select``
-    (``evidence`` needs ``blurry``), each kernel's agreement and flag: the preset's own rule."""
+    (``evidence`` needs ``blurry``), each kernel's agreement and flag: the preset's own rule.
+    With the evidence and ``network`` (each run's network kernel, in the runs' order), those
+    compete too, after the final kernels: index ``len(kernels) + i`` is run ``i``'s."""
     kept, agreement, flagged = pipeline.medoid(kernels, config)
     if config.recover.seed_select == "evidence":
-        kept, _ = pipeline.most_evident(kernels, flagged, blurry, config.recover.camera_blur)
+        pool, pool_flags = list(kernels), list(flagged)
+        if network:
+            pool += list(network)
+            pool_flags += pipeline.medoid(list(network), config)[2]
+        kept, _ = pipeline.most_evident(pool, pool_flags, blurry, config.recover.camera_blur)
     return kept, agreement, flagged
+
+
+def network_row(row: dict, item, workdir: str, dataset: str) -> dict | None:
+    """``row`` with its run's network kernel (before refit and polish) in place of the final
+    one, scored as the benchmark scores a kernel (``evaluate.score_kernel``); ``None`` where
+    the network did not run at full resolution on the size asked for (its kernel's side is
+    not ``kernel_size``: a coarse working scale, an automatic size), as the preset then
+    leaves it out."""
+    kernel = np.load(os.path.join(workdir, "images", f"{row['name']}_network_kernel.npy"))
+    size = row.get("kernel_size")
+    if not str(size).isdigit() or kernel.shape != (int(size), int(size)):
+        return None
+    kernel = np.asarray(kernel, np.float32)
+    return {**row, **evaluate.score_kernel(item, kernel, dataset), "_kernel": kernel}
 
 
 def main(argv):
@@ -146,34 +177,47 @@ def main(argv):
     if _SELECT.value == "evidence" and not _DATASET.value:
         print("seed_agreement.py: --select=evidence needs --dataset", file=sys.stderr)
         return 1
+    network = _SELECT.value == "evidence" and _NETWORK_KERNELS.value
     labels = _LABELS.value or [f"seed {i}" for i in range(len(runs))]
     if len(labels) != len(runs):
         print("seed_agreement.py: --labels needs one name per workdir", file=sys.stderr)
         return 1
-    blurry = {}
+    loaded = {}
     if _DATASET.value:
         items = datasets.lazy_dataset(_DATASET.value, _DATA_ROOT.value, names, suite=_SUITE.value)
-        blurry = {item.name: item.load().blurry for item in items}
-    table, chosen, others = [], [], {}
+        loaded = {item.name: item.load() for item in items}
+    table, chosen, others, used_network = [], [], {}, 0
     for name in names:
         rows = [r[name] for r in runs]
-        kept, agreement, flagged = choose([r["_kernel"] for r in rows], config, blurry.get(name))
-        values_by = selector_values(rows, blurry.get(name), _CAMERA_BLUR.value)
+        blurry = loaded[name].blurry if loaded else None
+        nets = []
+        if network:
+            nets = [
+                network_row(row, loaded[name], folder, _DATASET.value)
+                for row, folder in zip(rows, _WORKDIRS.value, strict=True)
+            ]
+            nets = nets if all(n is not None for n in nets) else []
+        kernels = [r["_kernel"] for r in rows]
+        kept, agreement, flagged = choose(kernels, config, blurry, [n["_kernel"] for n in nets])
+        values_by = selector_values(rows, blurry, _CAMERA_BLUR.value)
         for selector, (values, rule) in values_by.items():
             others.setdefault(selector, []).append(pick(values, rule))
         ts = [float(r["psnr_two_stage"]) for r in rows]
         ratios = [float(r["error_ratio"]) for r in rows]
-        table.append((name, ts, ratios, kept, agreement, flagged))
+        picked_row = (rows + nets)[kept]
+        used_network += kept >= len(rows)
+        table.append((name, ts, ratios, kept % len(rows), agreement, flagged, picked_row))
         chosen.append(
             {
-                **rows[kept],
+                **picked_row,
                 "seconds_total": round(sum(float(r["seconds_total"]) for r in rows), 2),
-                "seconds_kept_run": rows[kept]["seconds_total"],
+                "seconds_kept_run": rows[kept % len(rows)]["seconds_total"],
+                "kept_kernel": "network" if kept >= len(rows) else "final",
             }
         )
     print("| image | " + " | ".join(labels) + " | kept | agreement |")
     print("|---" * (len(runs) + 3) + "|")
-    for name, ts, ratios, kept, agreement, flagged in table:
+    for name, ts, ratios, kept, agreement, flagged, _ in table:
         cells = [
             f"{t:.2f} ({r:.2f}){' F' if f else ''}"
             for t, r, f in zip(ts, ratios, flagged, strict=True)
@@ -186,17 +230,19 @@ def main(argv):
     ts = np.array([t[1] for t in table])
     ratios = np.array([t[2] for t in table])
     kept = np.array([t[3] for t in table])
-    picked = ts[np.arange(len(table)), kept]
-    picked_ratio = ratios[np.arange(len(table)), kept]
+    picked = np.array([float(t[6]["psnr_two_stage"]) for t in table])
+    picked_ratio = np.array([float(t[6]["error_ratio"]) for t in table])
     print(f"\n{len(names)} images, two-stage PSNR mean (right kernels, error ratio < {_RIGHT:g}):")
     for i in range(len(runs)):
         print(
             f"  {labels[i]} alone: {ts[:, i].mean():.2f} dB ({int((ratios[:, i] < _RIGHT).sum())})"
         )
     print(f"  mean over runs: {ts.mean():.2f} dB")
+    among = " and network kernels" if network else ""
     print(
-        f"  {_SELECT.value} pick (recover.seed_select, flagged last): {picked.mean():.2f} dB "
-        f"({int((picked_ratio < _RIGHT).sum())})"
+        f"  {_SELECT.value} pick among final kernels{among} (recover.seed_select, flagged "
+        f"last): {picked.mean():.2f} dB ({int((picked_ratio < _RIGHT).sum())}); a network "
+        f"kernel kept on {used_network}"
     )
     rows_index = np.arange(len(table))
     for selector, picks in others.items():
@@ -210,7 +256,7 @@ def main(argv):
     if _CSV.value:
         columns = [c for c in chosen[0] if not c.startswith("_")]
         with open(_CSV.value, "w", newline="") as f:
-            extra = ["seeds_kept", "seed_select", "seconds_kept_run"]
+            extra = ["seeds_kept", "seed_select", "kept_kernel", "seconds_kept_run"]
             w = csv.DictWriter(f, columns + extra, extrasaction="ignore")
             w.writeheader()
             for row, k in zip(chosen, kept, strict=True):

@@ -179,6 +179,28 @@ def test_kernel_size_is_read_from_the_result(small_levin, tiny_config, monkeypat
     assert evaluate.config_hash(auto) != evaluate.config_hash(tiny_config)
 
 
+def test_score_kernel_gives_the_rows_kernel_columns(small_levin, tiny_config, monkeypatch):
+    """A kernel scored on its own (a network kernel, offline) reads as the row a run with that
+    kernel writes: the same non-blind step and scores."""
+    item = datasets.load_levin(small_levin, ["im1_kernel1"])[0]
+    kernel = np.full(item.kernel.shape, 1.0 / item.kernel.size, np.float32)  # a wrong kernel
+
+    def fake_estimate(blurry, config, key, checkpoint_dir=None):
+        result = types.SimpleNamespace(
+            image=blurry, kernel=kernel, seconds=1.0, loss_history=[0.1], snapshots={}
+        )
+        return result, (0, 0, *blurry.shape[:2]), kernel
+
+    monkeypatch.setattr(evaluate, "blind_estimate", fake_estimate)
+    row, _ = evaluate.evaluate_image(item, tiny_config, dataset="levin")
+    alone = evaluate.score_kernel(item, 3.0 * kernel, dataset="levin")  # normalised inside
+    assert row["error_ratio"] > 1.05  # the flat kernel is not the true one
+    for column, value in alone.items():
+        same = value if isinstance(value, str) else pytest.approx(value, rel=1e-5)
+        assert row[column] == same, column
+    assert {"psnr_two_stage", "error_ratio", "kernel_similarity", "gain"} <= set(alone)
+
+
 def test_published_scores_per_dataset():
     """Lai is re-scored on studio-range luma (1.32 dB higher in PSNR), Levin keeps the
     protocol's scores (its published one), the synthetic suite has none."""

@@ -80,6 +80,9 @@ def test_choose_follows_the_presets_seed_select_rule():
         quality.recover.camera_blur,
     )
     assert "evidence, camera blur 0.75 px" in values
+    # A network kernel competes after the final kernels: the right one there wins.
+    kept, _, _ = sa.choose(kernels[:2], quality, y, network=[kernels[0], k])
+    assert kept == 3
     # The agreement rule keeps the medoid: the half-and-half kernel, between the other two.
     kept, _, _ = sa.choose(kernels, config_lib.fast())
     assert kept == 1 and kept == int(np.argmax(agreement[:3]))

@@ -91,6 +91,50 @@ def _image_config(
     return cfg
 
 
+def _kernel_scores(
+    item: datasets.BenchmarkImage,
+    kernel: np.ndarray,
+    two_stage: np.ndarray,
+    method: str,
+    dataset: str,
+) -> tuple[dict, dict]:
+    """The columns of a result row that depend on the kernel (its two-stage image
+    ``two_stage``, made with the non-blind ``method``), and the true kernel's scores."""
+    true_kernel = nonblind_deconv(method, item.blurry, item.kernel)
+    staged = metrics.aligned_psnr_ssim(two_stage, item.sharp)
+    reference = metrics.aligned_psnr_ssim(true_kernel, item.sharp)
+    blurry = metrics.aligned_psnr_ssim(item.blurry, item.sharp)
+    scores = {
+        "kernel_size_used": int(kernel.shape[0]),
+        "psnr_two_stage": staged["psnr"],
+        "ssim_two_stage": staged["ssim"],
+        "psnr_true_kernel": reference["psnr"],
+        "ssim_true_kernel": reference["ssim"],
+        "error_ratio": float(staged["ssd"] / reference["ssd"]),
+        "kernel_similarity": metrics.kernel_similarity(kernel, item.kernel),
+        "kernel_peak": float(np.max(kernel)),
+        "psnr_blurry": blurry["psnr"],
+        "ssim_blurry": blurry["ssim"],
+        "gain": staged["psnr"] - blurry["psnr"],
+        **published_scores(dataset, two_stage, true_kernel, item.sharp, staged, reference),
+    }
+    return scores, reference
+
+
+def score_kernel(item: datasets.BenchmarkImage, kernel: np.ndarray, dataset: str = "") -> dict:
+    """The kernel-dependent columns of :func:`evaluate_image`'s row for ``kernel`` on ``item``
+    (the same non-blind step and scores): for kernels found otherwise than by a run, such as
+    a run's network kernel before refit and polish."""
+    kernel = np.asarray(kernel, np.float64)
+    kernel = kernel / kernel.sum()
+    method = nonblind_method(item.category)
+    two_stage = nonblind_deconv(method, item.blurry, kernel)
+    return {
+        "nonblind_method": method,
+        **_kernel_scores(item, kernel, two_stage, method, dataset)[0],
+    }
+
+
 def evaluate_image(
     item: datasets.BenchmarkImage,
     config: ml_collections.ConfigDict,
@@ -113,19 +157,15 @@ def evaluate_image(
     two_stage = nonblind_deconv(method, item.blurry, kernel)
     # What a user waits for: training, kernel refit/polish and the final deconvolution.
     seconds_total = time.perf_counter() - start
-    true_kernel = nonblind_deconv(method, item.blurry, item.kernel)
     # The network's own image covers the estimation crop (the whole image without one).
     whole = tuple(box[2:]) == tuple(item.blurry.shape[:2])
+    scores, reference = _kernel_scores(item, kernel, two_stage, method, dataset)
     direct = aligned_or_nan(np.asarray(result.image), crops.crop(item.sharp, box))
-    staged = metrics.aligned_psnr_ssim(two_stage, item.sharp)
-    reference = metrics.aligned_psnr_ssim(true_kernel, item.sharp)
-    blurry = metrics.aligned_psnr_ssim(item.blurry, item.sharp)
     row = {
         "name": item.name,
         "category": item.category,
         "kernel_name": item.kernel_name,
         "kernel_size": cfg.kernel_size,
-        "kernel_size_used": int(kernel.shape[0]),
         "kernel_size_true": int(item.kernel.shape[0]),
         "kernel_size_convention": kernel_size_convention,
         "nonblind_method": method,
@@ -135,18 +175,8 @@ def evaluate_image(
         "final_loss": float(result.loss_history[-1]),
         "psnr_direct": direct["psnr"],
         "ssim_direct": direct["ssim"],
-        "psnr_two_stage": staged["psnr"],
-        "ssim_two_stage": staged["ssim"],
-        "psnr_true_kernel": reference["psnr"],
-        "ssim_true_kernel": reference["ssim"],
-        "error_ratio": float(staged["ssd"] / reference["ssd"]),
         "error_ratio_direct": (float(direct["ssd"] / reference["ssd"]) if whole else float("nan")),
-        "kernel_similarity": metrics.kernel_similarity(kernel, item.kernel),
-        "kernel_peak": float(np.max(kernel)),
-        "psnr_blurry": blurry["psnr"],
-        "ssim_blurry": blurry["ssim"],
-        "gain": staged["psnr"] - blurry["psnr"],
-        **published_scores(dataset, two_stage, true_kernel, item.sharp, staged, reference),
+        **scores,
         **item.tags,
         "error": "",
     }
