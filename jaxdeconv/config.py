@@ -325,17 +325,17 @@ def tiny() -> ml_collections.ConfigDict:
 
 
 def quality() -> ml_collections.ConfigDict:
-    """CPU preset that spends about 3x `fast`'s time: `fast` on three seeds, the kernel under
-    which the blurry photo is most probable kept (``recover.seed_select = "evidence"``, with
-    0.75 px of camera blur allowed for), among the three final kernels and the three networks'
-    own (``recover.network_kernels``). The seeds of `fast` disagree on hard images (Levin's
-    dev 8: one image at 28.5, 20.8 and 25.8 dB); the evidence is a judge that needs no sharp
-    image (docs/results.md, tenth probe)."""
+    """CPU preset that spends about 3x `fast`'s time: `fast` on three seeds, the final kernel
+    under which the blurry photo is most probable kept (``recover.seed_select = "evidence"``,
+    with 0.75 px of camera blur allowed for). The seeds of `fast` disagree on hard images
+    (Levin's dev 8: one image at 28.5, 20.8 and 25.8 dB); the evidence is a judge that needs
+    no sharp image. The networks' own kernels stay out of the choice
+    (``recover.network_kernels``): they helped on Levin and hurt on the synthetic suite
+    (docs/results.md, tenth probe)."""
     c = fast()
     c.recover.seeds = 3
     c.recover.seed_select = "evidence"
     c.recover.camera_blur = 0.75
-    c.recover.network_kernels = True
     return c
 
 

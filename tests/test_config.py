@@ -166,7 +166,6 @@ def test_seed_selection_is_checked_and_quality_is_fast_on_three_seeds(tiny_confi
     assert {k: v for k, v in q.items() if f[k] != v} == {
         "recover.seeds": 3,
         "recover.seed_select": "evidence",
-        "recover.network_kernels": True,
     }
     assert config_lib.PRESETS["quality"] is config_lib.quality
     # fast's fingerprint stays what its stored results were made with.
