@@ -256,7 +256,7 @@ def main(argv):
     if _CSV.value:
         columns = [c for c in chosen[0] if not c.startswith("_")]
         with open(_CSV.value, "w", newline="") as f:
-            extra = ["seeds_kept", "seed_select", "kept_kernel", "seconds_kept_run"]
+            extra = [c for c in ("seeds_kept", "seed_select") if c not in columns]
             w = csv.DictWriter(f, columns + extra, extrasaction="ignore")
             w.writeheader()
             for row, k in zip(chosen, kept, strict=True):

@@ -131,7 +131,11 @@ def test_the_csv_carries_the_pick_and_the_time_of_all_runs(tmp_path):
         timeout=300,
     )
     assert done.returncode == 0, done.stderr[-2000:]
+    with open(out) as f:
+        header = f.readline().strip().split(",")
+    assert len(header) == len(set(header))  # each column once
     (row,) = list(csv.DictReader(open(out)))
+    assert row["kept_kernel"] == "final"
     expected, _, _ = sa.choose(kernels, sa.config_lib.fast())
     assert row["seeds_kept"] == str(expected) and row["seed_select"] == "agreement"
     assert float(row["psnr_two_stage"]) == 20.0 + expected
