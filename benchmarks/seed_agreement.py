@@ -120,12 +120,9 @@ def selector_values(
     if blurry is not None:
         score = evidence.kernel_scorer(blurry)  # the image's spectra once, for every run
         out["evidence"] = ([score(r["_kernel"]) for r in rows], "max")
-        if camera_blur > 0:
-            score = evidence.kernel_scorer(blurry, camera_blur)
-            out[f"evidence, camera blur {camera_blur:g} px"] = (
-                [score(r["_kernel"]) for r in rows],
-                "max",
-            )
+        if camera_blur > 0:  # the same scorer, on each kernel given the camera's blur
+            blurred = [evidence.with_camera_blur(r["_kernel"], camera_blur) for r in rows]
+            out[f"evidence, camera blur {camera_blur:g} px"] = ([score(k) for k in blurred], "max")
     return out
 
 
@@ -144,7 +141,7 @@ def choose(
         pool, pool_flags = list(kernels), list(flagged)
         if network:
             pool += list(network)
-            pool_flags += pipeline.medoid(list(network), config)[2]
+            pool_flags += pipeline.flagged_kernels(list(network), config)
         kept, _ = pipeline.most_evident(pool, pool_flags, blurry, config.recover.camera_blur)
     return kept, agreement, flagged
 

@@ -396,7 +396,7 @@ def most_consistent(
     if config.recover.get("network_kernels", False) and p.scale == 1.0:
         # Each run's own kernel, before refit and polish: at full resolution, a candidate too.
         pool += [np.asarray(c.result.kernel, np.float32) for c in choices]
-        pool_flags += [not _check(k, config).ok for k in pool[n:]]
+        pool_flags += flagged_kernels(pool[n:], config)
     kept, scores = most_evident(pool, pool_flags, luminance, config.recover.camera_blur)
     facts["evidence"] = [round(e, 5) for e in scores]
     facts["kept_kernel"] = "final" if kept < n else "network"
@@ -428,9 +428,15 @@ def medoid(kernels: list[np.ndarray], config: ml_collections.ConfigDict):
         float(np.mean([similarity(kernels[i], kernels[j]) for j in range(n) if j != i]))
         for i in range(n)
     ]
-    flagged = [not _check(k, config).ok for k in kernels]
+    flagged = flagged_kernels(kernels, config)
     kept = max(range(n), key=lambda i: (not flagged[i], agreement[i], -i))
     return kept, agreement, flagged
+
+
+def flagged_kernels(kernels: list[np.ndarray], config: ml_collections.ConfigDict) -> list[bool]:
+    """For each kernel, whether the blind checks flag it (a delta or mass piled on its
+    border, ``config.recover``'s limits): the kernels a choice among candidates puts last."""
+    return [not _check(k, config).ok for k in kernels]
 
 
 def agreeing_window(
