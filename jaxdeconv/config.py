@@ -24,6 +24,8 @@ from collections.abc import Iterable
 import ml_collections
 from ml_collections import config_dict
 
+from jaxdeconv.variants import VARIANTS
+
 
 def default_config() -> ml_collections.ConfigDict:
     """All fields, with the paper's values."""
@@ -222,6 +224,9 @@ def _estimate_fields(c: ml_collections.ConfigDict) -> None:
     c.recover.camera_blur = 0.75
     # With "evidence": each run's network kernel (before refit and polish) competes too.
     c.recover.network_kernels = False
+    # Named variants (jaxdeconv.variants, e.g. ("ssim_switch",)) whose estimate competes with
+    # the seeds' under seed_select: each run at the base seed, on the first seed's window.
+    c.recover.variants = ()
     c.recover.delta_peak = 0.5
     c.recover.border_mass = 0.2
     # Other window rules (crop_select values) whose window also gets a network run on every
@@ -360,6 +365,7 @@ ADDED_FIELDS = {
     "recover.seed_select": "agreement",
     "recover.camera_blur": 0.75,
     "recover.network_kernels": False,
+    "recover.variants": (),
     "recover.agree_windows": 1,
     "recover.max_overlap": 0.25,
     "grad_weight": 0.0,
@@ -631,6 +637,11 @@ def check_values(cfg: ml_collections.ConfigDict) -> None:
             problems.append(
                 f"{field} must be one of {', '.join(map(repr, allowed))}, got {value!r}"
             )
+    pool = get("recover.variants") or ()
+    if isinstance(pool, str) or any(not isinstance(v, str) or v not in VARIANTS for v in pool):
+        problems.append(
+            f"recover.variants must be a tuple of variant names (jaxdeconv.variants), got {pool!r}"
+        )
     blur_sigma = get("recover.camera_blur")
     if isinstance(blur_sigma, int | float) and not blur_sigma >= 0:
         problems.append(f"recover.camera_blur must be 0 or more (px), got {blur_sigma!r}")

@@ -29,6 +29,7 @@ import jax
 import ml_collections
 import numpy as np
 
+from jaxdeconv import variants
 from jaxdeconv.classical import (
     colour,
     crops,
@@ -301,7 +302,7 @@ def choose_estimate(
     kernel, facts = robust_kernel(result, region, config, luminance, p=p, box=box, key=key, **hooks)
     facts["window"] = window_rule(config, p)
     best = Choice(kernel, facts, result, box)
-    if int(config.recover.get("seeds", 1)) > 1:
+    if int(config.recover.get("seeds", 1)) > 1 or config.recover.get("variants", ()):
         best = most_consistent(best, region, config, luminance, p=p, key=key, **hooks)
     if int(config.recover.get("agree_windows", 1)) > 1:
         best = agreeing_window(best, config, luminance, p=p, key=key, **hooks)
@@ -358,7 +359,9 @@ def most_consistent(
     step: Callable | None = None,
 ) -> Choice:
     """``recover.seeds = N`` whole estimates (``first``, then :func:`seed_config`'s seeds
-    1..N-1, each a network run on ``region`` and :func:`robust_kernel`). With
+    1..N-1, each a network run on ``region`` and :func:`robust_kernel`), then one per name in
+    ``recover.variants`` (``variants.apply(name, config)`` at ``first``'s seed and key: the
+    estimate that variant makes alone on the same window). With
     ``recover.seed_select = "agreement"`` the kept one is the unflagged kernel with the highest
     mean similarity (``diagnose.kernel_similarity``) to the others' (a medoid: the kernel the
     seeds agree on); with ``"evidence"``, the unflagged kernel under which the whole blurry
@@ -367,12 +370,16 @@ def most_consistent(
     and the network at full resolution, their networks' own kernels before refit and polish
     (``facts["seeds"]["kept_kernel"]`` says which). The data residual of a deconvolution is
     not used: it picked the worse seed on all three Levin images tried (README). Facts: each
-    seed, its agreement (and each candidate's evidence), and the seed kept. ``p``: the plan of
-    ``luminance``; ``region``'s box is ``first.box``."""
+    seed, its agreement (and each candidate's evidence), the seed kept and, with variants,
+    each candidate's label and the one kept. ``p``: the plan of ``luminance``; ``region``'s
+    box is ``first.box``."""
     hooks = dict(spec=spec, step=step)
     choices = [first]
-    for i in range(1, int(config.recover.seeds)):
-        cfg, k = seed_config(config, key, i)
+    seeds = int(config.recover.seeds)
+    names = tuple(config.recover.get("variants", ()))
+    others = [seed_config(config, key, i) for i in range(1, seeds)]
+    others += [(variants.apply(name, config), key) for name in names]
+    for cfg, k in others:
         run = progressive.network_run(
             luminance, cfg, p=p, region=region, box=first.box, key=k, **hooks
         )
@@ -382,15 +389,21 @@ def most_consistent(
         facts["window"] = first.facts.get("window")
         choices.append(Choice(kernel, facts, run, first.box))
     n = len(choices)
+    labels = [f"seed {int(config.seed) + i}" for i in range(seeds)] + list(names)
+
+    def kept_facts(i: int) -> dict:  # the kept candidate's seed (a variant's: the base seed)
+        out = {"kept": int(config.seed) + (i if i < seeds else 0)}
+        return {**out, "candidates": labels, "kept_candidate": labels[i]} if names else out
+
     kept, agreement, flagged = medoid([c.kernel for c in choices], config)
     facts = {
-        "seeds": [int(config.seed) + i for i in range(n)],
+        "seeds": [int(config.seed) + i for i in range(seeds)],
         "agreement": [round(a, 4) for a in agreement],
         "flagged": flagged,
     }
     if config.recover.get("seed_select", "agreement") != "evidence":
         best = choices[kept]
-        best.facts["seeds"] = {**facts, "kept": int(config.seed) + kept}
+        best.facts["seeds"] = {**facts, **kept_facts(kept)}
         return best
     pool, pool_flags = [c.kernel for c in choices], list(flagged)
     if config.recover.get("network_kernels", False) and p.scale == 1.0:
@@ -402,7 +415,7 @@ def most_consistent(
     facts["kept_kernel"] = "final" if kept < n else "network"
     source = choices[kept % n]
     best = Choice(pool[kept], source.facts, source.result, source.box)
-    best.facts["seeds"] = {**facts, "kept": int(config.seed) + kept % n}
+    best.facts["seeds"] = {**facts, **kept_facts(kept % n)}
     return best
 
 

@@ -170,3 +170,12 @@ def test_seed_selection_is_checked_and_quality_is_fast_on_three_seeds(tiny_confi
     assert config_lib.PRESETS["quality"] is config_lib.quality
     # fast's fingerprint stays what its stored results were made with.
     assert config_lib.fingerprint(fast) != config_lib.fingerprint(quality)
+
+
+def test_the_pool_of_variants_names_known_variants_and_is_off_by_default(tiny_config):
+    assert config_lib.fast().recover.variants == () == config_lib.quality().recover.variants
+    tiny_config.recover.variants = ("ssim_swtich",)  # a typo
+    with pytest.raises(ValueError, match="recover.variants must be a tuple of variant names"):
+        config_lib.check_values(tiny_config)
+    tiny_config.recover.variants = ("ssim_switch", "lr_milestones")
+    config_lib.check_values(tiny_config)

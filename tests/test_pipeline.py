@@ -463,3 +463,47 @@ def test_network_kernels_compete_under_the_evidence_and_one_may_be_kept(monkeypa
     # Off, only the final kernels compete.
     cfg.recover.network_kernels = False
     assert len(pipeline.deblur_image(blurry, cfg).facts["seeds"]["evidence"]) == 2
+
+
+def test_a_variant_competes_with_the_seeds_and_is_that_variants_own_estimate(monkeypatch):
+    from jaxdeconv import variants
+    from jaxdeconv.classical import evidence
+
+    cfg = config_lib.tiny()
+    cfg.kernel_size = 5
+    cfg.num_steps = 30
+    cfg.seed = 4
+    cfg.recover.seeds = 2
+    cfg.recover.seed_select = "evidence"
+    cfg.recover.variants = ("ssim_switch",)
+    blurry = synthetic.make_example(24, 24, 5, noise=0.002, seed=2).blurry
+    real = pipeline._check
+    monkeypatch.setattr(
+        pipeline, "_check", lambda k, c: real(k, c)._replace(delta=False, border=False)
+    )
+    out = pipeline.deblur_image(blurry, cfg)
+    seeds = out.facts["seeds"]
+    assert seeds["candidates"] == ["seed 4", "seed 5", "ssim_switch"]
+    assert seeds["seeds"] == [4, 5] and len(seeds["evidence"]) == 3
+    # Each candidate is the estimate its config makes alone: the variant at the base seed.
+    alone = []
+    for s in (4, 5):
+        one = config_lib.apply_overrides(copy.deepcopy(cfg), [f"seed={s}", "recover.seeds=1"])
+        one.recover.variants = ()
+        alone.append(pipeline.deblur_image(blurry, one).kernel)
+    own = variants.apply("ssim_switch", cfg)
+    own.recover.seeds, own.recover.variants = 1, ()
+    alone.append(pipeline.deblur_image(blurry, own).kernel)
+    assert not np.array_equal(alone[0], alone[2])  # the variant changes the estimate
+    score = evidence.kernel_scorer(blurry, camera_blur=cfg.recover.camera_blur)
+    expected = [score(k) for k in alone]
+    np.testing.assert_allclose(seeds["evidence"], expected, atol=1e-4)
+    best = int(np.argmax(expected))
+    assert seeds["kept_candidate"] == seeds["candidates"][best]
+    assert seeds["kept"] == (4 + best if best < 2 else 4)
+    np.testing.assert_array_equal(out.kernel, alone[best])
+    # With variants alone (one seed) the pool is the base estimate and the variant's.
+    cfg.recover.seeds = 1
+    only = pipeline.deblur_image(blurry, cfg).facts["seeds"]
+    assert only["candidates"] == ["seed 4", "ssim_switch"]
+    np.testing.assert_allclose(only["evidence"], [expected[0], expected[2]], atol=1e-4)
