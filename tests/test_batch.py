@@ -526,3 +526,27 @@ def test_the_summary_records_the_seed_kept(cfg, tmp_path, monkeypatch):
     assert record["seed"] == 1 and record["seeds"] == [0, 1, 2]
     (image,) = json.load(open(out / "summary.json"))["images"]
     assert image["seed"] == 1 and image["seed_agreement"] == [0.5, 0.9, 0.6]
+    assert "kept_candidate" not in image  # no variants in the pool
+
+
+def test_the_summary_records_the_variant_kept(cfg, tmp_path, monkeypatch):
+    src = _save(tmp_path / "a.png", _grey(0))
+    real = batch._final_stage
+
+    def with_variant(member, result):  # most_consistent with 2 seeds and one variant
+        outputs = real(member, result)
+        outputs.facts["seeds"] = {
+            "seeds": [0, 1],
+            "agreement": [0.5, 0.9, 0.6],
+            "flagged": [False] * 3,
+            "kept": 0,
+            "candidates": ["seed 0", "seed 1", "ssim_switch"],
+            "kept_candidate": "ssim_switch",
+        }
+        return outputs
+
+    monkeypatch.setattr(batch, "_final_stage", with_variant)
+    out = tmp_path / "out"
+    batch.process([src], cfg, str(out), quiet=True)
+    (image,) = json.load(open(out / "summary.json"))["images"]
+    assert image["seed"] == 0 and image["kept_candidate"] == "ssim_switch"

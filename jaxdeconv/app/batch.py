@@ -420,6 +420,8 @@ def _write_image_outputs(member, result, output_dir, names, run, progress) -> No
     extra = {"warning": "; ".join(member["notes"])} if member["notes"] else {}
     if seeds := outputs.facts.get("seeds"):  # recover.seeds: the kept seed, and the agreement
         extra.update(seed=seeds["kept"], seeds=seeds["seeds"], seed_agreement=seeds["agreement"])
+        if "kept_candidate" in seeds:  # recover.variants: which estimate of the pool was kept
+            extra.update(kept_candidate=seeds["kept_candidate"])
     run.set(
         path,
         _record(
