@@ -396,21 +396,29 @@ def test_agreement_across_windows_keeps_the_kernel_the_windows_agree_on():
     np.testing.assert_array_equal(out.kernel, alone[kept])
 
 
-def test_seed_select_evidence_keeps_the_most_probable_unflagged_seed(monkeypatch):
-    from jaxdeconv.classical import evidence
-
+def _evidence_pool(monkeypatch, seeds: int, **recover):
+    """A tiny config keeping, among ``seeds`` seeds, the kernel with the highest evidence
+    (``recover`` fields set too), a small blurry example, and blind checks that flag nothing,
+    so that the evidence alone decides."""
     cfg = config_lib.tiny()
     cfg.kernel_size = 5
     cfg.num_steps = 30
-    cfg.seed = 4
-    cfg.recover.seeds = 3
+    cfg.recover.seeds = seeds
     cfg.recover.seed_select = "evidence"
-    cfg.recover.camera_blur = 0.5
-    blurry = synthetic.make_example(24, 24, 5, noise=0.002, seed=2).blurry
+    for field, value in recover.items():
+        setattr(cfg.recover, field, value)
     real = pipeline._check
     monkeypatch.setattr(
         pipeline, "_check", lambda k, c: real(k, c)._replace(delta=False, border=False)
     )
+    return cfg, synthetic.make_example(24, 24, 5, noise=0.002, seed=2).blurry
+
+
+def test_seed_select_evidence_keeps_the_most_probable_unflagged_seed(monkeypatch):
+    from jaxdeconv.classical import evidence
+
+    cfg, blurry = _evidence_pool(monkeypatch, 3, camera_blur=0.5)
+    cfg.seed = 4
     out = pipeline.deblur_image(blurry, cfg)
     seeds = out.facts["seeds"]
     alone = []
@@ -434,17 +442,7 @@ def test_seed_select_evidence_keeps_the_most_probable_unflagged_seed(monkeypatch
 def test_network_kernels_compete_under_the_evidence_and_one_may_be_kept(monkeypatch):
     from jaxdeconv.classical import evidence
 
-    cfg = config_lib.tiny()
-    cfg.kernel_size = 5
-    cfg.num_steps = 30
-    cfg.recover.seeds = 2
-    cfg.recover.seed_select = "evidence"
-    cfg.recover.network_kernels = True
-    blurry = synthetic.make_example(24, 24, 5, noise=0.002, seed=2).blurry
-    real = pipeline._check
-    monkeypatch.setattr(
-        pipeline, "_check", lambda k, c: real(k, c)._replace(delta=False, border=False)
-    )
+    cfg, blurry = _evidence_pool(monkeypatch, 2, network_kernels=True)
     finals, networks = [], []
     for s in (cfg.seed, cfg.seed + 1):
         one = config_lib.apply_overrides(copy.deepcopy(cfg), [f"seed={s}", "recover.seeds=1"])
@@ -469,18 +467,8 @@ def test_a_variant_competes_with_the_seeds_and_is_that_variants_own_estimate(mon
     from jaxdeconv import variants
     from jaxdeconv.classical import evidence
 
-    cfg = config_lib.tiny()
-    cfg.kernel_size = 5
-    cfg.num_steps = 30
+    cfg, blurry = _evidence_pool(monkeypatch, 2, variants=("ssim_switch",))
     cfg.seed = 4
-    cfg.recover.seeds = 2
-    cfg.recover.seed_select = "evidence"
-    cfg.recover.variants = ("ssim_switch",)
-    blurry = synthetic.make_example(24, 24, 5, noise=0.002, seed=2).blurry
-    real = pipeline._check
-    monkeypatch.setattr(
-        pipeline, "_check", lambda k, c: real(k, c)._replace(delta=False, border=False)
-    )
     out = pipeline.deblur_image(blurry, cfg)
     seeds = out.facts["seeds"]
     assert seeds["candidates"] == ["seed 4", "seed 5", "ssim_switch"]
